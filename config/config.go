@@ -1,0 +1,348 @@
+package config
+
+import (
+	"strings"
+	"time"
+)
+
+// Config is the whole listener configuration. Field names mirror the YAML keys; every key is
+// documented in config.example.yaml at the module root, and every default is set in
+// defaults.go.
+type Config struct {
+	MISP       MISP       `yaml:"misp" json:"misp"`
+	ZeroMQ     ZeroMQ     `yaml:"zeromq" json:"zeromq"`
+	Webhook    Webhook    `yaml:"webhook" json:"webhook"`
+	Conversion Conversion `yaml:"conversion" json:"conversion"`
+	// Sinks are the Sentinel workspaces to keep in sync. After Load (and after Resolve, for a
+	// Key Vault tenants reference) it also holds one sink per element of Tenants.
+	Sinks []Sink `yaml:"sinks" json:"sinks"`
+	// Tenants is misp2sentinel's Azure Function `tenants` JSON array, given inline, as
+	// env:NAME, file:/path or a keyvault:// reference. Each element becomes a sink.
+	Tenants   Secret    `yaml:"tenants" json:"tenants"`
+	Store     Store     `yaml:"store" json:"store"`
+	Reconcile Reconcile `yaml:"reconcile" json:"reconcile"`
+	Pusher    Pusher    `yaml:"pusher" json:"pusher"`
+	Metrics   Metrics   `yaml:"metrics" json:"metrics"`
+	Log       Log       `yaml:"log" json:"log"`
+
+	// tenantsExpanded is set once the sinks of Tenants have been appended to Sinks.
+	tenantsExpanded bool
+}
+
+// MISP is the connection to the MISP REST API and the event filters every search uses.
+type MISP struct {
+	// URL is the MISP base URL, e.g. https://misp.example.org.
+	URL string `yaml:"url" json:"url"`
+	// Key is the MISP automation key (read-only suffices).
+	Key Secret `yaml:"key" json:"key"`
+	// CAFile is a PEM bundle that verifies MISP's certificate instead of the system roots.
+	CAFile string `yaml:"ca_file" json:"ca_file"`
+	// InsecureSkipVerify turns TLS verification off. Never the default.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify" json:"insecure_skip_verify"`
+	// Timeout bounds each MISP HTTP request.
+	Timeout time.Duration `yaml:"timeout" json:"timeout"`
+	// UserAgent is sent on every MISP request.
+	UserAgent string `yaml:"user_agent" json:"user_agent"`
+	// PageSize is the number of events per events/restSearch page (misp_event_limit_per_page).
+	PageSize int `yaml:"page_size" json:"page_size"`
+	// EventFilters are passed verbatim to events/restSearch (misp_event_filters). The pager
+	// owns limit, page and returnFormat.
+	EventFilters map[string]any `yaml:"event_filters" json:"event_filters"`
+	// RealtimeFetch says whether a ZeroMQ or webhook notice is trusted as-is or the event is
+	// fetched again through restSearch with the filters: auto, always or never.
+	RealtimeFetch string `yaml:"realtime_fetch" json:"realtime_fetch"`
+}
+
+// ServerSideFilterKeys are restSearch filters that MISP evaluates only on the server: a
+// notice's event JSON cannot be checked against them, so with realtime_fetch auto their
+// presence makes the real-time path refetch the event through restSearch.
+var ServerSideFilterKeys = []string{
+	"enforceWarninglist", "excludeDecayed", "decayingModel", "modelOverrides", "score",
+	"includeDecayScore", "sharinggroup", "value", "searchall",
+}
+
+// RefetchOnNotice reports whether the real-time path must fetch a notified event through
+// restSearch (with the filters) instead of trusting the ZeroMQ or webhook payload.
+func (m MISP) RefetchOnNotice() bool {
+	switch m.RealtimeFetch {
+	case RealtimeFetchAlways:
+		return true
+	case RealtimeFetchNever:
+		return false
+	}
+	for _, k := range ServerSideFilterKeys {
+		if v, ok := m.EventFilters[k]; ok && truthy(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// truthy reports whether a restSearch filter value switches its filter on.
+func truthy(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return x
+	case int:
+		return x != 0
+	case float64:
+		return x != 0
+	case string:
+		s := strings.ToLower(strings.TrimSpace(x))
+		return s != "" && s != "0" && s != "false"
+	}
+	return true
+}
+
+// Values of MISP.RealtimeFetch.
+const (
+	RealtimeFetchAuto   = "auto"
+	RealtimeFetchAlways = "always"
+	RealtimeFetchNever  = "never"
+)
+
+// ZeroMQ is the subscription to MISP's ZeroMQ publisher.
+type ZeroMQ struct {
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Endpoint is the publisher address, e.g. tcp://misp.example.org:50000.
+	Endpoint string `yaml:"endpoint" json:"endpoint"`
+	// Username and Password are MISP's ZeroMQ PLAIN credentials (both or neither).
+	Username string `yaml:"username" json:"username"`
+	Password Secret `yaml:"password" json:"password"`
+	// HeartbeatTimeout is how long silence may last before the subscription counts as
+	// broken; MISP sends a heartbeat every 10 s when idle.
+	HeartbeatTimeout time.Duration `yaml:"heartbeat_timeout" json:"heartbeat_timeout"`
+	// ReconnectBackoff spaces reconnect attempts.
+	ReconnectBackoff Backoff `yaml:"reconnect_backoff" json:"reconnect_backoff"`
+}
+
+// Backoff is an exponential backoff between Initial and Max.
+type Backoff struct {
+	Initial time.Duration `yaml:"initial" json:"initial"`
+	Max     time.Duration `yaml:"max" json:"max"`
+}
+
+// Webhook is the HTTP endpoint that MISP's workflow webhook module posts to.
+type Webhook struct {
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Listen is the host:port to listen on.
+	Listen string `yaml:"listen" json:"listen"`
+	// Path is the URL path that accepts the POST.
+	Path string `yaml:"path" json:"path"`
+	// AuthHeader names the request header that must carry AuthToken.
+	AuthHeader string `yaml:"auth_header" json:"auth_header"`
+	AuthToken  Secret `yaml:"auth_token" json:"auth_token"`
+	// MaxBodyBytes caps a request body.
+	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes"`
+	// TLSCertFile and TLSKeyFile turn on HTTPS (both or neither).
+	TLSCertFile string `yaml:"tls_cert_file" json:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file" json:"tls_key_file"`
+}
+
+// Conversion is how MISP attributes become STIX indicators. The top-level value is the default
+// of every sink; a sink's own conversion block replaces single keys of it.
+type Conversion struct {
+	// Profile is sentinel (single-observable patterns Sentinel parses) or misp-stix.
+	Profile string `yaml:"profile" json:"profile"`
+	// DaysToExpire is the default indicator lifetime (days_to_expire).
+	DaysToExpire int `yaml:"days_to_expire" json:"days_to_expire"`
+	// ExpireStart is valid_from or now (days_to_expire_start).
+	ExpireStart string `yaml:"expire_start" json:"expire_start"`
+	// DaysToExpireByType overrides DaysToExpire per STIX observable type, matched exactly
+	// (days_to_expire_mapping).
+	DaysToExpireByType map[string]int `yaml:"days_to_expire_by_type" json:"days_to_expire_by_type"`
+	// IgnoreLastSeen ignores MISP last_seen when computing valid_until.
+	IgnoreLastSeen bool `yaml:"ignore_last_seen" json:"ignore_last_seen"`
+	// DefaultConfidence applies when no misp:confidence-level tag is present.
+	DefaultConfidence int `yaml:"default_confidence" json:"default_confidence"`
+	// DefaultTLP applies when neither attribute nor event has a TLP tag.
+	DefaultTLP string `yaml:"default_tlp" json:"default_tlp"`
+	// DefaultThreatType applies when no sentinel-threattype tag is present.
+	DefaultThreatType string `yaml:"default_threat_type" json:"default_threat_type"`
+	// IncludeLocalTags keeps tags MISP flags as local (the inverse of ignore_localtags).
+	IncludeLocalTags bool `yaml:"include_local_tags" json:"include_local_tags"`
+	// TagsIgnore drops labels containing any of these strings, case-insensitively
+	// (MISP_TAGS_IGNORE).
+	TagsIgnore []string `yaml:"tags_ignore" json:"tags_ignore"`
+	// AllowedTaxonomies, if not empty, keeps only labels containing "<taxonomy>:"
+	// (MISP_ALLOWED_TAXONOMIES).
+	AllowedTaxonomies []string `yaml:"allowed_taxonomies" json:"allowed_taxonomies"`
+	// FlattenAttributes also exports the attributes inside MISP objects
+	// (misp_flatten_attributes).
+	FlattenAttributes bool `yaml:"flatten_attributes" json:"flatten_attributes"`
+	// CompositeAttributes is split (one indicator per component) or first_component
+	// (misp2sentinel's remove_pipe_from_misp_attribute).
+	CompositeAttributes string `yaml:"composite_attributes" json:"composite_attributes"`
+	// PatternTypes are the pattern languages exported: stix, and with the misp-stix profile
+	// also yara, sigma, snort, suricata.
+	PatternTypes []string `yaml:"pattern_types" json:"pattern_types"`
+}
+
+// Values of Conversion fields.
+const (
+	ProfileSentinel  = "sentinel"
+	ProfileMISPSTIX  = "misp-stix"
+	ExpireStartValid = "valid_from"
+	ExpireStartNow   = "now"
+	CompositeSplit   = "split"
+	CompositeFirst   = "first_component"
+)
+
+// ExpiryDays returns the lifetime in days of an indicator whose observable has the given
+// STIX type.
+func (c Conversion) ExpiryDays(observableType string) int {
+	if d, ok := c.DaysToExpireByType[observableType]; ok {
+		return d
+	}
+	return c.DaysToExpire
+}
+
+// Sink is one Sentinel workspace and the identity, limits and filters used to feed it.
+type Sink struct {
+	// Name identifies the sink in logs, metrics and the store. Never rename a sink that has
+	// state: its progress is keyed by name.
+	Name string `yaml:"name" json:"name"`
+	// WorkspaceID is the Log Analytics workspace ID (a GUID, not a resource ID).
+	WorkspaceID string `yaml:"workspace_id" json:"workspace_id"`
+	// Cloud is public, usgov or china; it selects the Endpoints defaults.
+	Cloud     string    `yaml:"cloud" json:"cloud"`
+	Endpoints Endpoints `yaml:"endpoints" json:"endpoints"`
+	// API is stix-objects (default) or legacy (the deprecated upload-indicators API).
+	API string `yaml:"api" json:"api"`
+	// APIVersion is the upload api-version; the default follows API.
+	APIVersion string `yaml:"api_version" json:"api_version"`
+	// SourceSystem is the upload body's sourcesystem; "Microsoft Sentinel" is reserved.
+	SourceSystem string `yaml:"sourcesystem" json:"sourcesystem"`
+	UserAgent    string `yaml:"user_agent" json:"user_agent"`
+	// BatchSize is the number of objects per upload request (at most 100).
+	BatchSize int `yaml:"batch_size" json:"batch_size"`
+	// RequestsPerMinute is the upload rate of the sink's identity; sinks sharing an identity
+	// share it and must agree on it.
+	RequestsPerMinute int        `yaml:"requests_per_minute" json:"requests_per_minute"`
+	Identity          Identity   `yaml:"identity" json:"identity"`
+	Filters           Filters    `yaml:"filters" json:"filters"`
+	Conversion        Conversion `yaml:"conversion" json:"conversion"`
+
+	// tenantElement is 1 + the index of the tenants JSON element the sink was made from,
+	// 0 for a sink from the sinks list.
+	tenantElement int
+}
+
+// FromTenants reports whether the sink was made from an element of the tenants JSON, and
+// from which.
+func (s Sink) FromTenants() (index int, ok bool) {
+	return s.tenantElement - 1, s.tenantElement > 0
+}
+
+// Values of Sink.Cloud and Sink.API.
+const (
+	CloudPublic    = "public"
+	CloudUSGov     = "usgov"
+	CloudChina     = "china"
+	APISTIXObjects = "stix-objects"
+	APILegacy      = "legacy"
+	ReservedSource = "Microsoft Sentinel"
+)
+
+// Endpoints are the three cloud-specific addresses a sink talks to. Empty fields take the
+// value of the sink's cloud preset.
+type Endpoints struct {
+	// LoginHost is the Entra authority, e.g. https://login.microsoftonline.com.
+	LoginHost string `yaml:"login_host" json:"login_host"`
+	// APIHost is the upload API base URL, e.g. https://api.ti.sentinel.azure.com.
+	APIHost string `yaml:"api_host" json:"api_host"`
+	// Scope is the token scope, e.g. https://management.azure.com/.default.
+	Scope string `yaml:"scope" json:"scope"`
+}
+
+// Identity is the Entra identity a sink authenticates as.
+type Identity struct {
+	// Kind is client_secret, client_certificate, managed_identity, workload_identity or
+	// default (azidentity's DefaultAzureCredential chain).
+	Kind     string `yaml:"kind" json:"kind"`
+	TenantID string `yaml:"tenant_id" json:"tenant_id"`
+	// ClientID is the app registration (or user-assigned managed identity) client ID.
+	ClientID            string `yaml:"client_id" json:"client_id"`
+	ClientSecret        Secret `yaml:"client_secret" json:"client_secret"`
+	CertificateFile     string `yaml:"certificate_file" json:"certificate_file"`
+	CertificatePassword Secret `yaml:"certificate_password" json:"certificate_password"`
+}
+
+// Values of Identity.Kind.
+const (
+	IdentityClientSecret      = "client_secret"
+	IdentityClientCertificate = "client_certificate"
+	IdentityManaged           = "managed_identity"
+	IdentityWorkload          = "workload_identity"
+	IdentityDefault           = "default"
+)
+
+// Key identifies the Entra principal: sinks with equal keys share one request-rate limiter
+// (Sentinel's quota belongs to the principal, whatever credential proves it). An identity
+// without a client ID (system-assigned managed identity, the default chain) is keyed by kind.
+func (id Identity) Key() string {
+	if id.ClientID == "" {
+		return id.Kind + "/" + strings.ToLower(id.TenantID)
+	}
+	return strings.ToLower(id.TenantID) + "/" + strings.ToLower(id.ClientID)
+}
+
+// Filters narrow what a sink receives, on top of misp.event_filters.
+type Filters struct {
+	// IncludeTags, if not empty, keeps only attributes whose (attribute or event) tags
+	// include one of these, compared case-insensitively.
+	IncludeTags []string `yaml:"include_tags" json:"include_tags"`
+	// ExcludeTags drops attributes carrying any of these tags.
+	ExcludeTags []string `yaml:"exclude_tags" json:"exclude_tags"`
+	// AttributeTypes, if not empty, keeps only these MISP attribute types.
+	AttributeTypes []string `yaml:"attribute_types" json:"attribute_types"`
+	// MinConfidence drops indicators whose confidence is lower (0 keeps all).
+	MinConfidence int `yaml:"min_confidence" json:"min_confidence"`
+	// MaxTLP is the highest TLP sent to this sink ("" sends all), e.g. tlp:amber.
+	MaxTLP string `yaml:"max_tlp" json:"max_tlp"`
+}
+
+// Store is the local Badger state.
+type Store struct {
+	Dir string `yaml:"dir" json:"dir"`
+	// RefreshWindow re-uploads an unchanged indicator this long before its valid_until.
+	RefreshWindow time.Duration `yaml:"refresh_window" json:"refresh_window"`
+}
+
+// Reconcile schedules the REST reconciliation with MISP.
+type Reconcile struct {
+	// FullInterval is the period of full reconciles (ignored when Schedule is set).
+	FullInterval time.Duration `yaml:"full_interval" json:"full_interval"`
+	// Schedule is an optional 5-field cron expression for full reconciles.
+	Schedule string `yaml:"schedule" json:"schedule"`
+	// IncrementalInterval is the period of incremental (timestamp window) reconciles; 0
+	// turns them off.
+	IncrementalInterval time.Duration `yaml:"incremental_interval" json:"incremental_interval"`
+	// Overlap widens each incremental window backwards to absorb clock skew.
+	Overlap time.Duration `yaml:"overlap" json:"overlap"`
+	// GoneGrace is how long an event must stay missing from full reconciles before its
+	// indicators are revoked.
+	GoneGrace time.Duration `yaml:"gone_grace" json:"gone_grace"`
+}
+
+// Pusher drains the outbox.
+type Pusher struct {
+	// Linger is how long a partial batch waits for more objects.
+	Linger time.Duration `yaml:"linger" json:"linger"`
+}
+
+// Metrics serves /metrics and the health endpoints.
+type Metrics struct {
+	// Listen is host:port; empty turns the server off.
+	Listen string `yaml:"listen" json:"listen"`
+}
+
+// Log configures logrus.
+type Log struct {
+	// Level is trace, debug, info, warn, error, fatal or panic.
+	Level string `yaml:"level" json:"level"`
+	// Format is json or text.
+	Format string `yaml:"format" json:"format"`
+}
