@@ -1,0 +1,388 @@
+package listener
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"mime"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Defaults of WebhookConfig.
+const (
+	DefaultWebhookPath       = "/v1/misp/webhook"
+	DefaultWebhookAuthHeader = "Authorization"
+	DefaultMaxBodyBytes      = 16 << 20
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 2 * time.Minute
+	DefaultWriteTimeout      = 2 * time.Minute
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultShutdownTimeout   = 10 * time.Second
+)
+
+// WebhookConfig configures the webhook source.
+type WebhookConfig struct {
+	// Addr is the listen address, e.g. ":8443" or "127.0.0.1:0".
+	Addr string
+	// Path receives MISP's workflow webhook POSTs. Default DefaultWebhookPath.
+	Path string
+	// AuthHeader names the header carrying Token; MISP's webhook module sends static headers
+	// only. Default "Authorization". Its value must be Token, optionally after "Bearer ".
+	AuthHeader string
+	// Token is the shared secret. Required.
+	Token string
+	// MaxBodyBytes caps the request body; larger bodies get 413. Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// TLSCertFile and TLSKeyFile enable HTTPS when both are set.
+	TLSCertFile string
+	TLSKeyFile  string
+	// Ready reports whether the daemon can accept notices, for /readyz. Nil means always ready.
+	Ready func() error
+	// HTTP server timeouts; zero means the Default constants.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	ShutdownTimeout   time.Duration
+}
+
+func (c *WebhookConfig) setDefaults() {
+	if c.Path == "" {
+		c.Path = DefaultWebhookPath
+	}
+	if c.AuthHeader == "" {
+		c.AuthHeader = DefaultWebhookAuthHeader
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&c.ReadHeaderTimeout, DefaultReadHeaderTimeout}, {&c.ReadTimeout, DefaultReadTimeout},
+		{&c.WriteTimeout, DefaultWriteTimeout}, {&c.IdleTimeout, DefaultIdleTimeout},
+		{&c.ShutdownTimeout, DefaultShutdownTimeout},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+}
+
+// Validate checks the configuration after defaults are applied. Errors never include the token.
+func (c WebhookConfig) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("addr: required"))
+	}
+	if !strings.HasPrefix(c.Path, "/") || c.Path == "/healthz" || c.Path == "/readyz" {
+		errs = append(errs, fmt.Errorf("path %q: must start with / and not be /healthz or /readyz", c.Path))
+	}
+	if !validHeaderName(c.AuthHeader) {
+		errs = append(errs, fmt.Errorf("auth header %q: not a valid header name", c.AuthHeader))
+	}
+	if c.Token == "" {
+		errs = append(errs, errors.New("token: required"))
+	}
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, errors.New("max body bytes: must be positive"))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls: set both the certificate and the key file, or neither"))
+	}
+	return errors.Join(errs...)
+}
+
+// Webhook receives MISP workflow webhook calls (the "MISP core format" body of the event-publish
+// trigger, or a plain {"Event": ...}) and answers 202 only after the Handler made the notice
+// durable. HTTP routing lives in webhook_echo.go; everything else is plain net/http.
+type Webhook struct {
+	cfg      WebhookConfig
+	cfgErr   error
+	handler  Handler
+	log      *logrus.Entry
+	metrics  *Metrics
+	now      func() time.Time
+	tokenSum [sha256.Size]byte
+	http     http.Handler
+
+	mu        sync.Mutex
+	addr      string
+	listening chan struct{}
+}
+
+// NewWebhook creates the source. log and m may be nil. Configuration errors are returned by Run.
+func NewWebhook(cfg WebhookConfig, h Handler, log *logrus.Logger, m *Metrics) *Webhook {
+	cfg.setDefaults()
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	w := &Webhook{
+		cfg:       cfg,
+		cfgErr:    cfg.Validate(),
+		handler:   h,
+		log:       log.WithField("source", SourceWebhook),
+		metrics:   m,
+		now:       time.Now,
+		tokenSum:  sha256.Sum256([]byte(cfg.Token)),
+		listening: make(chan struct{}),
+	}
+	if w.cfgErr == nil && h == nil {
+		w.cfgErr = errors.New("nil handler")
+	}
+	w.http = w.countResponses(newRouter(w))
+	return w
+}
+
+// Handler returns the HTTP handler (webhook path, /healthz, /readyz), for httptest.
+func (w *Webhook) Handler() http.Handler { return w.http }
+
+// Listening is closed once Run has bound its address.
+func (w *Webhook) Listening() <-chan struct{} { return w.listening }
+
+// Addr returns the bound address ("127.0.0.1:43210"), or "" before Run has bound it.
+func (w *Webhook) Addr() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.addr
+}
+
+// Run serves until ctx ends, then shuts down gracefully: requests in flight, and so Handler
+// calls, are allowed to finish within ShutdownTimeout. It returns nil after a clean shutdown.
+func (w *Webhook) Run(ctx context.Context) error {
+	if w.cfgErr != nil {
+		return fmt.Errorf("webhook source: %w", w.cfgErr)
+	}
+	srv := &http.Server{
+		Handler:           w.http,
+		ReadHeaderTimeout: w.cfg.ReadHeaderTimeout,
+		ReadTimeout:       w.cfg.ReadTimeout,
+		WriteTimeout:      w.cfg.WriteTimeout,
+		IdleTimeout:       w.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          stdlog.New(logWriter{w.log}, "", 0),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	useTLS := w.cfg.TLSCertFile != ""
+	if useTLS {
+		cert, err := tls.LoadX509KeyPair(w.cfg.TLSCertFile, w.cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("webhook source: load tls key pair: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	ln, err := net.Listen("tcp", w.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("webhook source: listen on %s: %w", w.cfg.Addr, err)
+	}
+	w.mu.Lock()
+	w.addr = ln.Addr().String()
+	w.mu.Unlock()
+	close(w.listening)
+	w.log.WithFields(logrus.Fields{"addr": w.Addr(), "path": w.cfg.Path, "tls": useTLS}).Info("webhook listening")
+
+	served := make(chan error, 1)
+	go func() {
+		if useTLS {
+			served <- srv.ServeTLS(ln, "", "")
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-served:
+		return fmt.Errorf("webhook source: serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close()
+		<-served
+		return fmt.Errorf("webhook source: shutdown: %w", err)
+	}
+	<-served
+	return nil
+}
+
+// webhookReply is every JSON body the webhook sends.
+type webhookReply struct {
+	Status    string `json:"status,omitempty"`
+	EventUUID string `json:"event_uuid,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+func replyError(msg string) webhookReply { return webhookReply{Error: msg} }
+
+// receive handles one webhook call and returns the status and body to send.
+func (w *Webhook) receive(rw http.ResponseWriter, r *http.Request) (int, webhookReply) {
+	if !w.authorized(r.Header.Values(w.cfg.AuthHeader)) {
+		w.log.WithField("remote", r.RemoteAddr).Warn("webhook call with a missing or wrong token")
+		return http.StatusUnauthorized, replyError("missing or invalid credentials in the " + w.cfg.AuthHeader + " header")
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			w.metrics.Malformed.WithLabelValues(SourceWebhook, ReasonContentType).Inc()
+			return http.StatusUnsupportedMediaType, replyError("content type must be application/json")
+		}
+	}
+	body, err := readBody(rw, r, w.cfg.MaxBodyBytes)
+	if err != nil {
+		var bad *MalformedError
+		if errors.As(err, &bad) && bad.Reason == ReasonBodyTooLarge {
+			w.metrics.Malformed.WithLabelValues(SourceWebhook, ReasonBodyTooLarge).Inc()
+			rw.Header().Set("Connection", "close")
+			return http.StatusRequestEntityTooLarge, replyError(fmt.Sprintf("request body exceeds %d bytes", w.cfg.MaxBodyBytes))
+		}
+		w.metrics.Malformed.WithLabelValues(SourceWebhook, ReasonBodyUnreadable).Inc()
+		return http.StatusBadRequest, replyError("could not read the request body")
+	}
+	n, err := decodePublished(body, SourceWebhook, w.now())
+	if err != nil {
+		reason := ReasonInvalidJSON
+		var bad *MalformedError
+		if errors.As(err, &bad) {
+			reason = bad.Reason
+		}
+		w.metrics.Malformed.WithLabelValues(SourceWebhook, reason).Inc()
+		return http.StatusBadRequest, replyError(truncate(err.Error(), 512))
+	}
+	w.metrics.NoticesReceived.WithLabelValues(SourceWebhook, n.Kind.String()).Inc()
+	if err := w.handler.HandleNotice(r.Context(), *n); err != nil {
+		w.metrics.HandlerErrors.WithLabelValues(SourceWebhook).Inc()
+		w.log.WithError(err).WithField("event_uuid", n.EventUUID).Error("storing webhook notice failed")
+		return http.StatusServiceUnavailable, replyError("the event could not be stored; retry later")
+	}
+	return http.StatusAccepted, webhookReply{Status: "accepted", EventUUID: n.EventUUID}
+}
+
+// readiness answers /readyz.
+func (w *Webhook) readiness() (int, webhookReply) {
+	if w.cfg.Ready != nil {
+		if err := w.cfg.Ready(); err != nil {
+			w.log.WithError(err).Warn("readiness check failed")
+			return http.StatusServiceUnavailable, replyError("not ready")
+		}
+	}
+	return http.StatusOK, webhookReply{Status: "ready"}
+}
+
+// authorized compares the credential with the token in constant time. Both sides are hashed
+// first so that the comparison does not reveal the token's length either. Exactly one header
+// value is accepted.
+func (w *Webhook) authorized(values []string) bool {
+	if len(values) != 1 {
+		return false
+	}
+	v := strings.TrimSpace(values[0])
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		v = strings.TrimSpace(v[7:])
+	}
+	got := sha256.Sum256([]byte(v))
+	return subtle.ConstantTimeCompare(got[:], w.tokenSum[:]) == 1
+}
+
+// readBody reads at most limit bytes whatever Content-Length says (it may be absent, with a
+// chunked body, or wrong). echo's BodyLimit middleware can be read past (labstack/echo#3071), so
+// the limit is enforced here.
+func readBody(rw http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, malformed(ReasonBodyTooLarge, nil)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, limit))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, malformed(ReasonBodyTooLarge, err)
+		}
+		return nil, malformed(ReasonBodyUnreadable, err)
+	}
+	return body, nil
+}
+
+// countResponses counts responses by status code around the whole router.
+func (w *Webhook) countResponses(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: rw}
+		next.ServeHTTP(rec, r)
+		code := rec.status
+		if code == 0 {
+			code = http.StatusOK
+		}
+		w.metrics.WebhookResponses.WithLabelValues(strconv.Itoa(code)).Inc()
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// validHeaderName reports whether s is an HTTP field name: one or more RFC 9110 token characters.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case strings.ContainsRune("!#$%&'*+-.^_`|~", r):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// String describes the configuration with the token redacted, so printing it is safe.
+func (c WebhookConfig) String() string {
+	token := ""
+	if c.Token != "" {
+		token = "REDACTED"
+	}
+	return fmt.Sprintf("{Addr:%s Path:%s AuthHeader:%s Token:%s MaxBodyBytes:%d TLSCertFile:%s TLSKeyFile:%s}",
+		c.Addr, c.Path, c.AuthHeader, token, c.MaxBodyBytes, c.TLSCertFile, c.TLSKeyFile)
+}
+
+// GoString is String, so %#v does not print the token either.
+func (c WebhookConfig) GoString() string { return c.String() }

@@ -1,0 +1,374 @@
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/go-zeromq/zmq4"
+	"github.com/go-zeromq/zmq4/security/plain"
+	"github.com/sirupsen/logrus"
+)
+
+// Defaults of ZeroMQConfig.
+const (
+	DefaultHeartbeatTimeout = 30 * time.Second
+	DefaultReconnectMin     = 250 * time.Millisecond
+	DefaultReconnectMax     = 30 * time.Second
+	DefaultDialTimeout      = 10 * time.Second
+)
+
+// ZeroMQConfig configures the ZeroMQ source.
+type ZeroMQConfig struct {
+	// Endpoint of MISP's PUB socket, e.g. "tcp://misp.example.org:50000".
+	Endpoint string
+	// Username and Password for ZeroMQ PLAIN, used when Username is set. PLAIN sends them in
+	// clear text: keep the connection on a private network or a tunnel.
+	Username string
+	Password string
+	// HeartbeatTimeout is how long the subscriber waits for any message before it assumes the
+	// connection is dead and reconnects. MISP sends a heartbeat after 10 s of idleness.
+	HeartbeatTimeout time.Duration
+	// ReconnectMin and ReconnectMax bound the exponential backoff between connection attempts.
+	ReconnectMin time.Duration
+	ReconnectMax time.Duration
+	// DialTimeout bounds one connection attempt, TCP connect and ZMTP handshake together.
+	DialTimeout time.Duration
+}
+
+func (c *ZeroMQConfig) setDefaults() {
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.ReconnectMin == 0 {
+		c.ReconnectMin = DefaultReconnectMin
+	}
+	if c.ReconnectMax == 0 {
+		c.ReconnectMax = DefaultReconnectMax
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+}
+
+// Validate checks the configuration after defaults are applied.
+func (c ZeroMQConfig) Validate() error {
+	var errs []error
+	if !strings.HasPrefix(c.Endpoint, "tcp://") {
+		errs = append(errs, fmt.Errorf("endpoint %q: must start with tcp://", c.Endpoint))
+	}
+	if c.Username == "" && c.Password != "" {
+		errs = append(errs, errors.New("password: set without username"))
+	}
+	if len(c.Username) > 255 || len(c.Password) > 255 {
+		errs = append(errs, errors.New("username and password: PLAIN allows at most 255 bytes each"))
+	}
+	if c.HeartbeatTimeout < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.DialTimeout < 0 {
+		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	if c.ReconnectMax < c.ReconnectMin {
+		errs = append(errs, fmt.Errorf("reconnect max %s is below reconnect min %s", c.ReconnectMax, c.ReconnectMin))
+	}
+	return errors.Join(errs...)
+}
+
+// ZeroMQ subscribes to MISP's ZeroMQ publisher and turns its messages into notices.
+//
+// It supervises the connection itself rather than relying on zmq4's automatic reconnect, which
+// gives up silently after a few seconds and never recovers with PLAIN (spec/misp-interfaces.md
+// §1.5): on any receive error, and when nothing arrives within HeartbeatTimeout, it closes the
+// socket and dials a new one with backoff. PUB/SUB has no replay, so every connection, first or
+// not, is reported to the GapFunc with the last instant up to which messages were seen.
+type ZeroMQ struct {
+	cfg      ZeroMQConfig
+	endpoint string // on the guarded transport
+	cfgErr   error
+	handler  Handler
+	onGap    GapFunc
+	log      *logrus.Logger
+	metrics  *Metrics
+	now      func() time.Time
+
+	// seenUntil is the last instant up to which the subscriber knows it missed nothing: the last
+	// message's receipt, or the start of the current connection. Owned by Run's goroutine.
+	seenUntil time.Time
+}
+
+// NewZeroMQ creates the source. onGap, log and m may be nil. Configuration errors are returned by
+// Run, before any I/O.
+func NewZeroMQ(cfg ZeroMQConfig, h Handler, onGap GapFunc, log *logrus.Logger, m *Metrics) *ZeroMQ {
+	cfg.setDefaults()
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	if onGap == nil {
+		onGap = func(context.Context, time.Time, string) {}
+	}
+	z := &ZeroMQ{cfg: cfg, handler: h, onGap: onGap, log: log, metrics: m, now: time.Now}
+	z.cfgErr = cfg.Validate()
+	if z.cfgErr == nil {
+		z.endpoint, z.cfgErr = guardedEndpoint(cfg.Endpoint)
+	}
+	if z.cfgErr == nil && h == nil {
+		z.cfgErr = errors.New("nil handler")
+	}
+	return z
+}
+
+// Run connects, receives and reconnects until ctx ends, then closes the socket and returns nil.
+// It returns an error only for an invalid configuration.
+func (z *ZeroMQ) Run(ctx context.Context) error {
+	if z.cfgErr != nil {
+		return fmt.Errorf("zeromq source: %w", z.cfgErr)
+	}
+	log := z.log.WithFields(logrus.Fields{"source": SourceZeroMQ, "endpoint": z.cfg.Endpoint})
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval:     z.cfg.ReconnectMin,
+		RandomizationFactor: 0.2,
+		Multiplier:          2,
+		MaxInterval:         z.cfg.ReconnectMax,
+	}
+	bo.Reset()
+	z.seenUntil = z.now()
+	gapReason := GapReasonStart
+	for ctx.Err() == nil {
+		received, err := z.session(ctx, gapReason, log)
+		if ctx.Err() != nil {
+			break
+		}
+		var disc *disconnect
+		switch {
+		case errors.As(err, &disc):
+			gapReason = disc.reason
+			z.metrics.Reconnects.WithLabelValues(disc.reason).Inc()
+			log.WithError(disc.err).WithField("reason", disc.reason).Warn("zeromq connection lost; reconnecting")
+		default:
+			// Dial failed; the gap reason of the last disconnect still applies.
+			z.metrics.DialFailures.Inc()
+			log.WithError(err).Warn("zeromq connect failed; retrying")
+		}
+		if received {
+			bo.Reset()
+		}
+		wait := bo.NextBackOff()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// disconnect ends a session that was connected.
+type disconnect struct {
+	reason string // GapReasonReceiveError or GapReasonHeartbeatTimeout
+	err    error
+}
+
+func (d *disconnect) Error() string { return d.reason + ": " + d.err.Error() }
+func (d *disconnect) Unwrap() error { return d.err }
+
+var errHeartbeatTimeout = errors.New("no message within the heartbeat timeout")
+
+type received struct {
+	msg zmq4.Msg
+	err error
+}
+
+// session runs one socket from dial to close. It returns a *disconnect after a connection was
+// established, another error if dialling failed, and nil when ctx ended. received reports
+// whether any message arrived.
+func (z *ZeroMQ) session(ctx context.Context, gapReason string, log *logrus.Entry) (gotMessage bool, err error) {
+	guard := &dialGuard{handshakeTimeout: z.cfg.DialTimeout}
+	sockCtx, cancel := context.WithCancel(context.WithValue(ctx, dialGuardKey{}, guard))
+	defer cancel()
+
+	opts := []zmq4.Option{
+		zmq4.WithAutomaticReconnect(false),
+		zmq4.WithDialerMaxRetries(0),
+		zmq4.WithDialerTimeout(z.cfg.DialTimeout),
+		zmq4.WithLogger(stdlog.New(logWriter{log}, "zmq4: ", 0)),
+	}
+	if z.cfg.Username != "" {
+		// A fresh PLAIN mechanism per socket: zmq4's client forgets the credentials after its
+		// first handshake, which is why its own reconnect never recovers with PLAIN.
+		opts = append(opts, zmq4.WithSecurity(plain.Security(z.cfg.Username, z.cfg.Password)))
+	}
+	sock := zmq4.NewSub(sockCtx, opts...)
+	if err := sock.Dial(z.endpoint); err != nil {
+		_ = sock.Close()
+		if z.cfg.Username != "" && isHandshakeError(err) {
+			return false, fmt.Errorf("dial %s (the handshake failed; check the PLAIN username and password): %w", z.cfg.Endpoint, err)
+		}
+		return false, fmt.Errorf("dial %s: %w", z.cfg.Endpoint, err)
+	}
+	guard.handshakeDone()
+	for _, topic := range subscriptions {
+		if err := sock.SetOption(zmq4.OptionSubscribe, topic); err != nil {
+			_ = sock.Close()
+			return false, &disconnect{reason: GapReasonReceiveError, err: fmt.Errorf("subscribe %q: %w", topic, err)}
+		}
+	}
+
+	msgs := make(chan received, 64)
+	recvDone := make(chan struct{})
+	go receiveLoop(sockCtx, sock, msgs, recvDone)
+	defer func() {
+		cancel()
+		_ = sock.Close()
+		<-recvDone
+		z.metrics.Connected.Set(0)
+	}()
+
+	z.metrics.Connected.Set(1)
+	log.WithField("gap_reason", gapReason).Info("zeromq connected")
+	z.reportGap(ctx, z.seenUntil, gapReason)
+	z.seenUntil = z.now()
+
+	watchdog := time.NewTimer(z.cfg.HeartbeatTimeout)
+	defer watchdog.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return gotMessage, nil
+		case <-watchdog.C:
+			return gotMessage, &disconnect{reason: GapReasonHeartbeatTimeout, err: fmt.Errorf("%w (%s)", errHeartbeatTimeout, z.cfg.HeartbeatTimeout)}
+		case r := <-msgs:
+			if r.err != nil {
+				return gotMessage, &disconnect{reason: GapReasonReceiveError, err: r.err}
+			}
+			gotMessage = true
+			z.handleMessage(ctx, r.msg, log)
+			// The timer restarts after handling, so a slow Handler is not mistaken for silence.
+			watchdog.Reset(z.cfg.HeartbeatTimeout)
+		}
+	}
+}
+
+// receiveLoop hands messages over to the session; zmq4's Recv has no context or timeout and
+// returns only when a message arrives or the socket closes.
+func receiveLoop(ctx context.Context, sock zmq4.Socket, out chan<- received, done chan<- struct{}) {
+	defer close(done)
+	for {
+		msg, err := sock.Recv()
+		select {
+		case out <- received{msg: msg, err: err}:
+		case <-ctx.Done():
+			drain(sock)
+			return
+		}
+		if err != nil {
+			// Wait for the session to close the socket, then let zmq4's reader goroutines finish.
+			<-ctx.Done()
+			drain(sock)
+			return
+		}
+	}
+}
+
+// drain empties zmq4's internal read queue after the socket is closed. Its per-connection reader
+// goroutine blocks forever on a full queue, so leaving messages in it leaks the goroutine. A
+// closed socket's Recv picks at random between the cancelled context and a queued message, so a
+// long run of errors means the queue is empty.
+func drain(sock zmq4.Socket) {
+	for errs := 0; errs < 32; {
+		if _, err := sock.Recv(); err != nil {
+			errs++
+		} else {
+			errs = 0
+		}
+	}
+}
+
+func (z *ZeroMQ) handleMessage(ctx context.Context, msg zmq4.Msg, log *logrus.Entry) {
+	receivedAt := z.now()
+	previous := z.seenUntil
+	z.seenUntil = receivedAt
+	z.metrics.LastMessage.Set(float64(receivedAt.UnixNano()) / 1e9)
+
+	out, err := decodeFrames(msg.Frames, receivedAt)
+	var bad *MalformedError
+	switch {
+	case errors.As(err, &bad):
+		z.metrics.Malformed.WithLabelValues(SourceZeroMQ, bad.Reason).Inc()
+		log.WithError(err).WithField("topic", frameTopic(msg.Frames)).Warn("skipping malformed zeromq message")
+		return
+	case err != nil:
+		z.metrics.Malformed.WithLabelValues(SourceZeroMQ, ReasonInvalidJSON).Inc()
+		log.WithError(err).Warn("skipping malformed zeromq message")
+		return
+	case out.heartbeat:
+		z.metrics.Heartbeats.Inc()
+		return
+	case out.ignored != "":
+		z.metrics.Ignored.WithLabelValues(SourceZeroMQ, out.ignored).Inc()
+		return
+	}
+	n := *out.notice
+	z.metrics.NoticesReceived.WithLabelValues(SourceZeroMQ, n.Kind.String()).Inc()
+	if err := z.handler.HandleNotice(ctx, n); err != nil {
+		if ctx.Err() != nil {
+			return // shutting down; the next start reports its own gap
+		}
+		z.metrics.HandlerErrors.WithLabelValues(SourceZeroMQ).Inc()
+		log.WithError(err).WithFields(logrus.Fields{"event_uuid": n.EventUUID, "kind": n.Kind.String()}).
+			Error("handling zeromq notice failed; asking the reconciler to catch up")
+		z.reportGap(ctx, previous, GapReasonHandlerError)
+	}
+}
+
+func (z *ZeroMQ) reportGap(ctx context.Context, since time.Time, reason string) {
+	z.metrics.Gaps.WithLabelValues(reason).Inc()
+	z.onGap(ctx, since, reason)
+}
+
+// frameTopic returns the topic of a message for logging, truncated and only when printable.
+func frameTopic(frames [][]byte) string {
+	if len(frames) == 0 {
+		return ""
+	}
+	topic, _, _ := strings.Cut(string(frames[0][:min(len(frames[0]), 64)]), " ")
+	for _, r := range topic {
+		if r < 0x20 || r > 0x7e {
+			return "(binary)"
+		}
+	}
+	return topic
+}
+
+// isHandshakeError reports whether a Dial error happened after TCP connected, which with PLAIN
+// usually means the credentials were refused (zmq4 does not decode libzmq's ERROR command).
+func isHandshakeError(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "could not open a ZMTP connection")
+}
+
+// logWriter sends zmq4's diagnostics to logrus at debug level; the supervisor logs what matters.
+type logWriter struct{ log *logrus.Entry }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Debug(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// String describes the configuration with the password redacted, so printing it is safe.
+func (c ZeroMQConfig) String() string {
+	pw := ""
+	if c.Password != "" {
+		pw = "REDACTED"
+	}
+	return fmt.Sprintf("{Endpoint:%s Username:%s Password:%s HeartbeatTimeout:%s ReconnectMin:%s ReconnectMax:%s DialTimeout:%s}",
+		c.Endpoint, c.Username, pw, c.HeartbeatTimeout, c.ReconnectMin, c.ReconnectMax, c.DialTimeout)
+}
+
+// GoString is String, so %#v does not print the password either.
+func (c ZeroMQConfig) GoString() string { return c.String() }

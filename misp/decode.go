@@ -1,0 +1,538 @@
+package misp
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// ErrNoEvent is returned when the input holds no MISP event.
+var ErrNoEvent = errors.New("no MISP event in input")
+
+// DecodeEvent decodes one MISP event in any of the layouts MISP emits: {"Event": {...}} (REST
+// view, ZeroMQ misp_json, workflow webhooks), a bare event object, or a restSearch reply
+// {"response": [{"Event": {...}}]} holding exactly one event. Unknown keys (webhook extras such
+// as _AttributeFlattened and _allTags included) are ignored. Errors name the offending field.
+//
+// data is not retained, but the event's strings share one copy of it: an event keeps its
+// whole input alive.
+func DecodeEvent(data []byte) (*Event, error) {
+	events, err := decode(data)
+	if err != nil {
+		return nil, err
+	}
+	switch len(events) {
+	case 0:
+		return nil, fmt.Errorf("decode MISP event: %w", ErrNoEvent)
+	case 1:
+		return events[0], nil
+	default:
+		return nil, fmt.Errorf("decode MISP event: input holds %d events, want 1", len(events))
+	}
+}
+
+// DecodeEvents decodes a list of MISP events: a restSearch reply {"response": [...]} (which
+// may be empty), a JSON array of events (wrapped or bare), or a single event in any layout
+// DecodeEvent accepts.
+func DecodeEvents(data []byte) ([]*Event, error) {
+	return decode(data)
+}
+
+func decode(data []byte) ([]*Event, error) {
+	p := &parser{data: data, src: string(data)}
+	var events []*Event
+	var err error
+	if p.ws(); p.pos == len(p.data) {
+		return nil, errors.New("decode MISP JSON: empty input")
+	}
+	switch p.peek() {
+	case '[':
+		events, err = p.eventList()
+	case '{':
+		events, err = p.envelope()
+	default:
+		return nil, errors.New("decode MISP JSON: input is not a JSON object or array")
+	}
+	if p.ws(); err == nil && p.pos < len(p.data) {
+		err = errTrailingData
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decode MISP event: %w", err)
+	}
+	return events, nil
+}
+
+// envelope reads a top-level object: a wrapped event ({"Event": ...}, possibly with Orgc
+// beside it as in misp_json_event), a restSearch reply ({"response": [...]}) or a bare event.
+func (p *parser) envelope() ([]*Event, error) {
+	var (
+		bare     Event
+		bareSeen bool
+		wrapped  *Event
+		list     []*Event
+		isList   bool
+	)
+	err := p.object(func(key string) error {
+		switch key {
+		case "Event":
+			wrapped = &Event{}
+			return p.event(wrapped)
+		case "response":
+			isList = true
+			var err error
+			list, err = p.eventList()
+			return err
+		}
+		handled, err := p.eventField(&bare, key)
+		bareSeen = bareSeen || (handled && key != "Orgc" && key != "action")
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case isList:
+		return list, nil
+	case wrapped != nil:
+		if wrapped.Orgc == (Org{}) {
+			wrapped.Orgc = bare.Orgc
+		}
+		return []*Event{wrapped}, nil
+	case bareSeen:
+		if bare.UUID == "" {
+			return nil, p.missingUUID()
+		}
+		return []*Event{&bare}, nil
+	}
+	return nil, fmt.Errorf("%w (expected {\"Event\": {...}}, a bare event or {\"response\": [...]})", ErrNoEvent)
+}
+
+// eventList reads an array whose elements are wrapped or bare events.
+func (p *parser) eventList() ([]*Event, error) {
+	var events []*Event
+	err := p.array(func(int) error {
+		var (
+			bare     Event
+			bareSeen bool
+			wrapped  *Event
+		)
+		err := p.object(func(key string) error {
+			if key == "Event" {
+				wrapped = &Event{}
+				return p.event(wrapped)
+			}
+			handled, err := p.eventField(&bare, key)
+			bareSeen = bareSeen || handled
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		switch {
+		case wrapped != nil:
+			events = append(events, wrapped)
+		case bareSeen:
+			if bare.UUID == "" {
+				return p.missingUUID()
+			}
+			events = append(events, &bare)
+		default:
+			return p.fail("%v", ErrNoEvent)
+		}
+		return nil
+	})
+	return events, err
+}
+
+// missingUUID reports an event without uuid: such an event cannot be tracked.
+func (p *parser) missingUUID() error {
+	path := p.pathString()
+	if path == "" {
+		path = "Event"
+	}
+	return &fieldError{path: path + ".uuid", msg: "missing (an event without uuid cannot be tracked)"}
+}
+
+// event reads an event object.
+func (p *parser) event(ev *Event) error {
+	if err := p.object(func(key string) error {
+		_, err := p.eventField(ev, key)
+		return err
+	}); err != nil {
+		return err
+	}
+	if ev.UUID == "" {
+		return p.missingUUID()
+	}
+	return nil
+}
+
+// eventField reads the value of one event key; handled reports whether the key is an event
+// field (unknown keys are skipped).
+func (p *parser) eventField(ev *Event, key string) (handled bool, err error) {
+	handled = true
+	switch key {
+	case "id":
+		ev.ID, err = p.text()
+	case "uuid":
+		ev.UUID, err = p.text()
+	case "info":
+		ev.Info, err = p.text()
+	case "date":
+		ev.Date, err = p.text()
+	case "org_id":
+		ev.OrgID, err = p.text()
+	case "orgc_id":
+		ev.OrgcID, err = p.text()
+	case "threat_level_id":
+		ev.ThreatLevelID, err = p.text()
+	case "analysis":
+		ev.Analysis, err = p.text()
+	case "distribution":
+		ev.Distribution, err = p.text()
+	case "sharing_group_id":
+		ev.SharingGroupID, err = p.text()
+	case "extends_uuid":
+		ev.ExtendsUUID, err = p.text()
+	case "published":
+		ev.Published, err = p.flag()
+	case "timestamp":
+		var s unixSeconds
+		s, err = p.unixTime()
+		ev.Timestamp = s.time()
+	case "publish_timestamp":
+		var s unixSeconds
+		s, err = p.unixTime()
+		ev.PublishTimestamp = s.time()
+	case "Org":
+		err = p.org(&ev.Org)
+	case "Orgc":
+		err = p.org(&ev.Orgc)
+	case "Tag":
+		ev.Tags, err = p.tags(ev.Tags)
+	case "EventTag":
+		err = p.array(func(int) error {
+			var t Tag
+			var local bool
+			seen := false
+			err := p.object(func(key string) error {
+				switch key {
+				case "Tag":
+					seen = true
+					return p.tag(&t)
+				case "local":
+					var err error
+					local, err = p.flag()
+					return err
+				}
+				return p.skip()
+			})
+			if seen {
+				t.Local = t.Local || local
+				ev.Tags = append(ev.Tags, t)
+			}
+			return err
+		})
+	case "Galaxy":
+		ev.Galaxies, err = p.galaxies()
+	case "Attribute":
+		if ev.Attributes == nil {
+			ev.Attributes = make([]Attribute, 0, p.estimateCount())
+		}
+		err = p.array(func(int) error {
+			ev.Attributes = append(ev.Attributes, Attribute{})
+			return p.attribute(&ev.Attributes[len(ev.Attributes)-1])
+		})
+		if n := len(ev.Attributes); cap(ev.Attributes) > n+n/4+16 {
+			// The estimate counted object attributes too: do not keep the spare room.
+			ev.Attributes = append([]Attribute(nil), ev.Attributes...)
+		}
+	case "Object":
+		err = p.array(func(int) error {
+			ev.Objects = append(ev.Objects, Object{})
+			return p.object(p.objectField(&ev.Objects[len(ev.Objects)-1]))
+		})
+	default:
+		handled = false
+		err = p.skip()
+	}
+	return handled, err
+}
+
+func (p *parser) objectField(o *Object) func(string) error {
+	return func(key string) (err error) {
+		switch key {
+		case "id":
+			o.ID, err = p.text()
+		case "uuid":
+			o.UUID, err = p.text()
+		case "name":
+			o.Name, err = p.text()
+		case "meta-category":
+			o.MetaCategory, err = p.text()
+		case "description":
+			o.Description, err = p.text()
+		case "comment":
+			o.Comment, err = p.text()
+		case "template_uuid":
+			o.TemplateUUID, err = p.text()
+		case "template_version":
+			o.TemplateVersion, err = p.text()
+		case "distribution":
+			o.Distribution, err = p.text()
+		case "deleted":
+			o.Deleted, err = p.flag()
+		case "timestamp":
+			var s unixSeconds
+			s, err = p.unixTime()
+			o.Timestamp = s.time()
+		case "first_seen":
+			o.FirstSeen, err = p.seenTime()
+		case "last_seen":
+			o.LastSeen, err = p.seenTime()
+		case "Attribute":
+			err = p.array(func(int) error {
+				o.Attributes = append(o.Attributes, Attribute{})
+				return p.attribute(&o.Attributes[len(o.Attributes)-1])
+			})
+		default:
+			err = p.skip()
+		}
+		return err
+	}
+}
+
+func (p *parser) attribute(a *Attribute) error {
+	var value1, value2 string
+	var hasValue bool
+	err := p.object(func(key string) (err error) {
+		switch key {
+		case "id":
+			a.ID, err = p.text()
+		case "uuid":
+			a.UUID, err = p.text()
+		case "event_id":
+			a.EventID, err = p.text()
+		case "object_id":
+			a.ObjectID, err = p.text()
+		case "object_relation":
+			a.ObjectRelation, err = p.text()
+		case "type":
+			a.Type, err = p.text()
+		case "category":
+			a.Category, err = p.text()
+		case "value":
+			hasValue = true
+			a.Value, err = p.text()
+		case "value1":
+			value1, err = p.text()
+		case "value2":
+			value2, err = p.text()
+		case "comment":
+			a.Comment, err = p.text()
+		case "data":
+			a.Data, err = p.text()
+		case "distribution":
+			a.Distribution, err = p.text()
+		case "sharing_group_id":
+			a.SharingGroupID, err = p.text()
+		case "to_ids":
+			a.ToIDS, err = p.flag()
+		case "deleted":
+			a.Deleted, err = p.flag()
+		case "disable_correlation":
+			a.DisableCorrelation, err = p.flag()
+		case "timestamp":
+			var s unixSeconds
+			s, err = p.unixTime()
+			a.Timestamp = s.time()
+		case "first_seen":
+			a.FirstSeen, err = p.seenTime()
+		case "last_seen":
+			a.LastSeen, err = p.seenTime()
+		case "Tag":
+			a.Tags, err = p.tags(a.Tags)
+		case "Galaxy":
+			a.Galaxies, err = p.galaxies()
+		default:
+			err = p.skip()
+		}
+		return err
+	})
+	if !hasValue && value1 != "" {
+		// Raw database rows (hard deletes) carry value1/value2 but no value.
+		a.Value = value1
+		if value2 != "" {
+			a.Value += "|" + value2
+		}
+	}
+	return err
+}
+
+func (p *parser) org(o *Org) error {
+	if p.peek() == 'n' {
+		return p.literal("null")
+	}
+	return p.object(func(key string) (err error) {
+		switch key {
+		case "id":
+			o.ID, err = p.text()
+		case "uuid":
+			o.UUID, err = p.text()
+		case "name":
+			o.Name, err = p.text()
+		case "local":
+			o.Local, err = p.flag()
+		default:
+			err = p.skip()
+		}
+		return err
+	})
+}
+
+func (p *parser) tags(tags []Tag) ([]Tag, error) {
+	err := p.array(func(int) error {
+		tags = append(tags, Tag{})
+		return p.tag(&tags[len(tags)-1])
+	})
+	return tags, err
+}
+
+func (p *parser) tag(t *Tag) error {
+	t.Exportable = true
+	return p.object(func(key string) (err error) {
+		switch key {
+		case "id":
+			t.ID, err = p.text()
+		case "name":
+			t.Name, err = p.text()
+		case "colour":
+			t.Colour, err = p.text()
+		case "exportable":
+			t.Exportable, err = p.flag()
+		case "local", "local_only":
+			var v bool
+			v, err = p.flag()
+			t.Local = t.Local || v
+		case "inherited":
+			t.Inherited, err = p.flag()
+		case "is_galaxy":
+			t.IsGalaxy, err = p.flag()
+		default:
+			err = p.skip()
+		}
+		return err
+	})
+}
+
+func (p *parser) galaxies() ([]Galaxy, error) {
+	var gs []Galaxy
+	err := p.array(func(int) error {
+		var g Galaxy
+		err := p.object(func(key string) (err error) {
+			switch key {
+			case "id":
+				g.ID, err = p.text()
+			case "uuid":
+				g.UUID, err = p.text()
+			case "name":
+				g.Name, err = p.text()
+			case "type":
+				g.Type, err = p.text()
+			case "namespace":
+				g.Namespace, err = p.text()
+			case "description":
+				g.Description, err = p.text()
+			case "GalaxyCluster":
+				err = p.array(func(int) error {
+					var c GalaxyCluster
+					err := p.object(func(key string) (err error) {
+						switch key {
+						case "id":
+							c.ID, err = p.text()
+						case "uuid":
+							c.UUID, err = p.text()
+						case "type":
+							c.Type, err = p.text()
+						case "value":
+							c.Value, err = p.text()
+						case "tag_name":
+							c.TagName, err = p.text()
+						case "description":
+							c.Description, err = p.text()
+						case "meta":
+							c.Meta, err = p.raw()
+						default:
+							err = p.skip()
+						}
+						return err
+					})
+					g.Clusters = append(g.Clusters, c)
+					return err
+				})
+			default:
+				err = p.skip()
+			}
+			return err
+		})
+		gs = append(gs, g)
+		return err
+	})
+	return gs, err
+}
+
+// estimateCount guesses how many attributes the array at the current position holds (every
+// "type" key after it, bounded by the bytes left), so that large events fill their slice
+// without regrowing it.
+func (p *parser) estimateCount() int {
+	rest := p.data[p.pos:]
+	return min(bytes.Count(rest, []byte(`"type"`)), len(rest)/128, 1<<20)
+}
+
+// unixSeconds is a decoded Unix timestamp; 0 is "none".
+type unixSeconds int64
+
+func (s unixSeconds) time() time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(int64(s), 0).UTC()
+}
+
+var seenLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04:05.999999999Z0700",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02",
+}
+
+// seenTime reads a first_seen/last_seen value: an ISO-8601 string (MISP writes
+// 2020-10-25T16:22:00.000000+00:00), a number of microseconds since the epoch (the database
+// form), or null/"" for none.
+func (p *parser) seenTime() (*time.Time, error) {
+	kind, s, err := p.scalar()
+	if err != nil || s == "" {
+		return nil, err
+	}
+	switch kind {
+	case kindNumber:
+		micros, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || micros < 0 || micros > 253402300799_000000 {
+			return nil, p.fail("cannot use %s as a time", quoteShort(s))
+		}
+		t := time.UnixMicro(micros).UTC()
+		return &t, nil
+	case kindString:
+		for _, layout := range seenLayouts {
+			if t, err := time.Parse(layout, s); err == nil {
+				t = t.UTC()
+				return &t, nil
+			}
+		}
+	}
+	return nil, p.fail("cannot use %s as a time", quoteShort(s))
+}

@@ -1,0 +1,232 @@
+package misp
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecodeEventLayouts(t *testing.T) {
+	const body = `"uuid":"5f3c1a2b-1111-4222-8333-444455556666","info":"x","timestamp":"1603642920",
+		"Attribute":[{"uuid":"a","type":"ip-dst","value":"1.2.3.4","to_ids":true}]`
+	cases := map[string]string{
+		"wrapped":         `{"Event":{` + body + `}}`,
+		"bare":            `{` + body + `}`,
+		"response":        `{"response":[{"Event":{` + body + `}}]}`,
+		"list":            `[{"Event":{` + body + `}}]`,
+		"webhook extras":  `{"Event":{` + body + `,"_AttributeFlattened":[{"uuid":"a","_allTags":[{"name":"t","inherited":true}]}]}}`,
+		"leading space":   " \n\t{\"Event\":{" + body + "}}\n",
+		"misp_json_event": `{"Event":{` + body + `},"Orgc":{"name":"CIRCL","uuid":"55f6ea5e-2c60-40e5-964f-47a8950d210f"},"action":"edit"}`,
+	}
+	for name, in := range cases {
+		t.Run(name, func(t *testing.T) {
+			ev, err := DecodeEvent([]byte(in))
+			if err != nil {
+				t.Fatalf("DecodeEvent: %v", err)
+			}
+			if ev.UUID != "5f3c1a2b-1111-4222-8333-444455556666" || ev.Info != "x" {
+				t.Errorf("event = %+v", ev)
+			}
+			if !ev.Timestamp.Equal(time.Unix(1603642920, 0)) {
+				t.Errorf("timestamp = %v", ev.Timestamp)
+			}
+			if len(ev.Attributes) != 1 || ev.Attributes[0].Value != "1.2.3.4" || !ev.Attributes[0].ToIDS {
+				t.Errorf("attributes = %+v", ev.Attributes)
+			}
+		})
+	}
+}
+
+func TestDecodeOrgcBesideEvent(t *testing.T) {
+	ev, err := DecodeEvent([]byte(`{"Event":{"uuid":"u"},"Orgc":{"name":"CIRCL"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Orgc.Name != "CIRCL" {
+		t.Errorf("Orgc = %+v", ev.Orgc)
+	}
+}
+
+func TestDecodeFlexibleScalars(t *testing.T) {
+	cases := []struct {
+		name, attr string
+		check      func(a Attribute) bool
+	}{
+		{"to_ids bool", `"to_ids":true`, func(a Attribute) bool { return a.ToIDS }},
+		{"to_ids string 1", `"to_ids":"1"`, func(a Attribute) bool { return a.ToIDS }},
+		{"to_ids number 1", `"to_ids":1`, func(a Attribute) bool { return a.ToIDS }},
+		{"to_ids string 0", `"to_ids":"0"`, func(a Attribute) bool { return !a.ToIDS }},
+		{"to_ids number 0", `"to_ids":0`, func(a Attribute) bool { return !a.ToIDS }},
+		{"to_ids absent", ``, func(a Attribute) bool { return !a.ToIDS && !a.Deleted }},
+		{"deleted string", `"deleted":"1"`, func(a Attribute) bool { return a.Deleted }},
+		{"deleted false", `"deleted":false`, func(a Attribute) bool { return !a.Deleted }},
+		{"id number", `"id":42`, func(a Attribute) bool { return a.ID == "42" }},
+		{"id string", `"id":"42"`, func(a Attribute) bool { return a.ID == "42" }},
+		{"timestamp number", `"timestamp":1603642920`, func(a Attribute) bool { return a.Timestamp.Equal(time.Unix(1603642920, 0)) }},
+		{"timestamp string", `"timestamp":"1603642920"`, func(a Attribute) bool { return a.Timestamp.Equal(time.Unix(1603642920, 0)) }},
+		{"timestamp empty", `"timestamp":""`, func(a Attribute) bool { return a.Timestamp.IsZero() }},
+		{"first_seen null", `"first_seen":null`, func(a Attribute) bool { return a.FirstSeen == nil }},
+		{"first_seen misp", `"first_seen":"2020-10-25T16:22:00.123456+00:00"`, func(a Attribute) bool {
+			return a.FirstSeen != nil && a.FirstSeen.Equal(time.Date(2020, 10, 25, 16, 22, 0, 123456000, time.UTC))
+		}},
+		{"last_seen offset", `"last_seen":"2020-10-25T18:22:00+02:00"`, func(a Attribute) bool {
+			return a.LastSeen != nil && a.LastSeen.Equal(time.Date(2020, 10, 25, 16, 22, 0, 0, time.UTC)) && a.LastSeen.Location() == time.UTC
+		}},
+		{"last_seen micros", `"last_seen":1603642920000000`, func(a Attribute) bool {
+			return a.LastSeen != nil && a.LastSeen.Equal(time.Unix(1603642920, 0))
+		}},
+		{"value1 value2", `"value1":"a.example","value2":"1.2.3.4"`, func(a Attribute) bool { return a.Value == "a.example|1.2.3.4" }},
+		{"tags", `"Tag":[{"name":"tlp:red","local":"1","exportable":false}]`, func(a Attribute) bool {
+			return len(a.Tags) == 1 && a.Tags[0].Local && !a.Tags[0].Exportable
+		}},
+		{"unicode escape", `"value":"caf\u00e9.example"`, func(a Attribute) bool { return a.Value == "café.example" }},
+		{"surrogate pair", `"value":"\ud83d\ude00"`, func(a Attribute) bool { return a.Value == "😀" }},
+		{"lone surrogate", `"value":"a\ud800b"`, func(a Attribute) bool { return a.Value == "a\uFFFDb" }},
+		{"invalid utf-8", "\"value\":\"a\xffb\"", func(a Attribute) bool { return a.Value == "a\uFFFDb" }},
+		{"escapes", `"value":"a\/b\\c\"d\n\t"`, func(a Attribute) bool { return a.Value == "a/b\\c\"d\n\t" }},
+		{"raw utf-8", `"value":"日本.example"`, func(a Attribute) bool { return a.Value == "日本.example" }},
+		{"value number", `"value":443`, func(a Attribute) bool { return a.Value == "443" }},
+		{"value boolean", `"value":false`, func(a Attribute) bool { return a.Value == "false" }},
+		{"object_relation null", `"object_relation":null`, func(a Attribute) bool { return a.ObjectRelation == "" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			attr := `{"uuid":"a","type":"domain"`
+			if tc.attr != "" {
+				attr += "," + tc.attr
+			}
+			attr += "}"
+			ev, err := DecodeEvent([]byte(`{"Event":{"uuid":"e","Attribute":[` + attr + `]}}`))
+			if err != nil {
+				t.Fatalf("DecodeEvent: %v", err)
+			}
+			if !tc.check(ev.Attributes[0]) {
+				t.Errorf("unexpected attribute %+v", ev.Attributes[0])
+			}
+		})
+	}
+}
+
+func TestDecodeErrorsNameTheField(t *testing.T) {
+	cases := []struct{ name, in, want string }{
+		{"bad to_ids", `{"Event":{"uuid":"e","Attribute":[{"to_ids":"yes"}]}}`, "Event.Attribute[0].to_ids"},
+		{"bad timestamp", `{"Event":{"uuid":"e","timestamp":"yesterday"}}`, "timestamp"},
+		{"bad attr timestamp", `{"Event":{"uuid":"e","Attribute":[{"timestamp":[1]}]}}`, "Event.Attribute[0].timestamp"},
+		{"bad first_seen", `{"Event":{"uuid":"e","Attribute":[{"first_seen":"soon"}]}}`, "Event.Attribute[0].first_seen"},
+		{"bad published", `{"Event":{"uuid":"e","published":"maybe"}}`, "published"},
+		{"object attribute", `{"Event":{"uuid":"e","Object":[{"Attribute":[{"deleted":2}]}]}}`, "Event.Object[0].Attribute[0].deleted"},
+		{"value object", `{"Event":{"uuid":"e","Attribute":[{"value":{}}]}}`, "Event.Attribute[0].value"},
+		{"attributes not list", `{"Event":{"uuid":"e","Attribute":{}}}`, "Attribute"},
+		{"missing uuid", `{"Event":{"info":"x"}}`, "uuid"},
+		{"empty", ``, "empty input"},
+		{"not json", `hello`, "not a JSON object"},
+		{"truncated", `{"Event":{"uuid":"e"`, "unexpected end"},
+		{"no event", `{"foo":1}`, "no MISP event"},
+		{"response object", `{"response":{"Attribute":[]}}`, "response"},
+		{"two events", `{"response":[{"Event":{"uuid":"a"}},{"Event":{"uuid":"b"}}]}`, "2 events"},
+		{"null", `null`, "not a JSON object"},
+		{"trailing data", `{"Event":{"uuid":"e"}} x`, "after the top-level"},
+		{"deep nesting", `{"Event":{"uuid":"e","x":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}}`, "nested deeper"},
+		{"bad escape", `{"Event":{"uuid":"e\q"}}`, "invalid escape"},
+		{"control char", "{\"Event\":{\"uuid\":\"a\x01\"}}", "control character"},
+		{"bad number", `{"Event":{"uuid":"e","id":01}}`, "expected ',' or '}'"},
+		{"bad literal", `{"Event":{"uuid":"e","published":tru}}`, "invalid literal"},
+		{"missing colon", `{"Event" {}}`, "expected ':'"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeEvent([]byte(tc.in))
+			if err == nil {
+				t.Fatal("DecodeEvent succeeded, want error")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeEvents(t *testing.T) {
+	evs, err := DecodeEvents([]byte(`{"response":[]}`))
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("empty response: %v %v", evs, err)
+	}
+	evs, err = DecodeEvents([]byte(`{"response":[{"Event":{"uuid":"a"}},{"uuid":"b"}]}`))
+	if err != nil || len(evs) != 2 || evs[0].UUID != "a" || evs[1].UUID != "b" {
+		t.Fatalf("two events: %v %v", evs, err)
+	}
+	if _, err := DecodeEvents([]byte(`[{"Event":{"uuid":"a"}},{"x":1}]`)); err == nil || !strings.Contains(err.Error(), "[1]") {
+		t.Errorf("bad element error = %v", err)
+	}
+	if _, err := DecodeEvent([]byte(`{"response":[]}`)); !errors.Is(err, ErrNoEvent) {
+		t.Errorf("DecodeEvent(empty response) = %v, want ErrNoEvent", err)
+	}
+}
+
+// sharedDir returns <module root>/../shared, skipping the test when it is absent.
+func sharedDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("module root not found")
+		}
+		dir = parent
+	}
+	shared := filepath.Join(dir, "..", "shared")
+	if _, err := os.Stat(filepath.Join(shared, "corpus")); err != nil {
+		t.Skipf("reference corpus not present at %s: skipping", shared)
+	}
+	return shared
+}
+
+func TestDecodeCorpus(t *testing.T) {
+	shared := sharedDir(t)
+	var files []string
+	for _, pattern := range []string{"corpus/misp-stix/*.misp.json", "corpus/events/*/*.json"} {
+		m, _ := filepath.Glob(filepath.Join(shared, pattern))
+		files = append(files, m...)
+	}
+	// Files that are not events, or not complete ones, and the error each must give.
+	notEvents := map[string]string{
+		"test_attributes_collection_1.json":      "response",   // attributes restSearch reply
+		"test_objects_collection_1.json":         "Object",     // objects restSearch reply
+		"mispevent_testfiles_attribute_del.json": "Event.uuid", // PyMISP fragment without uuid
+	}
+	attrs, decoded := 0, 0
+	for _, f := range files {
+		if strings.Contains(f, "stix21") {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := DecodeEvents(data)
+		if want, ok := notEvents[filepath.Base(f)]; ok {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error = %v, want one naming %q", filepath.Base(f), err, want)
+			}
+			continue
+		}
+		decoded++
+		if err != nil {
+			t.Errorf("%s: %v", filepath.Base(f), err)
+			continue
+		}
+		for _, ev := range evs {
+			attrs += ev.AttributeCount()
+		}
+	}
+	t.Logf("decoded %d event files, %d attributes", decoded, attrs)
+}
