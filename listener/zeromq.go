@@ -188,35 +188,11 @@ type received struct {
 // established, another error if dialling failed, and nil when ctx ended. received reports
 // whether any message arrived.
 func (z *ZeroMQ) session(ctx context.Context, gapReason string, log *logrus.Entry) (gotMessage bool, err error) {
-	guard := &dialGuard{handshakeTimeout: z.cfg.DialTimeout}
-	sockCtx, cancel := context.WithCancel(context.WithValue(ctx, dialGuardKey{}, guard))
+	sockCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-
-	opts := []zmq4.Option{
-		zmq4.WithAutomaticReconnect(false),
-		zmq4.WithDialerMaxRetries(0),
-		zmq4.WithDialerTimeout(z.cfg.DialTimeout),
-		zmq4.WithLogger(stdlog.New(logWriter{log}, "zmq4: ", 0)),
-	}
-	if z.cfg.Username != "" {
-		// A fresh PLAIN mechanism per socket: zmq4's client forgets the credentials after its
-		// first handshake, which is why its own reconnect never recovers with PLAIN.
-		opts = append(opts, zmq4.WithSecurity(plain.Security(z.cfg.Username, z.cfg.Password)))
-	}
-	sock := zmq4.NewSub(sockCtx, opts...)
-	if err := sock.Dial(z.endpoint); err != nil {
-		_ = sock.Close()
-		if z.cfg.Username != "" && isHandshakeError(err) {
-			return false, fmt.Errorf("dial %s (the handshake failed; check the PLAIN username and password): %w", z.cfg.Endpoint, err)
-		}
-		return false, fmt.Errorf("dial %s: %w", z.cfg.Endpoint, err)
-	}
-	guard.handshakeDone()
-	for _, topic := range subscriptions {
-		if err := sock.SetOption(zmq4.OptionSubscribe, topic); err != nil {
-			_ = sock.Close()
-			return false, &disconnect{reason: GapReasonReceiveError, err: fmt.Errorf("subscribe %q: %w", topic, err)}
-		}
+	sock, err := z.dial(sockCtx, log)
+	if err != nil {
+		return false, err
 	}
 
 	msgs := make(chan received, 64)
@@ -252,6 +228,55 @@ func (z *ZeroMQ) session(ctx context.Context, gapReason string, log *logrus.Entr
 			watchdog.Reset(z.cfg.HeartbeatTimeout)
 		}
 	}
+}
+
+// dial connects a fresh SUB socket, completes the handshake within DialTimeout and subscribes
+// to MISP's topics. The socket lives until ctx ends or it is closed. An error after the
+// connection was established is a *disconnect.
+func (z *ZeroMQ) dial(ctx context.Context, log *logrus.Entry) (zmq4.Socket, error) {
+	guard := &dialGuard{handshakeTimeout: z.cfg.DialTimeout}
+	opts := []zmq4.Option{
+		zmq4.WithAutomaticReconnect(false),
+		zmq4.WithDialerMaxRetries(0),
+		zmq4.WithDialerTimeout(z.cfg.DialTimeout),
+		zmq4.WithLogger(stdlog.New(logWriter{log}, "zmq4: ", 0)),
+	}
+	if z.cfg.Username != "" {
+		// A fresh PLAIN mechanism per socket: zmq4's client forgets the credentials after its
+		// first handshake, which is why its own reconnect never recovers with PLAIN.
+		opts = append(opts, zmq4.WithSecurity(plain.Security(z.cfg.Username, z.cfg.Password)))
+	}
+	sock := zmq4.NewSub(context.WithValue(ctx, dialGuardKey{}, guard), opts...)
+	if err := sock.Dial(z.endpoint); err != nil {
+		_ = sock.Close()
+		if z.cfg.Username != "" && isHandshakeError(err) {
+			return nil, fmt.Errorf("dial %s (the handshake failed; check the PLAIN username and password): %w", z.cfg.Endpoint, err)
+		}
+		return nil, fmt.Errorf("dial %s: %w", z.cfg.Endpoint, err)
+	}
+	guard.handshakeDone()
+	for _, topic := range subscriptions {
+		if err := sock.SetOption(zmq4.OptionSubscribe, topic); err != nil {
+			_ = sock.Close()
+			return nil, &disconnect{reason: GapReasonReceiveError, err: fmt.Errorf("subscribe %q: %w", topic, err)}
+		}
+	}
+	return sock, nil
+}
+
+// Probe connects once, completing the ZeroMQ handshake (PLAIN included), and closes the
+// connection: `listener check` uses it to show that the endpoint and credentials work.
+func (z *ZeroMQ) Probe(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sock, err := z.dial(ctx, z.log.WithField("component", "zeromq-probe"))
+	if err != nil {
+		return err
+	}
+	cancel()
+	_ = sock.Close()
+	drain(sock)
+	return nil
 }
 
 // receiveLoop hands messages over to the session; zmq4's Recv has no context or timeout and
