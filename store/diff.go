@@ -1,0 +1,372 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/mispsentinel/listener/stix"
+)
+
+// DiffStats counts what one Apply or RemoveEvent decided.
+type DiffStats struct {
+	// New objects had no state, or had been revoked and come back under a new generation id.
+	New int
+	// Changed objects have a new content hash.
+	Changed int
+	// Unchanged objects queued nothing.
+	Unchanged int
+	// Refreshed objects are unchanged but were re-queued with a later valid_until because the
+	// one Sentinel holds falls inside the refresh window.
+	Refreshed int
+	// Revoked objects the event no longer yields; a revocation was queued for each.
+	Revoked int
+}
+
+// Enqueued is the number of outbox items the call queued.
+func (d DiffStats) Enqueued() int { return d.New + d.Changed + d.Refreshed + d.Revoked }
+
+// Apply makes the sink's queued state for one MISP event equal to desired: it queues an
+// upsert for every object that is new or whose Hash changed, a revocation (revoked: true, new
+// modified) for every object the event yielded before and no longer does (Shared objects are
+// never revoked), a refresh upsert for an unchanged object whose valid_until in Sentinel is
+// inside the refresh window and which now has a later one, and nothing for the rest.
+//
+// A revoked id is never reused: an object that comes back after its revocation gets the next
+// generation id (stix.GenerationID). Every version queued for an id has a strictly later
+// modified than the one before: max(now, previous + 1 ms), in milliseconds.
+//
+// Atomicity: the call holds the sink's lock, so no other call on the sink observes a partial
+// result. It commits as one Badger transaction when it fits (about 1 MB of writes, a few
+// hundred typical indicators). A larger diff commits in chunks; the first chunk records the
+// event's id list as the union of the old and new lists, so that after a crash between chunks
+// every object that may be live in Sentinel is still attributed to the event, and applying the
+// same event again (as the reconciler does after any restart) completes the change without
+// uploading what was already queued. Apply returns only after everything is committed.
+func (s *Store) Apply(sink, eventUUID string, desired []stix.Object, now time.Time) (DiffStats, error) {
+	if eventUUID == "" {
+		return DiffStats{}, errors.New("apply: empty event uuid")
+	}
+	objects, err := checkDesired(desired)
+	if err != nil {
+		return DiffStats{}, fmt.Errorf("apply event %s to sink %s: %w", eventUUID, sink, err)
+	}
+	stats, err := s.apply(sink, eventUUID, objects, now)
+	if err != nil {
+		return stats, fmt.Errorf("apply event %s to sink %s: %w", eventUUID, sink, err)
+	}
+	return stats, nil
+}
+
+// RemoveEvent queues revocations for everything the event yielded (except Shared objects)
+// and forgets the event. It is Apply with an empty desired set.
+func (s *Store) RemoveEvent(sink, eventUUID string, now time.Time) (DiffStats, error) {
+	if eventUUID == "" {
+		return DiffStats{}, errors.New("remove event: empty event uuid")
+	}
+	stats, err := s.apply(sink, eventUUID, nil, now)
+	if err != nil {
+		return stats, fmt.Errorf("remove event %s from sink %s: %w", eventUUID, sink, err)
+	}
+	return stats, nil
+}
+
+// checkDesired rejects malformed objects and drops exact duplicates.
+func checkDesired(desired []stix.Object) ([]stix.Object, error) {
+	seen := make(map[string]string, len(desired))
+	out := make([]stix.Object, 0, len(desired))
+	for i, o := range desired {
+		switch {
+		case o.ID == "":
+			return nil, fmt.Errorf("object %d: empty id", i)
+		case o.Hash == "":
+			return nil, fmt.Errorf("object %s: empty hash", o.ID)
+		case len(o.Body) == 0:
+			return nil, fmt.Errorf("object %s: empty body", o.ID)
+		}
+		if h, dup := seen[o.ID]; dup {
+			if h != o.Hash {
+				return nil, fmt.Errorf("object %s: given twice with different content", o.ID)
+			}
+			continue
+		}
+		seen[o.ID] = o.Hash
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// nextModified is the modified for the next version of an id whose last version had last.
+func nextModified(last, now time.Time) time.Time {
+	m := now.UTC().Truncate(time.Millisecond)
+	if !last.IsZero() && !m.After(last) {
+		m = last.Add(time.Millisecond)
+	}
+	return m
+}
+
+// plannedObject is one object of the desired set with the state read before the change.
+type plannedObject struct {
+	obj   stix.Object
+	state indicatorState
+	found bool
+}
+
+func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time) (DiffStats, error) {
+	rt, err := s.lockSink(sink)
+	if err != nil {
+		return DiffStats{}, err
+	}
+	defer s.unlockSink(rt)
+
+	// Read phase: meta, the event's previous id list and the state of every object involved.
+	var (
+		meta     sinkMeta
+		oldIDs   []string
+		planned  = make([]plannedObject, len(desired))
+		removed  []plannedObject
+		inNew    = make(map[string]bool, len(desired))
+		newIDs   = make([]string, 0, len(desired))
+		enqueued bool
+	)
+	err = s.db.View(func(txn *badger.Txn) error {
+		var err error
+		if meta, err = readMeta(txn, sink); err != nil {
+			return err
+		}
+		if oldIDs, err = readIDList(txn, sink, event); err != nil {
+			return err
+		}
+		for i, o := range desired {
+			st, found, err := readState(txn, sink, o.ID)
+			if err != nil {
+				return err
+			}
+			planned[i] = plannedObject{obj: o, state: st, found: found}
+			inNew[o.ID] = true
+			if !o.Shared {
+				newIDs = append(newIDs, o.ID)
+			}
+		}
+		for _, id := range oldIDs {
+			if inNew[id] {
+				continue
+			}
+			st, found, err := readState(txn, sink, id)
+			if err != nil {
+				return err
+			}
+			if found {
+				removed = append(removed, plannedObject{obj: stix.Object{ID: id}, state: st, found: true})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return DiffStats{}, err
+	}
+
+	// Write phase.
+	var stats DiffStats
+	w := newChunkWriter(s.db, sink, &meta)
+	w.beforeFirstSplit = func(w *chunkWriter) error {
+		return w.set(eventKey(sink, event), encodeIDList(unionIDs(oldIDs, newIDs)))
+	}
+	fail := func(err error) (DiffStats, error) {
+		w.abort()
+		return DiffStats{}, err
+	}
+	for i := range planned {
+		p := &planned[i]
+		o, st := p.obj, &p.state
+		var live int64 // change of meta.Live, applied once the object's writes are in a chunk
+		switch {
+		case !p.found:
+			*st = indicatorState{}
+			stats.New++
+			live = 1
+		case st.Revoked:
+			// Re-activation: a revoked id is never reused.
+			st.Gen++
+			st.Revoked, st.Rejected, st.SentModified = false, false, time.Time{}
+			stats.New++
+			live = 1
+		case st.Hash != o.Hash:
+			stats.Changed++
+		case s.needsRefresh(st, o, now):
+			stats.Refreshed++
+		default:
+			stats.Unchanged++
+			if st.Shared != o.Shared || (!o.Shared && st.Event != event) {
+				st.Shared, st.Event = o.Shared, event
+				if err := w.reserve(1, len(o.ID)+len(st.Event)+128); err != nil {
+					return fail(err)
+				}
+				if err := w.set(stateKey(sink, o.ID), st.encode()); err != nil {
+					return fail(err)
+				}
+			}
+			continue
+		}
+		st.Hash, st.ValidUntil, st.Body, st.Shared = o.Hash, o.ValidUntil, o.Body, o.Shared
+		if o.Shared {
+			st.Event = ""
+		} else {
+			st.Event = event
+		}
+		if err := s.enqueue(w, rt, o.ID, st, now); err != nil {
+			return fail(err)
+		}
+		meta.Live += live
+		enqueued = true
+	}
+	for i := range removed {
+		st := &removed[i].state
+		if st.Revoked || st.Shared || st.Event != event {
+			continue // already revoked, shared, or now owned by another event
+		}
+		st.Revoked = true
+		stats.Revoked++
+		if err := s.enqueue(w, rt, removed[i].obj.ID, st, now); err != nil {
+			return fail(err)
+		}
+		meta.Live--
+		enqueued = true
+	}
+	if w.ops == 0 && w.chunks == 0 && slices.Equal(oldIDs, newIDs) {
+		// Nothing changed: the common reconcile case costs no write and no fsync.
+		w.abort()
+		return stats, nil
+	}
+	if err := w.reserve(1, len(newIDs)*48); err != nil {
+		return fail(err)
+	}
+	if len(newIDs) == 0 {
+		err = w.delete(eventKey(sink, event))
+	} else {
+		err = w.set(eventKey(sink, event), encodeIDList(newIDs))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if err := w.finish(); err != nil {
+		return DiffStats{}, err
+	}
+	if enqueued {
+		rt.signal()
+	}
+	return stats, nil
+}
+
+// needsRefresh reports whether an unchanged object must be re-sent so that Sentinel does not
+// expire it: the valid_until Sentinel holds is inside the refresh window and the desired one
+// is later. Objects whose last version was rejected are not refreshed.
+func (s *Store) needsRefresh(st *indicatorState, o stix.Object, now time.Time) bool {
+	if st.Rejected || st.ValidUntil.IsZero() || o.ValidUntil.IsZero() {
+		return false
+	}
+	return st.ValidUntil.Sub(now) < s.refreshWindow && o.ValidUntil.After(st.ValidUntil)
+}
+
+// enqueue stamps the state's current version (st.Gen, st.Body, st.Revoked) with a
+// fresh modified, appends it to the outbox and writes the state, in one chunk. A pending,
+// not-in-flight item for the same stamped id is replaced (the newer version moves to the
+// tail); an item already handed out by Begin is left alone.
+func (s *Store) enqueue(w *chunkWriter, rt *sinkRuntime, base string, st *indicatorState, now time.Time) error {
+	revoke := st.Revoked
+	if st.Body == nil {
+		if err := loadBody(w.txn, w.sink, base, st); err != nil {
+			return err
+		}
+	}
+	id := stix.GenerationID(base, st.Gen)
+	modified := nextModified(st.Modified, now)
+	object, err := stix.Stamp(st.Body, id, modified, revoke)
+	if err != nil {
+		return err
+	}
+	item := outboxItem{
+		ID: id, Base: base, Gen: st.Gen, Revoke: revoke,
+		Modified: modified, EnqueuedAt: now.UTC(), Object: object,
+	}
+	encoded := item.encode()
+	if err := w.reserve(4, len(encoded)+len(st.Body)+len(base)*3+256); err != nil {
+		return err
+	}
+	if st.PendingSeq != 0 && !rt.inflight[st.PendingSeq] {
+		pending, found, err := readItem(w.txn, w.sink, st.PendingSeq)
+		if err != nil {
+			return err
+		}
+		if found && pending.ID == id {
+			if err := w.delete(seqKey(kindOutbox, w.sink, st.PendingSeq)); err != nil {
+				return err
+			}
+			w.meta.Depth--
+		}
+	}
+	seq := w.meta.Tail
+	w.meta.Tail++
+	w.meta.Depth++
+	w.meta.LastEnqueued = now.UTC()
+	if err := w.set(seqKey(kindOutbox, w.sink, seq), encoded); err != nil {
+		return err
+	}
+	st.Modified = modified
+	st.PendingSeq = seq
+	st.Rejected = false
+	if !revoke {
+		if err := w.set(bodyKey(w.sink, base), st.Body); err != nil {
+			return err
+		}
+	}
+	return w.set(stateKey(w.sink, base), st.encode())
+}
+
+// loadBody reads the body of the object's last upsert into st.Body.
+func loadBody(txn *badger.Txn, sink, base string, st *indicatorState) error {
+	item, err := txn.Get(bodyKey(sink, base))
+	if err != nil {
+		return fmt.Errorf("read body of %s: %w", base, err)
+	}
+	if st.Body, err = item.ValueCopy(nil); err != nil {
+		return fmt.Errorf("read body of %s: %w", base, err)
+	}
+	return nil
+}
+
+func readItem(txn *badger.Txn, sink string, seq uint64) (outboxItem, bool, error) {
+	item, err := txn.Get(seqKey(kindOutbox, sink, seq))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return outboxItem{}, false, nil
+	}
+	if err != nil {
+		return outboxItem{}, false, fmt.Errorf("read outbox item %d: %w", seq, err)
+	}
+	var it outboxItem
+	err = item.Value(func(v []byte) error {
+		var derr error
+		it, derr = decodeItem(v)
+		return derr
+	})
+	if err != nil {
+		return outboxItem{}, false, fmt.Errorf("read outbox item %d: %w", seq, err)
+	}
+	return it, true, nil
+}
+
+func unionIDs(a, b []string) []string {
+	seen := make(map[string]bool, len(a)+len(b))
+	out := make([]string, 0, len(a)+len(b))
+	for _, list := range [][]string{a, b} {
+		for _, id := range list {
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}

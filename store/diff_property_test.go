@@ -1,0 +1,326 @@
+package store
+
+import (
+	"flag"
+	"fmt"
+	"math/rand"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mispsentinel/listener/stix"
+)
+
+var propertySeed = flag.Int64("store.seed", 0, "seed for TestDiffProperties (0: time-based, logged)")
+
+// diffModel is an independent, in-memory statement of the diff rules, and a fake Sentinel
+// that checks every upload it is handed against them.
+type diffModel struct {
+	t        *testing.T
+	objects  map[string]*modelObject // by generation-0 id
+	eventIDs map[string][]string
+	desired  map[string]map[string]string // event -> base id -> hash (last desired set)
+
+	queued   map[string][]modelVersion // stamped id -> versions queued, in order
+	next     map[string]int            // stamped id -> index of the next version that may be uploaded
+	lastMod  map[string]string         // stamped id -> modified of the last upload handed out
+	revoked  map[string]bool           // stamped id -> a revocation was handed out
+	sentinel map[string]modelVersion   // stamped id -> last accepted version
+}
+
+type modelObject struct {
+	gen     uint32
+	hash    string
+	revoked bool
+	shared  bool
+	event   string
+}
+
+type modelVersion struct {
+	hash    string
+	revoked bool
+}
+
+func newDiffModel(t *testing.T) *diffModel {
+	return &diffModel{
+		t: t, objects: map[string]*modelObject{}, eventIDs: map[string][]string{},
+		desired: map[string]map[string]string{}, queued: map[string][]modelVersion{},
+		next: map[string]int{}, lastMod: map[string]string{}, revoked: map[string]bool{},
+		sentinel: map[string]modelVersion{},
+	}
+}
+
+func (m *diffModel) queue(base string, o *modelObject) {
+	id := stix.GenerationID(base, o.gen)
+	m.queued[id] = append(m.queued[id], modelVersion{o.hash, o.revoked})
+}
+
+// apply returns the stats the store must report and records the versions it must queue.
+func (m *diffModel) apply(event string, desired []stix.Object) DiffStats {
+	var want DiffStats
+	in := map[string]bool{}
+	var ids []string
+	m.desired[event] = map[string]string{}
+	for _, d := range desired {
+		in[d.ID] = true
+		if !d.Shared {
+			ids = append(ids, d.ID)
+			m.desired[event][d.ID] = d.Hash
+		}
+		o, ok := m.objects[d.ID]
+		switch {
+		case !ok:
+			o = &modelObject{}
+			m.objects[d.ID] = o
+			want.New++
+		case o.revoked:
+			o.gen++
+			want.New++
+		case o.hash != d.Hash:
+			want.Changed++
+		default:
+			want.Unchanged++
+			if !d.Shared {
+				o.event = event
+			}
+			continue
+		}
+		o.hash, o.revoked, o.shared = d.Hash, false, d.Shared
+		if !d.Shared {
+			o.event = event
+		}
+		m.queue(d.ID, o)
+	}
+	for _, id := range m.eventIDs[event] {
+		o := m.objects[id]
+		if in[id] || o == nil || o.revoked || o.shared || o.event != event {
+			continue
+		}
+		o.revoked = true
+		want.Revoked++
+		m.queue(id, o)
+	}
+	m.eventIDs[event] = ids
+	return want
+}
+
+// handOut checks one item handed out by Begin and returns its decoded form.
+func (m *diffModel) handOut(it Item) upload {
+	t := m.t
+	u := decodeUpload(t, it)
+	versions := m.queued[u.ID]
+	j := m.next[u.ID]
+	for j < len(versions) && versions[j] != (modelVersion{u.Hash, u.Revoked}) {
+		j++ // skipped versions were coalesced
+	}
+	if j == len(versions) {
+		t.Fatalf("upload %+v was never queued (queued after position %d: %+v)", u, m.next[u.ID], versions)
+	}
+	if last, ok := m.lastMod[u.ID]; ok && u.Modified <= last {
+		t.Fatalf("upload %+v: modified not after %s", u, last)
+	}
+	if m.revoked[u.ID] && !u.Revoked {
+		t.Fatalf("upload %+v reuses a revoked id", u)
+	}
+	m.next[u.ID] = j + 1
+	m.lastMod[u.ID] = u.Modified
+	m.revoked[u.ID] = m.revoked[u.ID] || u.Revoked
+	return u
+}
+
+func TestDiffProperties(t *testing.T) {
+	seed := *propertySeed
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	t.Logf("seed %d (rerun with -args -store.seed=%d)", seed, seed)
+	runs, steps := 16, 150
+	if testing.Short() {
+		runs = 3
+	}
+	for run := range runs {
+		t.Run(fmt.Sprint("run", run), func(t *testing.T) {
+			checkDiffSequence(t, rand.New(rand.NewSource(seed+int64(run))), steps)
+		})
+	}
+}
+
+func checkDiffSequence(t *testing.T, rng *rand.Rand, steps int) {
+	s := openTest(t, Options{})
+	m := newDiffModel(t)
+	const sink = "ws"
+	events := []string{"ev-a", "ev-b", "ev-c"}
+	org := "identity--00000000-0000-4000-8000-0000000000aa"
+	hashes := []string{"x", "y", "z"}
+	now := t0
+	var inFlight *Batch
+
+	for step := range steps {
+		// The clock mostly advances by less than a millisecond and sometimes goes back.
+		now = now.Add(time.Duration(rng.Intn(3000)-300) * time.Microsecond)
+		switch r := rng.Intn(10); {
+		case r < 6: // a new version of an event
+			e := rng.Intn(len(events))
+			var desired []stix.Object
+			for i := range 15 {
+				if rng.Intn(3) > 0 {
+					desired = append(desired, indicator(indicatorID(e*100+i), hashes[rng.Intn(len(hashes))], time.Time{}))
+				}
+			}
+			if rng.Intn(2) == 0 {
+				desired = append(desired, identity(org, hashes[rng.Intn(2)]))
+			}
+			rng.Shuffle(len(desired), func(i, j int) { desired[i], desired[j] = desired[j], desired[i] })
+			want := m.apply(events[e], desired)
+			got, err := s.Apply(sink, events[e], desired, now)
+			if err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			if got != want {
+				t.Fatalf("step %d: apply %s: stats %+v, want %+v", step, events[e], got, want)
+			}
+		case r < 7: // an event is deleted
+			e := rng.Intn(len(events))
+			want := m.apply(events[e], nil)
+			got, err := s.RemoveEvent(sink, events[e], now)
+			if err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			if got != want {
+				t.Fatalf("step %d: remove %s: stats %+v, want %+v", step, events[e], got, want)
+			}
+		default: // the pusher begins or ends a batch
+			if inFlight == nil {
+				b, err := s.Begin(sink, 1+rng.Intn(20))
+				if err != nil {
+					t.Fatalf("step %d: %v", step, err)
+				}
+				if len(b.Items) > 0 {
+					inFlight = b
+				}
+				continue
+			}
+			var o Outcome
+			for i, it := range inFlight.Items {
+				switch k := rng.Intn(10); {
+				case k < 7:
+					o.Accepted = append(o.Accepted, i)
+					u := m.handOut(it)
+					m.sentinel[u.ID] = modelVersion{u.Hash, u.Revoked}
+				case k < 8:
+					o.Rejected = append(o.Rejected, Rejection{Index: i, Message: "rejected by test"})
+					m.handOut(it)
+					m.next[it.ID]-- // a requeue may hand the same version out again
+				default:
+					o.Retry = append(o.Retry, i)
+				}
+			}
+			if err := s.End(inFlight, o, now); err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			inFlight = nil
+		}
+	}
+
+	// Settle: end the batch in flight, re-queue dead letters, drain.
+	if inFlight != nil {
+		if err := s.End(inFlight, Outcome{}, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(time.Second)
+	if _, err := s.Requeue(sink, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		b, err := s.Begin(sink, 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b.Items) == 0 {
+			break
+		}
+		var acc []int
+		for i, it := range b.Items {
+			u := m.handOut(it)
+			m.sentinel[u.ID] = modelVersion{u.Hash, u.Revoked}
+			acc = append(acc, i)
+		}
+		if err := s.End(b, Outcome{Accepted: acc}, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Sentinel now holds exactly the last desired sets: the current generation of every
+	// desired object with its last hash, and every other id it ever accepted revoked.
+	want := map[string]string{}
+	for _, ids := range m.desired {
+		for id, h := range ids {
+			want[id] = h
+		}
+	}
+	for base, o := range m.objects {
+		if o.shared {
+			got := m.sentinel[base]
+			if got.revoked || got.hash != o.hash {
+				t.Errorf("shared %s: sentinel holds %+v, want %s live", base, got, o.hash)
+			}
+			continue
+		}
+		for gen := uint32(0); gen <= o.gen; gen++ {
+			id := stix.GenerationID(base, gen)
+			got, ok := m.sentinel[id]
+			if h, desired := want[base]; desired && gen == o.gen {
+				if !ok || got.revoked || got.hash != h {
+					t.Errorf("%s (gen %d): sentinel holds %+v, want %s live", base, gen, got, h)
+				}
+				continue
+			}
+			if ok && !got.revoked {
+				t.Errorf("%s (gen %d): sentinel holds %+v, want revoked", base, gen, got)
+			}
+		}
+	}
+	var live int
+	for _, ids := range m.desired {
+		live += len(ids)
+	}
+	if len(m.objects) > 0 && m.objects[org] != nil {
+		live++
+	}
+	st, err := s.Stats(sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.OutboxDepth != 0 || st.DeadLetters != 0 || st.Live != int64(live) {
+		t.Errorf("stats %+v, want empty outbox and %d live", st, live)
+	}
+	var evs []string
+	if err := s.Events(sink, func(e string) error { evs = append(evs, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var wantEvs []string
+	for e, ids := range m.desired {
+		if len(ids) > 0 {
+			wantEvs = append(wantEvs, e)
+		}
+	}
+	slices.Sort(wantEvs)
+	if !slices.Equal(evs, wantEvs) {
+		t.Errorf("events %v, want %v", evs, wantEvs)
+	}
+	// Nothing changes on a reconcile with the same desired sets.
+	for e, ids := range m.desired {
+		var desired []stix.Object
+		for id, h := range ids {
+			desired = append(desired, indicator(id, h, time.Time{}))
+		}
+		got, err := s.Apply(sink, e, desired, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Enqueued() != 0 {
+			t.Errorf("reconcile of %s queued %+v", e, got)
+		}
+	}
+}

@@ -1,0 +1,334 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/sirupsen/logrus"
+)
+
+// Options configures Open. The zero value is usable.
+type Options struct {
+	// Logger receives Badger's warnings and errors (its info and debug lines are dropped) and
+	// the store's own value-log GC failures. Nil discards them.
+	Logger logrus.FieldLogger
+	// RefreshWindow: an unchanged indicator is re-uploaded with its new valid_until when the
+	// valid_until Sentinel holds is less than this far from now. Default 24h.
+	RefreshWindow time.Duration
+	// GCInterval is the period of the value-log GC ticker. Default 5 minutes; negative
+	// disables it.
+	GCInterval time.Duration
+	// InMemory keeps everything in memory (tests, dry runs); dir is ignored.
+	InMemory bool
+	// ReadOnly opens an existing store without writing to it (for copying it with Backup).
+	// It fails while another process has the store open for writing.
+	ReadOnly bool
+}
+
+// DefaultRefreshWindow is the RefreshWindow used when Options leaves it zero.
+const DefaultRefreshWindow = 24 * time.Hour
+
+// DefaultGCInterval is the GCInterval used when Options leaves it zero.
+const DefaultGCInterval = 5 * time.Minute
+
+// ErrBatchInFlight is returned by Begin while the sink's previous batch has not been ended.
+var ErrBatchInFlight = errors.New("a batch is already in flight for this sink")
+
+// ErrClosed is returned by every method after Close.
+var ErrClosed = errors.New("store is closed")
+
+// Store is the durable state of every sink. It is safe for concurrent use. Operations on one
+// sink are serialised by a per-sink lock and operations on different sinks run in parallel;
+// since every key belongs to one sink (or is a watermark, written blindly and retried on
+// badger.ErrConflict), the store's own transactions never conflict.
+type Store struct {
+	db            *badger.DB
+	log           logrus.FieldLogger
+	refreshWindow time.Duration
+
+	// closeMu is held shared by every operation and exclusively by Close.
+	closeMu sync.RWMutex
+	closed  bool
+
+	mu    sync.Mutex // guards sinks
+	sinks map[string]*sinkRuntime
+
+	stopGC chan struct{}
+	gcDone sync.WaitGroup
+}
+
+// sinkRuntime is the in-memory part of a sink: its lock, readiness signal and in-flight batch.
+type sinkRuntime struct {
+	mu       sync.Mutex
+	ready    chan struct{}
+	inflight map[uint64]bool // seqs handed out by Begin and not yet ended
+}
+
+// Open opens (creating if needed) the store in dir with Badger options tuned for a small
+// daemon (see spec go-ecosystem §1.2) and synchronous writes, so that a committed call
+// survives power loss. The directory is locked: a second Open of the same dir fails.
+func Open(dir string, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		log = l
+	}
+	if opts.RefreshWindow <= 0 {
+		opts.RefreshWindow = DefaultRefreshWindow
+	}
+	if opts.GCInterval == 0 {
+		opts.GCInterval = DefaultGCInterval
+	}
+	bopts := badger.DefaultOptions(dir).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(4).
+		WithBlockCacheSize(0).
+		WithCompression(options.None).
+		WithNumCompactors(2).
+		WithValueLogFileSize(64 << 20).
+		WithSyncWrites(true).
+		WithLogger(badgerLogger{log.WithField("component", "badger")})
+	if opts.InMemory {
+		bopts = bopts.WithDir("").WithValueDir("").WithInMemory(true)
+	}
+	if opts.ReadOnly {
+		bopts = bopts.WithReadOnly(true)
+	}
+	db, err := badger.Open(bopts)
+	if err != nil {
+		return nil, fmt.Errorf("open badger at %q: %w", dir, err)
+	}
+	s := &Store{
+		db:            db,
+		log:           log,
+		refreshWindow: opts.RefreshWindow,
+		sinks:         make(map[string]*sinkRuntime),
+		stopGC:        make(chan struct{}),
+	}
+	if opts.GCInterval > 0 && !opts.InMemory && !opts.ReadOnly {
+		s.gcDone.Add(1)
+		go s.gcLoop(opts.GCInterval)
+	}
+	return s, nil
+}
+
+// Close stops the GC ticker and closes Badger. Batches in flight are not ended: their items
+// stay in the outbox and are handed out again after the next Open.
+func (s *Store) Close() error {
+	s.closeMu.Lock() // waits for operations in progress
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	close(s.stopGC)
+	s.gcDone.Wait()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close badger: %w", err)
+	}
+	return nil
+}
+
+// Backup writes a consistent snapshot of the whole store to w, in Badger's backup format.
+func (s *Store) Backup(w io.Writer) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	if _, err := s.db.Backup(w, 0); err != nil {
+		return fmt.Errorf("back up store: %w", err)
+	}
+	return nil
+}
+
+// Load adds a snapshot written by Backup to the store. It is meant for an empty store (a dry
+// run's scratch copy); loading into a store in use would mix two states.
+func (s *Store) Load(r io.Reader) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	if err := s.db.Load(r, 256); err != nil {
+		return fmt.Errorf("load store snapshot: %w", err)
+	}
+	return nil
+}
+
+// gcLoop runs Badger's value-log GC on every tick until it has nothing to rewrite.
+// ErrNoRewrite is the normal answer while values stay inline in the LSM tree.
+func (s *Store) gcLoop(every time.Duration) {
+	defer s.gcDone.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		case <-t.C:
+		}
+		for {
+			err := s.db.RunValueLogGC(0.5)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				s.log.WithError(err).Warn("badger value-log GC failed")
+			}
+			break
+		}
+	}
+}
+
+// enter marks an operation in progress; the caller must call s.leave when done.
+func (s *Store) enter() error {
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) leave() { s.closeMu.RUnlock() }
+
+// lockSink enters the store and locks the sink's runtime (creating it). The caller must call
+// unlockSink.
+func (s *Store) lockSink(sink string) (*sinkRuntime, error) {
+	if sink == "" {
+		return nil, errors.New("empty sink name")
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	rt := s.runtime(sink)
+	s.mu.Unlock()
+	rt.mu.Lock()
+	return rt, nil
+}
+
+func (s *Store) unlockSink(rt *sinkRuntime) {
+	rt.mu.Unlock()
+	s.leave()
+}
+
+// runtime returns the sink's runtime; s.mu must be held.
+func (s *Store) runtime(sink string) *sinkRuntime {
+	rt, ok := s.sinks[sink]
+	if !ok {
+		rt = &sinkRuntime{ready: make(chan struct{}, 1), inflight: make(map[uint64]bool)}
+		s.sinks[sink] = rt
+	}
+	return rt
+}
+
+// Ready returns a channel that receives a value (non-blocking, coalesced) whenever something
+// is enqueued for sink, so a pusher can wait for work instead of polling. A pusher should
+// drain the outbox with Begin until it is empty before waiting on the channel again.
+func (s *Store) Ready(sink string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.runtime(sink).ready
+}
+
+func (rt *sinkRuntime) signal() {
+	select {
+	case rt.ready <- struct{}{}:
+	default:
+	}
+}
+
+// update runs fn in a read-write transaction, retrying on badger.ErrConflict.
+func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	for attempt := 0; ; attempt++ {
+		err := s.db.Update(fn)
+		if errors.Is(err, badger.ErrConflict) && attempt < 100 {
+			continue
+		}
+		return err
+	}
+}
+
+func readMeta(txn *badger.Txn, sink string) (sinkMeta, error) {
+	item, err := txn.Get(metaKey(sink))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return sinkMeta{Head: 1, Tail: 1}, nil
+	}
+	if err != nil {
+		return sinkMeta{}, fmt.Errorf("read meta of sink %s: %w", sink, err)
+	}
+	var m sinkMeta
+	err = item.Value(func(v []byte) error {
+		var derr error
+		m, derr = decodeMeta(v)
+		return derr
+	})
+	if err != nil {
+		return sinkMeta{}, fmt.Errorf("read meta of sink %s: %w", sink, err)
+	}
+	return m, nil
+}
+
+func readState(txn *badger.Txn, sink, base string) (indicatorState, bool, error) {
+	item, err := txn.Get(stateKey(sink, base))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return indicatorState{}, false, nil
+	}
+	if err != nil {
+		return indicatorState{}, false, fmt.Errorf("read state of %s: %w", base, err)
+	}
+	var st indicatorState
+	err = item.Value(func(v []byte) error {
+		var derr error
+		st, derr = decodeState(v)
+		return derr
+	})
+	if err != nil {
+		return indicatorState{}, false, fmt.Errorf("read state of %s: %w", base, err)
+	}
+	return st, true, nil
+}
+
+func readIDList(txn *badger.Txn, sink, event string) ([]string, error) {
+	item, err := txn.Get(eventKey(sink, event))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read id list of event %s: %w", event, err)
+	}
+	var ids []string
+	err = item.Value(func(v []byte) error {
+		var derr error
+		ids, derr = decodeIDList(v)
+		return derr
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read id list of event %s: %w", event, err)
+	}
+	return ids, nil
+}
+
+// badgerLogger passes Badger's warnings and errors to logrus and drops its info and debug
+// lines (badger.WithLoggingLevel only applies to Badger's own default logger).
+type badgerLogger struct{ l logrus.FieldLogger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Errorf(trimNewline(f), a...) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warningf(trimNewline(f), a...) }
+func (badgerLogger) Infof(string, ...any)          {}
+func (badgerLogger) Debugf(string, ...any)         {}
+
+func trimNewline(f string) string {
+	if n := len(f); n > 0 && f[n-1] == '\n' {
+		return f[:n-1]
+	}
+	return f
+}
