@@ -255,6 +255,9 @@ type Endpoints struct {
 	APIHost string `yaml:"api_host" json:"api_host"`
 	// Scope is the token scope, e.g. https://management.azure.com/.default.
 	Scope string `yaml:"scope" json:"scope"`
+	// CAFile is a PEM bundle that verifies Entra and the upload API instead of the system
+	// roots (TLS-inspecting proxies, private endpoints, the simulators of `listener demo`).
+	CAFile string `yaml:"ca_file" json:"ca_file"`
 }
 
 // Identity is the Entra identity a sink authenticates as.

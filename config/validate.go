@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -244,6 +245,9 @@ func (c *Config) validateSink(i int, errs *Errors) {
 	if cloudOK {
 		checkURL(s.Endpoints.LoginHost, p("endpoints.login_host"), apiOK, errs, "https")
 		checkURL(s.Endpoints.APIHost, p("endpoints.api_host"), false, errs, "https")
+		if s.Endpoints.CAFile != "" && !filepath.IsAbs(s.Endpoints.CAFile) {
+			errs.add(p("endpoints.ca_file"), "must be an absolute path, got %q", s.Endpoints.CAFile)
+		}
 		if s.Endpoints.Scope == "" {
 			errs.add(p("endpoints.scope"), "is required")
 		} else if u, err := url.Parse(s.Endpoints.Scope); err != nil || u.Scheme != "https" || !strings.HasSuffix(s.Endpoints.Scope, "/.default") {

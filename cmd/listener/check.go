@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/sirupsen/logrus"
+
+	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/listener"
+	"github.com/mispsentinel/listener/misp"
+	"github.com/mispsentinel/listener/sentinel"
+)
+
+func init() {
+	register("check", "check MISP, ZeroMQ, every identity's token and every workspace", runCheck)
+}
+
+// probeObject is what `check` uploads to prove a workspace accepts writes: an identity object
+// naming this tool, which Sentinel stores like any other STIX identity. Re-running check
+// replaces it (same id and modified), so it never accumulates.
+var probeObject = json.RawMessage(`{"type":"identity","spec_version":"2.1","id":"identity--0b8c7d52-6a9e-5f3b-8e4a-1c2d3e4f5a6b","created":"2020-01-01T00:00:00.000Z","modified":"2020-01-01T00:00:00.000Z","name":"MISP to Sentinel listener","identity_class":"system"}`)
+
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("check", stderr)
+	path := fs.String("c", "", "configuration file (YAML)")
+	offline := fs.Bool("offline", false, "only validate the configuration; contact nothing")
+	noUpload := fs.Bool("no-upload", false, "do not upload the probe identity object to each workspace")
+	timeout := fs.Duration("timeout", 30*time.Second, "time limit of each check")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg, err := loadConfig(ctx, *path, !*offline)
+	if err != nil {
+		fmt.Fprintf(stderr, "listener check: %v\n", err)
+		return exitBadInput
+	}
+	fmt.Fprintf(stdout, "ok    configuration %s (%d sinks)\n", *path, len(cfg.Sinks))
+	if *offline {
+		return exitOK
+	}
+	failed := false
+	report := func(name string, err error, detail string) {
+		if err != nil {
+			failed = true
+			fmt.Fprintf(stdout, "FAIL  %s: %v\n", name, err)
+			return
+		}
+		fmt.Fprintf(stdout, "ok    %s%s\n", name, detail)
+	}
+	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, *timeout) }
+
+	// MISP: reachable, key valid, version.
+	{
+		c, cancel := step()
+		version, err := checkMISP(c, cfg)
+		cancel()
+		report("MISP "+cfg.MISP.URL, err, " (version "+version+")")
+	}
+	// ZeroMQ: the endpoint accepts a subscriber (PLAIN included).
+	if cfg.ZeroMQ.Enabled {
+		c, cancel := step()
+		quiet := logrus.New()
+		quiet.SetOutput(io.Discard)
+		z := listener.NewZeroMQ(daemon.ZeroMQConfig(cfg.ZeroMQ), listener.HandlerFunc(func(context.Context, listener.Notice) error { return nil }), nil, quiet, nil)
+		err := z.Probe(c)
+		cancel()
+		report("ZeroMQ "+cfg.ZeroMQ.Endpoint, err, "")
+	}
+	// Each identity once: a token; each workspace: an upload.
+	tokens := map[string]error{}
+	for _, s := range cfg.Sinks {
+		scfg, err := daemon.SentinelConfig(s)
+		if err != nil {
+			report("sink "+s.Name, err, "")
+			continue
+		}
+		key := s.Identity.Key()
+		if _, done := tokens[key]; !done {
+			c, cancel := step()
+			tokens[key] = checkToken(c, scfg)
+			cancel()
+			report(fmt.Sprintf("token for identity %s/%s (%s)", s.Identity.TenantID, s.Identity.ClientID, s.Identity.Kind), tokens[key], "")
+		}
+		if tokens[key] != nil {
+			report("workspace "+s.WorkspaceID+" (sink "+s.Name+")", errors.New("skipped: no token"), "")
+			continue
+		}
+		if *noUpload || s.API == config.APILegacy {
+			fmt.Fprintf(stdout, "skip  workspace %s (sink %s): upload probe disabled or legacy API\n", s.WorkspaceID, s.Name)
+			continue
+		}
+		c, cancel := step()
+		err = checkWorkspace(c, scfg)
+		cancel()
+		report("workspace "+s.WorkspaceID+" (sink "+s.Name+")", err, " accepts uploads")
+	}
+	if failed {
+		return exitFailure
+	}
+	return exitOK
+}
+
+func checkMISP(ctx context.Context, cfg *config.Config) (string, error) {
+	c, err := misp.NewClient(daemon.MISPClientConfig(cfg.MISP))
+	if err != nil {
+		return "", err
+	}
+	v, err := c.Version(ctx)
+	if errors.Is(err, misp.ErrAuth) {
+		return "", fmt.Errorf("%w (check misp.key: an automation key of a user allowed to search events)", err)
+	}
+	return v, err
+}
+
+func checkToken(ctx context.Context, scfg sentinel.Config) error {
+	cred, err := sentinel.NewCredential(scfg)
+	if err != nil {
+		return err
+	}
+	scfg = scfg.WithDefaults()
+	_, err = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scfg.Scope}})
+	return err
+}
+
+func checkWorkspace(ctx context.Context, scfg sentinel.Config) error {
+	client, err := sentinel.New(scfg, sentinel.NewLimiters(sentinel.LimiterOptions{}))
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	res, err := client.Upload(ctx, []json.RawMessage{probeObject})
+	if err != nil {
+		return err
+	}
+	if len(res.Rejected) > 0 {
+		return fmt.Errorf("probe object rejected: %s", res.Rejected[0].Message)
+	}
+	return nil
+}

@@ -1,0 +1,341 @@
+package daemon
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/listener"
+	"github.com/mispsentinel/listener/misp"
+	"github.com/mispsentinel/listener/pipeline"
+	"github.com/mispsentinel/listener/pusher"
+	"github.com/mispsentinel/listener/reconcile"
+	"github.com/mispsentinel/listener/sentinel"
+	"github.com/mispsentinel/listener/store"
+)
+
+// Options are what the configuration file cannot say: the process's registry, logger and clock,
+// and the trust roots of simulators.
+type Options struct {
+	// Registry receives every metric; a fresh registry when nil.
+	Registry *prometheus.Registry
+	// Logger is the daemon's logger; logrus's standard logger when nil.
+	Logger *logrus.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// SentinelRoots, when set, verifies Entra and Sentinel instead of the system roots.
+	SentinelRoots *x509.CertPool
+	// MISPHTTPClient, when set, carries MISP REST requests.
+	MISPHTTPClient *http.Client
+	// LimiterMinute is the length of a quota minute (simulators with a time scale); a real
+	// minute when zero.
+	LimiterMinute time.Duration
+	// Store, when set, is used instead of opening cfg.Store.Dir (dry runs); the caller
+	// closes it.
+	Store *store.Store
+	// Progress, when set, receives the reconciler's progress after each search page.
+	Progress func(kind string, pages, events int)
+}
+
+// Daemon is an assembled listener. Create it with New, then call Run or Sync once, then Close.
+type Daemon struct {
+	cfg      *config.Config
+	opts     Options
+	log      *logrus.Logger
+	registry *prometheus.Registry
+
+	store      *store.Store
+	ownStore   bool
+	misp       *misp.Client
+	pipeline   *pipeline.Pipeline
+	reconciler *reconcile.Reconciler
+	sinks      []*sinkRunner
+
+	listenerMetrics *listener.Metrics
+	pusherMetrics   *pusher.Metrics
+
+	mu      sync.Mutex
+	addrs   map[string]string // bound addresses by component, for tests and the demo
+	ready   bool
+	started chan struct{}
+}
+
+// sinkRunner is one sink's upload client and pusher.
+type sinkRunner struct {
+	name   string
+	client *sentinel.Client
+	pusher *pusher.Pusher
+	err    error // set when the sink could not be built; it then never runs
+}
+
+// New assembles the daemon from a validated, resolved configuration. It opens the store; the
+// caller must Close the daemon. A sink whose client cannot be built is reported by Run and
+// Sync but does not stop the others.
+func New(cfg *config.Config, opts Options) (*Daemon, error) {
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Logger == nil {
+		opts.Logger = logrus.StandardLogger()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	d := &Daemon{
+		cfg: cfg, opts: opts, log: opts.Logger, registry: opts.Registry,
+		addrs: map[string]string{}, started: make(chan struct{}),
+	}
+	st := opts.Store
+	if st == nil {
+		var err error
+		st, err = store.Open(cfg.Store.Dir, store.Options{Logger: opts.Logger, RefreshWindow: cfg.Store.RefreshWindow})
+		if err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		d.ownStore = true
+	}
+	d.store = st
+	if err := d.assemble(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) assemble() error {
+	cfg := d.cfg
+	reg := d.registry
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(newStoreCollector(d.store, cfg))
+
+	mc, err := misp.NewClient(mispClientConfig(cfg.MISP, d.opts.MISPHTTPClient))
+	if err != nil {
+		return fmt.Errorf("misp client: %w", err)
+	}
+	d.misp = mc
+
+	var sinks []pipeline.Sink
+	limiters := map[int]*sentinel.Limiters{} // per requests-per-minute setting; identities within share
+	d.pusherMetrics = pusher.NewMetrics(reg)
+	for _, s := range cfg.Sinks {
+		sinks = append(sinks, pipeline.Sink{Name: s.Name, Options: conversionOptions(s.Conversion, s.Filters, cfg.MISP.URL)})
+		run := &sinkRunner{name: s.Name}
+		d.sinks = append(d.sinks, run)
+		lim, ok := limiters[s.RequestsPerMinute]
+		if !ok {
+			lim = sentinel.NewLimiters(sentinel.LimiterOptions{RequestsPerMinute: float64(s.RequestsPerMinute), Minute: d.opts.LimiterMinute})
+			limiters[s.RequestsPerMinute] = lim
+		}
+		scfg, err := SentinelConfig(s)
+		if err != nil {
+			run.err = err
+			continue
+		}
+		if d.opts.SentinelRoots != nil {
+			scfg.TLSRootCAs = d.opts.SentinelRoots
+		}
+		client, err := sentinel.New(scfg, lim)
+		if err != nil {
+			run.err = fmt.Errorf("sink %s: %w", s.Name, err)
+			continue
+		}
+		run.client = client
+		run.pusher = pusher.New(pusher.Config{Sink: s.Name, BatchSize: s.BatchSize, Linger: cfg.Pusher.Linger},
+			d.store, client, d.log, d.pusherMetrics)
+	}
+
+	refetch := pipeline.RefetchNever
+	if cfg.MISP.RefetchOnNotice() {
+		refetch = pipeline.RefetchAlways
+	}
+	p, err := pipeline.New(pipeline.Config{
+		Sinks: sinks, EventFilters: cfg.MISP.EventFilters, Refetch: refetch,
+		Fetcher: mc, Store: d.store, Now: d.opts.Now, Metrics: pipeline.NewMetrics(reg),
+	})
+	if err != nil {
+		return err
+	}
+	d.pipeline = p
+	d.reconciler = reconcile.New(reconcile.Config{
+		EventFilters:        cfg.MISP.EventFilters,
+		PageSize:            cfg.MISP.PageSize,
+		FullInterval:        cfg.Reconcile.FullInterval,
+		IncrementalInterval: cfg.Reconcile.IncrementalInterval,
+		Overlap:             cfg.Reconcile.Overlap,
+		GoneGrace:           cfg.Reconcile.GoneGrace,
+		Progress:            d.opts.Progress,
+	}, mc, p, d.store, d.log, reconcile.NewMetrics(reg))
+	d.reconciler.SetClock(d.opts.Now)
+	d.listenerMetrics = listener.NewMetrics(reg)
+	return nil
+}
+
+// Store returns the daemon's store (status commands, tests).
+func (d *Daemon) Store() *store.Store { return d.store }
+
+// Reconciler returns the daemon's reconciler.
+func (d *Daemon) Reconciler() *reconcile.Reconciler { return d.reconciler }
+
+// Pipeline returns the daemon's pipeline.
+func (d *Daemon) Pipeline() *pipeline.Pipeline { return d.pipeline }
+
+// Registry returns the registry every metric is registered on.
+func (d *Daemon) Registry() *prometheus.Registry { return d.registry }
+
+// Addr returns the bound address of a component ("webhook", "metrics") once Run has started
+// it, or "".
+func (d *Daemon) Addr(component string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.addrs[component]
+}
+
+// Started is closed once Run has started every component.
+func (d *Daemon) Started() <-chan struct{} { return d.started }
+
+// Close closes the store and the clients. Call it after Run or Sync returned.
+func (d *Daemon) Close() error {
+	for _, s := range d.sinks {
+		if s.client != nil {
+			s.client.Close()
+		}
+	}
+	if !d.ownStore {
+		return nil
+	}
+	return d.store.Close()
+}
+
+// Run runs every component until ctx ends. It returns nil on a clean shutdown; a sink that
+// fails fatally is logged and stops alone.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	goRun := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+
+	for _, s := range d.sinks {
+		if s.err != nil {
+			d.log.WithError(s.err).WithField("sink", s.name).Error("sink not started: configuration error")
+			continue
+		}
+		s := s
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.pusher.Run(ctx); err != nil {
+				// One sink's configuration error never stops the others.
+				d.log.WithError(err).WithField("sink", s.name).Error("sink stopped")
+			}
+		}()
+	}
+	goRun("reconciler", d.reconciler.Run)
+
+	if d.cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", d.cfg.Metrics.Listen)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		d.setAddr("metrics", ln.Addr().String())
+		srv := &http.Server{Handler: d.opsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		goRun("metrics server", func(ctx context.Context) error {
+			go func() { <-ctx.Done(); shutdown(srv) }()
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	if d.cfg.ZeroMQ.Enabled {
+		z := listener.NewZeroMQ(zeroMQConfig(d.cfg.ZeroMQ), d.pipeline, d.reconciler.RequestCatchUp, d.log, d.listenerMetrics)
+		goRun("zeromq", z.Run)
+	}
+	if d.cfg.Webhook.Enabled {
+		w := listener.NewWebhook(webhookConfig(d.cfg.Webhook, d.readiness), d.pipeline, d.log, d.listenerMetrics)
+		goRun("webhook", w.Run)
+		go func() {
+			select {
+			case <-w.Listening():
+				d.setAddr("webhook", w.Addr())
+			case <-ctx.Done():
+			}
+		}()
+	}
+	d.mu.Lock()
+	d.ready = true
+	d.mu.Unlock()
+	close(d.started)
+
+	var firstErr error
+	select {
+	case <-ctx.Done():
+	case firstErr = <-errc:
+		cancel()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func (d *Daemon) setAddr(component, addr string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.addrs[component] = addr
+}
+
+func (d *Daemon) readiness() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.ready {
+		return errors.New("starting")
+	}
+	return nil
+}
+
+// opsHandler serves /metrics, /healthz and /readyz.
+func (d *Daemon) opsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{Registry: d.registry}))
+	mux.HandleFunc("GET /status", d.serveStatus)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := d.readiness(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, `{"status":%q}`, err.Error())
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ready"}`))
+	})
+	return mux
+}
+
+func shutdown(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+}

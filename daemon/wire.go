@@ -1,0 +1,163 @@
+package daemon
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/listener"
+	"github.com/mispsentinel/listener/misp"
+	"github.com/mispsentinel/listener/sentinel"
+	"github.com/mispsentinel/listener/stix"
+)
+
+// This file maps the configuration onto each package's own options. Each package keeps its
+// defaults; the mapping passes through only what the configuration sets.
+
+// ConversionOptions returns the stix options the daemon converts with for one sink, so that
+// tools (the demo, tests, benchmarks) can compute the state Sentinel should end in.
+func ConversionOptions(cfg *config.Config, s config.Sink) stix.Options {
+	return conversionOptions(s.Conversion, s.Filters, cfg.MISP.URL)
+}
+
+// conversionOptions returns the stix options of one sink.
+func conversionOptions(c config.Conversion, f config.Filters, mispURL string) stix.Options {
+	o := stix.Options{
+		Profile:            stix.Profile(c.Profile),
+		DaysToExpire:       c.DaysToExpire,
+		DaysToExpireByType: c.DaysToExpireByType,
+		ExpiryStart:        stix.ExpiryStart(c.ExpireStart),
+		IgnoreLastSeen:     c.IgnoreLastSeen,
+		DefaultConfidence:  c.DefaultConfidence,
+		DefaultTLP:         c.DefaultTLP,
+		DefaultThreatType:  c.DefaultThreatType,
+		IncludeLocalTags:   c.IncludeLocalTags,
+		LabelDenyList:      c.TagsIgnore,
+		LabelAllowList:     c.AllowedTaxonomies,
+		MISPURL:            mispURL,
+		Filter: stix.Filter{
+			IncludeTags:   f.IncludeTags,
+			ExcludeTags:   f.ExcludeTags,
+			IncludeTypes:  f.AttributeTypes,
+			MinConfidence: f.MinConfidence,
+			MaxTLP:        f.MaxTLP,
+		},
+	}
+	for _, pt := range c.PatternTypes {
+		if pt != "stix" {
+			o.ExportPatternLanguages = append(o.ExportPatternLanguages, pt)
+		}
+	}
+	return o
+}
+
+// SentinelConfig returns the upload client configuration of one sink, with the trust roots of
+// its endpoints.ca_file when it names one.
+func SentinelConfig(s config.Sink) (sentinel.Config, error) {
+	var roots *x509.CertPool
+	if s.Endpoints.CAFile != "" {
+		var err error
+		if roots, err = loadCertPool(s.Endpoints.CAFile); err != nil {
+			return sentinel.Config{}, fmt.Errorf("sink %s: endpoints.ca_file: %w", s.Name, err)
+		}
+	}
+	return sentinelConfig(s, roots), nil
+}
+
+// MISPClientConfig returns the MISP REST client configuration.
+func MISPClientConfig(m config.MISP) misp.ClientConfig { return mispClientConfig(m, nil) }
+
+// ZeroMQConfig returns the ZeroMQ subscriber configuration.
+func ZeroMQConfig(z config.ZeroMQ) listener.ZeroMQConfig { return zeroMQConfig(z) }
+
+// sentinelConfig returns the upload client configuration of one sink. roots, when not nil,
+// replaces the system roots (simulators).
+func sentinelConfig(s config.Sink, roots *x509.CertPool) sentinel.Config {
+	cfg := sentinel.Config{
+		API:           sentinel.API(s.API),
+		APIVersion:    s.APIVersion,
+		Cloud:         sentinel.Cloud(s.Cloud),
+		AuthorityHost: s.Endpoints.LoginHost,
+		APIURL:        s.Endpoints.APIHost,
+		Scope:         s.Endpoints.Scope,
+		WorkspaceID:   s.WorkspaceID,
+		SourceSystem:  s.SourceSystem,
+		UserAgent:     s.UserAgent,
+		BatchSize:     s.BatchSize,
+		TLSRootCAs:    roots,
+		Credential: sentinel.Credential{
+			Kind:                sentinel.CredentialKind(s.Identity.Kind),
+			TenantID:            s.Identity.TenantID,
+			ClientID:            s.Identity.ClientID,
+			ClientSecret:        sentinel.Secret(s.Identity.ClientSecret.Value()),
+			CertificatePath:     s.Identity.CertificateFile,
+			CertificatePassword: sentinel.Secret(s.Identity.CertificatePassword.Value()),
+			// MSAL's instance discovery only knows Microsoft's own authorities.
+			DisableInstanceDiscovery: !knownAuthority(s.Endpoints.LoginHost),
+		},
+	}
+	return cfg
+}
+
+// knownAuthority reports whether host is one of the Entra authorities of the cloud presets.
+func knownAuthority(host string) bool {
+	host = strings.TrimSuffix(strings.ToLower(host), "/")
+	switch host {
+	case "https://login.microsoftonline.com", "https://login.microsoftonline.us", "https://login.chinacloudapi.cn":
+		return true
+	}
+	return false
+}
+
+// mispClientConfig returns the MISP REST client configuration.
+func mispClientConfig(m config.MISP, httpClient *http.Client) misp.ClientConfig {
+	return misp.ClientConfig{
+		URL:                m.URL,
+		Key:                m.Key.Value(),
+		CAFile:             m.CAFile,
+		InsecureSkipVerify: m.InsecureSkipVerify,
+		Timeout:            m.Timeout,
+		UserAgent:          m.UserAgent,
+		HTTPClient:         httpClient,
+	}
+}
+
+func zeroMQConfig(z config.ZeroMQ) listener.ZeroMQConfig {
+	return listener.ZeroMQConfig{
+		Endpoint:         z.Endpoint,
+		Username:         z.Username,
+		Password:         z.Password.Value(),
+		HeartbeatTimeout: z.HeartbeatTimeout,
+		ReconnectMin:     z.ReconnectBackoff.Initial,
+		ReconnectMax:     z.ReconnectBackoff.Max,
+	}
+}
+
+func webhookConfig(w config.Webhook, ready func() error) listener.WebhookConfig {
+	return listener.WebhookConfig{
+		Addr:         w.Listen,
+		Path:         w.Path,
+		AuthHeader:   w.AuthHeader,
+		Token:        w.AuthToken.Value(),
+		MaxBodyBytes: w.MaxBodyBytes,
+		TLSCertFile:  w.TLSCertFile,
+		TLSKeyFile:   w.TLSKeyFile,
+		Ready:        ready,
+	}
+}
+
+// loadCertPool reads a PEM bundle.
+func loadCertPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", path)
+	}
+	return pool, nil
+}

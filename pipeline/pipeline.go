@@ -1,0 +1,174 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mispsentinel/listener/listener"
+	"github.com/mispsentinel/listener/misp"
+	"github.com/mispsentinel/listener/stix"
+	"github.com/mispsentinel/listener/store"
+)
+
+// Sink is one Sentinel workspace as the pipeline sees it.
+type Sink struct {
+	// Name is the sink's outbox in the store.
+	Name string
+	// Options are the conversion options, the sink's own filters included.
+	Options stix.Options
+}
+
+// EventFetcher re-reads one event through MISP's filtered search. found is false when the
+// filters exclude the event (or it no longer exists).
+type EventFetcher interface {
+	SearchEvent(ctx context.Context, uuid string, filters map[string]any) (ev *misp.Event, found bool, err error)
+}
+
+// Store is the part of the store the pipeline writes to.
+type Store interface {
+	Apply(sink, eventUUID string, desired []stix.Object, now time.Time) (store.DiffStats, error)
+	RemoveEvent(sink, eventUUID string, now time.Time) (store.DiffStats, error)
+}
+
+// Config wires a Pipeline.
+type Config struct {
+	Sinks []Sink
+	// EventFilters are the restSearch filters every exported event must satisfy (the user's
+	// misp_event_filters). The reconciler searches with them; the real-time path re-fetches a
+	// notified event with them when Refetch says so.
+	EventFilters map[string]any
+	// Refetch decides whether a real-time notice is re-read through restSearch before it is
+	// converted. The default, RefetchWhenFiltered, does so whenever EventFilters is not empty,
+	// because only MISP can apply some filters (enforceWarninglist, tag and attribute filters
+	// with MISP's exact semantics) and an unfiltered payload would otherwise upload what the
+	// reconciler later revokes.
+	Refetch RefetchPolicy
+	Fetcher EventFetcher
+	Store   Store
+	// Now is the clock; time.Now when nil.
+	Now     func() time.Time
+	Metrics *Metrics
+}
+
+// RefetchPolicy says when a real-time notice is re-read through restSearch.
+type RefetchPolicy int
+
+const (
+	// RefetchWhenFiltered re-reads when EventFilters is not empty.
+	RefetchWhenFiltered RefetchPolicy = iota
+	// RefetchAlways re-reads every notified event.
+	RefetchAlways
+	// RefetchNever trusts the notice's payload. Only correct without server-side filters.
+	RefetchNever
+)
+
+// Pipeline applies events to every sink. It is safe for concurrent use.
+type Pipeline struct {
+	cfg Config
+}
+
+// New returns a Pipeline.
+func New(cfg Config) (*Pipeline, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("pipeline: no store")
+	}
+	if cfg.Fetcher == nil && cfg.Refetch != RefetchNever {
+		return nil, errors.New("pipeline: re-fetching events needs a MISP fetcher")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Pipeline{cfg: cfg}, nil
+}
+
+// Sinks returns the configured sinks.
+func (p *Pipeline) Sinks() []Sink { return p.cfg.Sinks }
+
+// Stats sums what one call changed, per sink.
+type Stats map[string]store.DiffStats
+
+// ApplyEvent makes every sink's desired state for ev equal to what converting ev yields. ev
+// must already satisfy the event filters (it came from a filtered search).
+func (p *Pipeline) ApplyEvent(ev *misp.Event) (Stats, error) {
+	if ev == nil || ev.UUID == "" {
+		return nil, errors.New("apply event: event has no uuid")
+	}
+	now := p.cfg.Now()
+	stats := make(Stats, len(p.cfg.Sinks))
+	var errs []error
+	for _, sink := range p.cfg.Sinks {
+		result := stix.Convert(ev, sink.Options, now)
+		p.cfg.Metrics.observeConversion(sink.Name, result)
+		diff, err := p.cfg.Store.Apply(sink.Name, ev.UUID, result.Objects, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("apply event %s to sink %s: %w", ev.UUID, sink.Name, err))
+			continue
+		}
+		stats[sink.Name] = diff
+	}
+	return stats, errors.Join(errs...)
+}
+
+// RemoveEvent revokes, in every sink, everything the event yielded.
+func (p *Pipeline) RemoveEvent(uuid string) (Stats, error) {
+	if uuid == "" {
+		return nil, errors.New("remove event: no uuid")
+	}
+	now := p.cfg.Now()
+	stats := make(Stats, len(p.cfg.Sinks))
+	var errs []error
+	for _, sink := range p.cfg.Sinks {
+		diff, err := p.cfg.Store.RemoveEvent(sink.Name, uuid, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove event %s from sink %s: %w", uuid, sink.Name, err))
+			continue
+		}
+		stats[sink.Name] = diff
+	}
+	return stats, errors.Join(errs...)
+}
+
+// HandleNotice applies a real-time notice. It returns after the consequences are committed
+// to the store, so the webhook may acknowledge it.
+func (p *Pipeline) HandleNotice(ctx context.Context, n listener.Notice) error {
+	p.cfg.Metrics.observeNotice(n.Source)
+	switch n.Kind {
+	case listener.Deleted:
+		_, err := p.RemoveEvent(n.EventUUID)
+		return err
+	case listener.Published:
+	default:
+		return fmt.Errorf("handle notice: unknown kind %d", n.Kind)
+	}
+	ev := n.Event
+	if p.refetch() {
+		fetched, found, err := p.cfg.Fetcher.SearchEvent(ctx, n.EventUUID, p.cfg.EventFilters)
+		if err != nil {
+			return fmt.Errorf("re-fetch event %s with the event filters: %w", n.EventUUID, err)
+		}
+		if !found {
+			// Outside the filters (or gone since): nothing of it may stay exported.
+			_, err := p.RemoveEvent(n.EventUUID)
+			return err
+		}
+		ev = fetched
+	}
+	if ev == nil {
+		return fmt.Errorf("handle notice for event %s: no event content", n.EventUUID)
+	}
+	_, err := p.ApplyEvent(ev)
+	return err
+}
+
+func (p *Pipeline) refetch() bool {
+	switch p.cfg.Refetch {
+	case RefetchAlways:
+		return true
+	case RefetchNever:
+		return false
+	default:
+		return len(p.cfg.EventFilters) > 0
+	}
+}

@@ -1,0 +1,76 @@
+package pusher
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mispsentinel/listener/store"
+)
+
+// Metrics are the pusher's Prometheus collectors. A nil *Metrics records nothing.
+type Metrics struct {
+	uploaded      *prometheus.CounterVec
+	revoked       *prometheus.CounterVec
+	rejected      *prometheus.CounterVec
+	fatalErrors   *prometheus.CounterVec
+	uploadSeconds *prometheus.HistogramVec
+}
+
+// NewMetrics creates the pusher's collectors and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		uploaded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "listener_indicators_uploaded_total",
+			Help: "Objects Sentinel accepted, per sink (upserts and revocations).",
+		}, []string{"sink"}),
+		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "listener_indicators_revoked_total",
+			Help: "Revocations Sentinel accepted, per sink.",
+		}, []string{"sink"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "listener_indicators_rejected_total",
+			Help: "Objects Sentinel rejected and the pusher dead-lettered, per sink.",
+		}, []string{"sink"}),
+		fatalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "listener_sink_fatal_errors_total",
+			Help: "Times a sink stopped on a configuration error (401 after refresh, 403, 404).",
+		}, []string{"sink"}),
+		uploadSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "listener_upload_duration_seconds",
+			Help:    "Time to deliver one batch, retries and throttling included.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"sink"}),
+	}
+	reg.MustRegister(m.uploaded, m.revoked, m.rejected, m.fatalErrors, m.uploadSeconds)
+	return m
+}
+
+func (m *Metrics) observeUpload(sink string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.uploadSeconds.WithLabelValues(sink).Observe(d.Seconds())
+}
+
+func (m *Metrics) observeOutcome(sink string, b *store.Batch, o store.Outcome) {
+	if m == nil {
+		return
+	}
+	m.uploaded.WithLabelValues(sink).Add(float64(len(o.Accepted)))
+	revoked := 0
+	for _, i := range o.Accepted {
+		if b.Items[i].Revoke {
+			revoked++
+		}
+	}
+	m.revoked.WithLabelValues(sink).Add(float64(revoked))
+	m.rejected.WithLabelValues(sink).Add(float64(len(o.Rejected)))
+}
+
+func (m *Metrics) fatal(sink string) {
+	if m == nil {
+		return
+	}
+	m.fatalErrors.WithLabelValues(sink).Inc()
+}

@@ -1,0 +1,312 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mispsentinel/listener/misp"
+	"github.com/mispsentinel/listener/pipeline"
+)
+
+// MISP is the part of the MISP REST client the reconciler uses.
+type MISP interface {
+	SearchEvents(ctx context.Context, filters map[string]any, pageSize int, fn func(page []*misp.Event) error) (misp.SearchStats, error)
+	ViewEvent(ctx context.Context, uuid string) (*misp.Event, error)
+}
+
+// Applier is the pipeline funnel.
+type Applier interface {
+	ApplyEvent(ev *misp.Event) (pipeline.Stats, error)
+	RemoveEvent(uuid string) (pipeline.Stats, error)
+	Sinks() []pipeline.Sink
+}
+
+// State is the part of the store the reconciler reads and writes besides the pipeline's diff.
+type State interface {
+	Events(sink string, fn func(eventUUID string) error) error
+	Watermark(name string) (time.Time, error)
+	SetWatermark(name string, t time.Time) error
+}
+
+// Config tunes the reconciler.
+type Config struct {
+	// EventFilters are the user's restSearch filters, passed through verbatim.
+	EventFilters map[string]any
+	// PageSize is the number of events per restSearch page. Default 100.
+	PageSize int
+	// FullInterval is the time between full runs; 0 disables scheduled full runs.
+	FullInterval time.Duration
+	// IncrementalInterval is the time between incremental runs; 0 disables them.
+	IncrementalInterval time.Duration
+	// Overlap is subtracted from the watermark of an incremental run so that events modified
+	// while the previous run paged are searched again. Default 5 minutes.
+	Overlap time.Duration
+	// GoneGrace is how long an event that still exists in MISP but no longer matches the
+	// filters keeps its indicators before they are revoked (0: revoke at once).
+	GoneGrace time.Duration
+	// Progress, when set, is called after each search page with the run's counts so far.
+	Progress func(kind string, pages, events int)
+}
+
+func (c *Config) setDefaults() {
+	if c.PageSize <= 0 {
+		c.PageSize = 100
+	}
+	if c.Overlap <= 0 {
+		c.Overlap = 5 * time.Minute
+	}
+}
+
+// Watermark names in the store.
+const (
+	watermarkFull        = "reconcile/full"
+	watermarkIncremental = "reconcile/incremental"
+)
+
+// Reconciler runs full and incremental reconciliations. Its methods may be called
+// concurrently; runs are serialised.
+type Reconciler struct {
+	cfg     Config
+	misp    MISP
+	apply   Applier
+	state   State
+	log     logrus.FieldLogger
+	now     func() time.Time
+	metrics *Metrics
+
+	running chan struct{} // one token: held while a run is in progress
+	gaps    chan time.Time
+
+	// outside holds when each existing event was first found outside the filters. It lives
+	// in memory: a restart restarts the grace period, which only delays a revocation.
+	outside map[string]time.Time
+}
+
+// New returns a Reconciler. metrics may be nil.
+func New(cfg Config, m MISP, apply Applier, state State, log logrus.FieldLogger, metrics *Metrics) *Reconciler {
+	cfg.setDefaults()
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	r := &Reconciler{
+		cfg: cfg, misp: m, apply: apply, state: state,
+		log: log.WithField("component", "reconcile"), now: time.Now, metrics: metrics,
+		running: make(chan struct{}, 1),
+		gaps:    make(chan time.Time, 1),
+		outside: make(map[string]time.Time),
+	}
+	return r
+}
+
+// SetClock replaces the reconciler's clock (tests, `sync` with a moved clock).
+func (r *Reconciler) SetClock(now func() time.Time) { r.now = now }
+
+// Report says what one run did.
+type Report struct {
+	Kind           string // "full", "incremental" or "event"
+	Started        time.Time
+	Finished       time.Time
+	Events         int // events returned by the search
+	Pages          int
+	GoneEvents     int // events revoked because MISP no longer has them
+	FilteredEvents int // events revoked because they no longer match the filters
+	Sinks          pipeline.Stats
+	// Errors are the failures that did not stop the run (one event that could not be
+	// applied). A search failure stops the run and is returned as the run's error instead.
+	Errors []error
+}
+
+func (rep *Report) add(stats pipeline.Stats) {
+	if rep.Sinks == nil {
+		rep.Sinks = pipeline.Stats{}
+	}
+	for sink, d := range stats {
+		s := rep.Sinks[sink]
+		s.New += d.New
+		s.Changed += d.Changed
+		s.Unchanged += d.Unchanged
+		s.Refreshed += d.Refreshed
+		s.Revoked += d.Revoked
+		rep.Sinks[sink] = s
+	}
+}
+
+// Full searches every event matching the filters, applies each, then revokes what was synced
+// before and is gone or filtered out. When the search fails part-way, the events already applied
+// stay applied and no revocation happens (an incomplete search proves nothing is gone).
+func (r *Reconciler) Full(ctx context.Context) (*Report, error) {
+	return r.run(ctx, "full", r.cfg.EventFilters, "", true)
+}
+
+// Event reconciles one event as a full run would, keeping the other filters.
+func (r *Reconciler) Event(ctx context.Context, uuid string) (*Report, error) {
+	filters := cloneFilters(r.cfg.EventFilters)
+	filters["uuid"] = uuid
+	return r.run(ctx, "event", filters, uuid, true)
+}
+
+// Incremental searches the events modified since the last successful run's start minus the
+// overlap (or since `since` when that is earlier and not zero) and applies them. It revokes
+// nothing for missing events: only a full run can tell that an event is gone.
+func (r *Reconciler) Incremental(ctx context.Context, since time.Time) (*Report, error) {
+	mark, err := r.state.Watermark(watermarkIncremental)
+	if err != nil {
+		return nil, fmt.Errorf("read incremental watermark: %w", err)
+	}
+	if full, err := r.state.Watermark(watermarkFull); err == nil && full.After(mark) {
+		mark = full
+	}
+	if mark.IsZero() {
+		// Never reconciled: only a full run establishes the baseline.
+		return r.Full(ctx)
+	}
+	from := mark.Add(-r.cfg.Overlap)
+	if !since.IsZero() && since.Before(from) {
+		from = since.Add(-r.cfg.Overlap)
+	}
+	filters := cloneFilters(r.cfg.EventFilters)
+	filters["timestamp"] = strconv.FormatInt(from.Unix(), 10)
+	return r.run(ctx, "incremental", filters, "", false)
+}
+
+func (r *Reconciler) run(ctx context.Context, kind string, filters map[string]any, onlyEvent string, checkGone bool) (*Report, error) {
+	select {
+	case r.running <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-r.running }()
+
+	rep := &Report{Kind: kind, Started: r.now()}
+	seen := make(map[string]struct{})
+	_, err := r.misp.SearchEvents(ctx, filters, r.cfg.PageSize, func(page []*misp.Event) error {
+		rep.Pages++
+		for _, ev := range page {
+			if ev == nil || ev.UUID == "" {
+				continue
+			}
+			seen[ev.UUID] = struct{}{}
+			delete(r.outside, ev.UUID)
+			rep.Events++
+			st, err := r.apply.ApplyEvent(ev)
+			rep.add(st)
+			if err != nil {
+				rep.Errors = append(rep.Errors, err)
+			}
+		}
+		if r.cfg.Progress != nil {
+			r.cfg.Progress(kind, rep.Pages, rep.Events)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		rep.Finished = r.now()
+		r.metrics.observe(rep, false)
+		return rep, fmt.Errorf("%s reconcile: search MISP: %w", kind, err)
+	}
+	if checkGone {
+		if err := r.revokeMissing(ctx, seen, onlyEvent, rep); err != nil {
+			rep.Finished = r.now()
+			r.metrics.observe(rep, false)
+			return rep, fmt.Errorf("%s reconcile: %w", kind, err)
+		}
+	}
+	rep.Finished = r.now()
+	ok := len(rep.Errors) == 0
+	if ok && onlyEvent == "" {
+		name := watermarkIncremental
+		if kind == "full" {
+			name = watermarkFull
+		}
+		if err := r.state.SetWatermark(name, rep.Started); err != nil {
+			rep.Errors = append(rep.Errors, fmt.Errorf("save %s watermark: %w", kind, err))
+			ok = false
+		}
+	}
+	r.metrics.observe(rep, ok)
+	return rep, nil
+}
+
+// revokeMissing looks up every event some sink still exports that the search did not return.
+func (r *Reconciler) revokeMissing(ctx context.Context, seen map[string]struct{}, onlyEvent string, rep *Report) error {
+	missing := make(map[string]struct{})
+	for _, sink := range r.apply.Sinks() {
+		err := r.state.Events(sink.Name, func(uuid string) error {
+			if onlyEvent != "" && uuid != onlyEvent {
+				return nil
+			}
+			if _, ok := seen[uuid]; !ok {
+				missing[uuid] = struct{}{}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list events of sink %s: %w", sink.Name, err)
+		}
+	}
+	if onlyEvent != "" {
+		if _, ok := seen[onlyEvent]; !ok {
+			missing[onlyEvent] = struct{}{}
+		}
+	}
+	for uuid := range missing {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		_, err := r.misp.ViewEvent(ctx, uuid)
+		switch {
+		case errors.Is(err, misp.ErrEventNotFound):
+			st, err := r.apply.RemoveEvent(uuid)
+			rep.add(st)
+			if err != nil {
+				rep.Errors = append(rep.Errors, err)
+				continue
+			}
+			rep.GoneEvents++
+			delete(r.outside, uuid)
+		case err != nil:
+			rep.Errors = append(rep.Errors, fmt.Errorf("look up event %s missing from the search: %w", uuid, err))
+		default:
+			if !r.outsideFilterExpired(uuid) {
+				continue
+			}
+			st, err := r.apply.RemoveEvent(uuid)
+			rep.add(st)
+			if err != nil {
+				rep.Errors = append(rep.Errors, err)
+				continue
+			}
+			rep.FilteredEvents++
+			delete(r.outside, uuid)
+		}
+	}
+	return nil
+}
+
+// outsideFilterExpired records when an existing event was first found outside the filters and
+// reports whether its grace period is over.
+func (r *Reconciler) outsideFilterExpired(uuid string) bool {
+	if r.cfg.GoneGrace <= 0 {
+		return true
+	}
+	now := r.now()
+	first, ok := r.outside[uuid]
+	if !ok {
+		r.outside[uuid] = now
+		return false
+	}
+	return now.Sub(first) >= r.cfg.GoneGrace
+}
+
+func cloneFilters(in map[string]any) map[string]any {
+	out := make(map[string]any, len(in)+2)
+	for k, v := range in {
+		out[k] = v
+	}
+	return out
+}
