@@ -140,14 +140,14 @@ func (rep *Report) add(stats pipeline.Stats) {
 // before and is gone or filtered out. When the search fails part-way, the events already applied
 // stay applied and no revocation happens (an incomplete search proves nothing is gone).
 func (r *Reconciler) Full(ctx context.Context) (*Report, error) {
-	return r.run(ctx, "full", r.cfg.EventFilters, "", true)
+	return r.run(ctx, "full", []map[string]any{r.cfg.EventFilters}, "", true)
 }
 
 // Event reconciles one event as a full run would, keeping the other filters.
 func (r *Reconciler) Event(ctx context.Context, uuid string) (*Report, error) {
 	filters := cloneFilters(r.cfg.EventFilters)
 	filters["uuid"] = uuid
-	return r.run(ctx, "event", filters, uuid, true)
+	return r.run(ctx, "event", []map[string]any{filters}, uuid, true)
 }
 
 // Incremental searches the events modified since the last successful run's start minus the
@@ -169,12 +169,20 @@ func (r *Reconciler) Incremental(ctx context.Context, since time.Time) (*Report,
 	if !since.IsZero() && since.Before(from) {
 		from = since.Add(-r.cfg.Overlap)
 	}
-	filters := cloneFilters(r.cfg.EventFilters)
-	filters["timestamp"] = strconv.FormatInt(from.Unix(), 10)
-	return r.run(ctx, "incremental", filters, "", false)
+	// MISP stamps an edit in Event.timestamp and a publication in Event.publish_timestamp
+	// only: an event edited long ago and published now has an old timestamp. restSearch cannot
+	// OR two filters, so an incremental run searches twice; an event found by both searches is
+	// applied twice, and the second apply changes nothing.
+	window := strconv.FormatInt(from.Unix(), 10)
+	modified := cloneFilters(r.cfg.EventFilters)
+	modified["timestamp"] = window
+	published := cloneFilters(r.cfg.EventFilters)
+	published["publish_timestamp"] = window
+	delete(published, "last") // MISP's synonym of publish_timestamp
+	return r.run(ctx, "incremental", []map[string]any{modified, published}, "", false)
 }
 
-func (r *Reconciler) run(ctx context.Context, kind string, filters map[string]any, onlyEvent string, checkGone bool) (*Report, error) {
+func (r *Reconciler) run(ctx context.Context, kind string, searches []map[string]any, onlyEvent string, checkGone bool) (*Report, error) {
 	select {
 	case r.running <- struct{}{}:
 	case <-ctx.Done():
@@ -184,26 +192,12 @@ func (r *Reconciler) run(ctx context.Context, kind string, filters map[string]an
 
 	rep := &Report{Kind: kind, Started: r.now()}
 	seen := make(map[string]struct{})
-	_, err := r.misp.SearchEvents(ctx, filters, r.cfg.PageSize, func(page []*misp.Event) error {
-		rep.Pages++
-		for _, ev := range page {
-			if ev == nil || ev.UUID == "" {
-				continue
-			}
-			seen[ev.UUID] = struct{}{}
-			delete(r.outside, ev.UUID)
-			rep.Events++
-			st, err := r.apply.ApplyEvent(ev)
-			rep.add(st)
-			if err != nil {
-				rep.Errors = append(rep.Errors, err)
-			}
+	var err error
+	for _, filters := range searches {
+		if err = r.search(ctx, kind, filters, seen, rep); err != nil {
+			break
 		}
-		if r.cfg.Progress != nil {
-			r.cfg.Progress(kind, rep.Pages, rep.Events)
-		}
-		return ctx.Err()
-	})
+	}
 	if err != nil {
 		rep.Finished = r.now()
 		r.metrics.observe(rep, false)
@@ -230,6 +224,31 @@ func (r *Reconciler) run(ctx context.Context, kind string, filters map[string]an
 	}
 	r.metrics.observe(rep, ok)
 	return rep, nil
+}
+
+// search runs one paged restSearch and applies every event it returns.
+func (r *Reconciler) search(ctx context.Context, kind string, filters map[string]any, seen map[string]struct{}, rep *Report) error {
+	_, err := r.misp.SearchEvents(ctx, filters, r.cfg.PageSize, func(page []*misp.Event) error {
+		rep.Pages++
+		for _, ev := range page {
+			if ev == nil || ev.UUID == "" {
+				continue
+			}
+			seen[ev.UUID] = struct{}{}
+			delete(r.outside, ev.UUID)
+			rep.Events++
+			st, err := r.apply.ApplyEvent(ev)
+			rep.add(st)
+			if err != nil {
+				rep.Errors = append(rep.Errors, err)
+			}
+		}
+		if r.cfg.Progress != nil {
+			r.cfg.Progress(kind, rep.Pages, rep.Events)
+		}
+		return ctx.Err()
+	})
+	return err
 }
 
 // revokeMissing looks up every event some sink still exports that the search did not return.

@@ -55,17 +55,24 @@ func (l *Lab) Compare(ctx context.Context, cfg *config.Config, now time.Time) ([
 func (l *Lab) WaitConverged(ctx context.Context, cfg *config.Config, atLeast int) ([]SinkState, error) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var last []SinkState
+	var lastErr error
 	for {
 		states, err := l.Compare(ctx, cfg, time.Now())
-		if err == nil && allEqual(states, atLeast) {
-			return states, nil
+		if err == nil {
+			if allEqual(states, atLeast) {
+				return states, nil
+			}
+			last = states
+		} else if ctx.Err() == nil {
+			lastErr = err
 		}
 		select {
 		case <-ctx.Done():
-			if err != nil {
-				return states, err
+			if last == nil && lastErr != nil {
+				return nil, lastErr
 			}
-			return states, fmt.Errorf("not converged: %w", ctx.Err())
+			return last, fmt.Errorf("not converged: %w", ctx.Err())
 		case <-tick.C:
 		}
 	}
