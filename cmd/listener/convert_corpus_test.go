@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mispsentinel/listener/internal/sharedref"
+	"github.com/mispsentinel/listener/misp"
+)
+
+// TestExplainGivesEveryCorpusAttributeADecision runs `listener convert --explain` over every
+// MISP event of the misp-stix conformance corpus and checks that each attribute, object
+// attributes included, gets exactly one line: exported with its indicator ids, or skipped with
+// a reason.
+func TestExplainGivesEveryCorpusAttributeADecision(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(sharedref.Dir(t), "corpus", "misp-stix", "*.misp.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no corpus events found: %v", err)
+	}
+	attributes, exported, skipped := 0, 0, 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := misp.DecodeEvent(data)
+		if err != nil {
+			t.Errorf("%s: %v", filepath.Base(f), err)
+			continue
+		}
+		var stdout, stderr bytes.Buffer
+		if code := runConvert(context.Background(), []string{"--explain", f}, &stdout, &stderr); code != exitOK {
+			t.Errorf("%s: exit %d: %s", filepath.Base(f), code, stderr.String())
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(stdout.String(), "\n"), "\n")
+		if stdout.Len() == 0 {
+			lines = nil
+		}
+		if len(lines) != ev.AttributeCount() {
+			t.Errorf("%s: %d explain lines for %d attributes", filepath.Base(f), len(lines), ev.AttributeCount())
+			continue
+		}
+		attributes += len(lines)
+		for _, line := range lines {
+			fields := strings.Split(line, "\t")
+			switch {
+			case len(fields) >= 6 && fields[4] == "exported" && strings.Contains(fields[5], "--"):
+				exported++
+			case len(fields) >= 6 && fields[4] == "skipped" && fields[5] != "":
+				skipped++
+			default:
+				t.Errorf("%s: line without a decision and reason: %q", filepath.Base(f), line)
+			}
+		}
+	}
+	t.Logf("%d corpus events, %d attributes: %d exported, %d skipped with a reason", len(files), attributes, exported, skipped)
+}
