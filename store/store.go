@@ -23,6 +23,10 @@ type Options struct {
 	// GCInterval is the period of the value-log GC ticker. Default 5 minutes; negative
 	// disables it.
 	GCInterval time.Duration
+	// CompactInterval is the least time between two compactions that give the space of
+	// deleted keys (drained outbox items) back to the file system. Default 1 hour; negative
+	// disables them. Compactions run from the GC ticker, so never more often than GCInterval.
+	CompactInterval time.Duration
 	// InMemory keeps everything in memory (tests, dry runs); dir is ignored.
 	InMemory bool
 	// ReadOnly opens an existing store without writing to it (for copying it with Backup).
@@ -35,6 +39,9 @@ const DefaultRefreshWindow = 24 * time.Hour
 
 // DefaultGCInterval is the GCInterval used when Options leaves it zero.
 const DefaultGCInterval = 5 * time.Minute
+
+// DefaultCompactInterval is the CompactInterval used when Options leaves it zero.
+const DefaultCompactInterval = time.Hour
 
 // ErrBatchInFlight is returned by Begin while the sink's previous batch has not been ended.
 var ErrBatchInFlight = errors.New("a batch is already in flight for this sink")
@@ -85,6 +92,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.GCInterval == 0 {
 		opts.GCInterval = DefaultGCInterval
 	}
+	if opts.CompactInterval == 0 {
+		opts.CompactInterval = DefaultCompactInterval
+	}
 	bopts := badger.DefaultOptions(dir).
 		WithMemTableSize(16 << 20).
 		WithNumMemtables(2).
@@ -115,7 +125,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if opts.GCInterval > 0 && !opts.InMemory && !opts.ReadOnly {
 		s.gcDone.Add(1)
-		go s.gcLoop(opts.GCInterval)
+		go s.gcLoop(opts.GCInterval, opts.CompactInterval)
 	}
 	return s, nil
 }
@@ -162,17 +172,25 @@ func (s *Store) Load(r io.Reader) error {
 	return nil
 }
 
-// gcLoop runs Badger's value-log GC on every tick until it has nothing to rewrite.
-// ErrNoRewrite is the normal answer while values stay inline in the LSM tree.
-func (s *Store) gcLoop(every time.Duration) {
+// gcLoop runs Badger's value-log GC on every tick until it has nothing to rewrite, and a
+// compaction (as Compact) when compactEvery has passed since the last one and something was
+// written since. ErrNoRewrite is the normal answer while values stay inline in the LSM tree.
+func (s *Store) gcLoop(every, compactEvery time.Duration) {
 	defer s.gcDone.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
+	lastCompact, compactedVersion := time.Now(), s.db.MaxVersion()
 	for {
 		select {
 		case <-s.stopGC:
 			return
 		case <-t.C:
+		}
+		if v := s.db.MaxVersion(); compactEvery > 0 && time.Since(lastCompact) >= compactEvery && v != compactedVersion {
+			if err := s.db.Flatten(2); err != nil {
+				s.log.WithError(err).Warn("badger compaction failed")
+			}
+			lastCompact, compactedVersion = time.Now(), v
 		}
 		for {
 			err := s.db.RunValueLogGC(0.5)
