@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,8 +98,8 @@ func dirMB(dir string) float64 {
 	var total int64
 	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
 		if err == nil && !info.IsDir() {
-			if st, ok := info.Sys().(interface{ Blocks() int64 }); ok {
-				total += st.Blocks() * 512
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				total += st.Blocks * 512 // allocated, not the sparse apparent size
 			} else {
 				total += info.Size()
 			}
