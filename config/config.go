@@ -163,18 +163,14 @@ type Conversion struct {
 	DefaultThreatType string `yaml:"default_threat_type" json:"default_threat_type"`
 	// IncludeLocalTags keeps tags MISP flags as local (the inverse of ignore_localtags).
 	IncludeLocalTags bool `yaml:"include_local_tags" json:"include_local_tags"`
-	// TagsIgnore drops labels containing any of these strings, case-insensitively
-	// (MISP_TAGS_IGNORE).
+	// TagsIgnore drops tags from labels by exact taxonomy prefix, case-insensitively
+	// (MISP_TAGS_IGNORE): an entry matches a tag equal to it or beginning with it followed by
+	// ':' or '=' (or ending in one itself), so "misp-galaxy" drops misp-galaxy:threat-actor="X"
+	// but never my-misp-galaxy:x. TLP tags are never labels (they become markings).
 	TagsIgnore []string `yaml:"tags_ignore" json:"tags_ignore"`
-	// AllowedTaxonomies, if not empty, keeps only labels containing "<taxonomy>:"
-	// (MISP_ALLOWED_TAXONOMIES).
+	// AllowedTaxonomies, if not empty, keeps only the labels whose taxonomy prefix is listed,
+	// with the same matching as TagsIgnore (MISP_ALLOWED_TAXONOMIES).
 	AllowedTaxonomies []string `yaml:"allowed_taxonomies" json:"allowed_taxonomies"`
-	// FlattenAttributes also exports the attributes inside MISP objects
-	// (misp_flatten_attributes).
-	FlattenAttributes bool `yaml:"flatten_attributes" json:"flatten_attributes"`
-	// CompositeAttributes is split (one indicator per component) or first_component
-	// (misp2sentinel's remove_pipe_from_misp_attribute).
-	CompositeAttributes string `yaml:"composite_attributes" json:"composite_attributes"`
 	// PatternTypes are the pattern languages exported: stix, and with the misp-stix profile
 	// also yara, sigma, snort, suricata.
 	PatternTypes []string `yaml:"pattern_types" json:"pattern_types"`
@@ -186,8 +182,6 @@ const (
 	ProfileMISPSTIX  = "misp-stix"
 	ExpireStartValid = "valid_from"
 	ExpireStartNow   = "now"
-	CompositeSplit   = "split"
-	CompositeFirst   = "first_component"
 )
 
 // ExpiryDays returns the lifetime in days of an indicator whose observable has the given
@@ -295,9 +289,10 @@ func (id Identity) Key() string {
 // Filters narrow what a sink receives, on top of misp.event_filters.
 type Filters struct {
 	// IncludeTags, if not empty, keeps only attributes whose (attribute or event) tags
-	// include one of these, compared case-insensitively.
+	// include one of these, matched by exact taxonomy prefix like conversion.tags_ignore:
+	// "tlp" matches tlp:red, "misp-galaxy:threat-actor" matches misp-galaxy:threat-actor="X".
 	IncludeTags []string `yaml:"include_tags" json:"include_tags"`
-	// ExcludeTags drops attributes carrying any of these tags.
+	// ExcludeTags drops attributes carrying any of these tags (matched like IncludeTags).
 	ExcludeTags []string `yaml:"exclude_tags" json:"exclude_tags"`
 	// AttributeTypes, if not empty, keeps only these MISP attribute types.
 	AttributeTypes []string `yaml:"attribute_types" json:"attribute_types"`

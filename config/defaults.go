@@ -53,10 +53,8 @@ func Default() Config {
 				`misp:to_ids="True"`, `misp:to_ids="False"`, "misp:category=", "misp:name=",
 				"misp:meta-category=", "misp:type=",
 			},
-			AllowedTaxonomies:   []string{},
-			FlattenAttributes:   true,
-			CompositeAttributes: CompositeSplit,
-			PatternTypes:        []string{"stix"},
+			AllowedTaxonomies: []string{},
+			PatternTypes:      []string{"stix"},
 		},
 		Store: Store{
 			Dir:           "/var/lib/listener",

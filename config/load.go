@@ -239,6 +239,18 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
+// retiredKeys are keys of earlier versions whose behaviour is now fixed, each with what the
+// listener does instead, so that a configuration carrying one is told why rather than
+// accepted with a key that would silently do nothing.
+var retiredKeys = map[reflect.Type]map[string]string{
+	reflect.TypeFor[Conversion](): {
+		"flatten_attributes": "the attributes inside MISP objects are always exported, each by its type " +
+			"(misp2sentinel's misp_flatten_attributes: true)",
+		"composite_attributes": "composite attributes are always exported per type as docs/MAPPING.md " +
+			"describes (domain|ip: a domain and an IP indicator; filename|<hash>: the hash, file name in the name; ip|port: the IP)",
+	},
+}
+
 // checkKeys reports every mapping key that names no field, with its full path, and records
 // the path of every value's line for withPaths.
 func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *Errors, lines map[int]string) {
@@ -263,6 +275,10 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, errs *Errors, lines ma
 				continue // merge keys are checked by the decoder
 			}
 			f, ok := fieldByKey(t, k.Value)
+			if why, retired := retiredKeys[t][k.Value]; !ok && retired {
+				errs.add(joinPath(path, k.Value), "is no longer a setting (line %d): %s; remove it", k.Line, why)
+				continue
+			}
 			if !ok {
 				errs.add(joinPath(path, k.Value), "unknown key (line %d)", k.Line)
 				continue

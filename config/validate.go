@@ -191,7 +191,6 @@ func validateConversion(c Conversion, path string, errs *Errors) {
 			errs.add(fmt.Sprintf("%s.allowed_taxonomies[%d]", path, i), "must not be empty")
 		}
 	}
-	oneOf(c.CompositeAttributes, path+".composite_attributes", errs, CompositeSplit, CompositeFirst)
 	if len(c.PatternTypes) == 0 {
 		errs.add(path+".pattern_types", "must list at least one pattern language")
 	}

@@ -41,6 +41,10 @@ type Options struct {
 	// LimiterMinute is the length of a quota minute (simulators with a time scale); a real
 	// minute when zero.
 	LimiterMinute time.Duration
+	// LimiterHeadroom is the fraction of each identity's quota left unused to absorb network
+	// jitter (sentinel.DefaultHeadroom when zero). The default 1 % is 0.6 s of a real minute;
+	// a shortened LimiterMinute needs a larger fraction for the same absolute slack.
+	LimiterHeadroom float64
 	// Store, when set, is used instead of opening cfg.Store.Dir (dry runs); the caller
 	// closes it.
 	Store *store.Store
@@ -64,6 +68,7 @@ type Daemon struct {
 
 	listenerMetrics *listener.Metrics
 	pusherMetrics   *pusher.Metrics
+	retryMetrics    *retryMetrics
 
 	mu      sync.Mutex
 	addrs   map[string]string // bound addresses by component, for tests and the demo
@@ -77,6 +82,23 @@ type sinkRunner struct {
 	client *sentinel.Client
 	pusher *pusher.Pusher
 	err    error // set when the sink could not be built; it then never runs
+
+	mu      sync.Mutex
+	stopped error // the fatal error that stopped the running sink, nil while it runs
+}
+
+// setStopped records the fatal error that stopped the sink.
+func (s *sinkRunner) setStopped(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = err
+}
+
+// stoppedErr returns the fatal error that stopped the sink, or nil.
+func (s *sinkRunner) stoppedErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
 }
 
 // New assembles the daemon from a validated, resolved configuration. It opens the store; the
@@ -128,13 +150,16 @@ func (d *Daemon) assemble() error {
 	var sinks []pipeline.Sink
 	limiters := map[int]*sentinel.Limiters{} // per requests-per-minute setting; identities within share
 	d.pusherMetrics = pusher.NewMetrics(reg)
+	d.retryMetrics = newRetryMetrics(reg)
 	for _, s := range cfg.Sinks {
 		sinks = append(sinks, pipeline.Sink{Name: s.Name, Options: conversionOptions(s.Conversion, s.Filters, cfg.MISP.URL)})
 		run := &sinkRunner{name: s.Name}
 		d.sinks = append(d.sinks, run)
 		lim, ok := limiters[s.RequestsPerMinute]
 		if !ok {
-			lim = sentinel.NewLimiters(sentinel.LimiterOptions{RequestsPerMinute: float64(s.RequestsPerMinute), Minute: d.opts.LimiterMinute})
+			lim = sentinel.NewLimiters(sentinel.LimiterOptions{
+				RequestsPerMinute: float64(s.RequestsPerMinute), Minute: d.opts.LimiterMinute, Headroom: d.opts.LimiterHeadroom,
+			})
 			limiters[s.RequestsPerMinute] = lim
 		}
 		scfg, err := SentinelConfig(s)
@@ -151,8 +176,10 @@ func (d *Daemon) assemble() error {
 			continue
 		}
 		run.client = client
-		run.pusher = pusher.New(pusher.Config{Sink: s.Name, BatchSize: s.BatchSize, Linger: cfg.Pusher.Linger},
-			d.store, client, d.log, d.pusherMetrics)
+		run.pusher = pusher.New(pusher.Config{
+			Sink: s.Name, BatchSize: s.BatchSize, Linger: cfg.Pusher.Linger,
+			Retry: sentinel.RetryOptions{Notify: d.retryMetrics.notifier(s.Name, d.log)},
+		}, d.store, client, d.log, d.pusherMetrics)
 	}
 
 	refetch := pipeline.RefetchNever
@@ -171,6 +198,7 @@ func (d *Daemon) assemble() error {
 		EventFilters:        cfg.MISP.EventFilters,
 		PageSize:            cfg.MISP.PageSize,
 		FullInterval:        cfg.Reconcile.FullInterval,
+		FullSchedule:        cfg.Reconcile.Schedule,
 		IncrementalInterval: cfg.Reconcile.IncrementalInterval,
 		Overlap:             cfg.Reconcile.Overlap,
 		GoneGrace:           cfg.Reconcile.GoneGrace,
@@ -244,8 +272,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			if err := s.pusher.Run(ctx); err != nil {
-				// One sink's configuration error never stops the others.
-				d.log.WithError(err).WithField("sink", s.name).Error("sink stopped")
+				// One sink's configuration error never stops the others: its objects stay
+				// queued and `listener status` shows why it stopped.
+				s.setStopped(err)
+				d.log.WithError(err).WithField("sink", s.name).Error("sink stopped: fix its configuration and restart; its objects stay queued")
 			}
 		}()
 	}

@@ -18,7 +18,20 @@ type SinkStatus struct {
 	OldestQueuedAt time.Time `json:"oldest_queued_at,omitzero"`
 	LastUploadAt   time.Time `json:"last_upload_at,omitzero"`
 	LastEnqueuedAt time.Time `json:"last_enqueued_at,omitzero"`
-	ConfigError    string    `json:"config_error,omitempty"`
+	// ConfigError says why the sink was never started (its client could not be built).
+	ConfigError string `json:"config_error,omitempty"`
+	// Stopped says why a running sink stopped (Sentinel refused its credential, role or
+	// workspace); its objects stay queued until the configuration is fixed and the daemon
+	// restarted. Only a running daemon knows it.
+	Stopped string `json:"stopped,omitempty"`
+}
+
+// Problem is the sink's configuration or stop error, "" when it has none.
+func (s SinkStatus) Problem() string {
+	if s.ConfigError != "" {
+		return s.ConfigError
+	}
+	return s.Stopped
 }
 
 // Status is the daemon's state as `listener status` shows it.
@@ -64,6 +77,9 @@ func (d *Daemon) Status() (*Status, error) {
 	for i, s := range d.sinks {
 		if s.err != nil {
 			st.Sinks[i].ConfigError = s.err.Error()
+		}
+		if err := s.stoppedErr(); err != nil {
+			st.Sinks[i].Stopped = err.Error()
 		}
 	}
 	return st, nil

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	stdlog "log"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -20,7 +22,12 @@ const (
 	DefaultReconnectMin     = 250 * time.Millisecond
 	DefaultReconnectMax     = 30 * time.Second
 	DefaultDialTimeout      = 10 * time.Second
+	DefaultWorkers          = 2
 )
+
+// workerQueue is the number of received notices one worker may have waiting before the
+// receive loop waits for it.
+const workerQueue = 64
 
 // ZeroMQConfig configures the ZeroMQ source.
 type ZeroMQConfig struct {
@@ -38,6 +45,10 @@ type ZeroMQConfig struct {
 	ReconnectMax time.Duration
 	// DialTimeout bounds one connection attempt, TCP connect and ZMTP handshake together.
 	DialTimeout time.Duration
+	// Workers is the number of notices handled at once, so that the re-fetch of one event
+	// overlaps the store commit of another. Notices about the same event always go to the
+	// same worker and are handled in the order received. Default 2.
+	Workers int
 }
 
 func (c *ZeroMQConfig) setDefaults() {
@@ -52,6 +63,9 @@ func (c *ZeroMQConfig) setDefaults() {
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
 	}
 }
 
@@ -70,6 +84,9 @@ func (c ZeroMQConfig) Validate() error {
 	if c.HeartbeatTimeout < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.DialTimeout < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
+	if c.Workers < 0 || c.Workers > 256 {
+		errs = append(errs, fmt.Errorf("workers %d: must be between 1 and 256", c.Workers))
+	}
 	if c.ReconnectMax < c.ReconnectMin {
 		errs = append(errs, fmt.Errorf("reconnect max %s is below reconnect min %s", c.ReconnectMax, c.ReconnectMin))
 	}
@@ -83,6 +100,9 @@ func (c ZeroMQConfig) Validate() error {
 // §1.5): on any receive error, and when nothing arrives within HeartbeatTimeout, it closes the
 // socket and dials a new one with backoff. PUB/SUB has no replay, so every connection, first or
 // not, is reported to the GapFunc with the last instant up to which messages were seen.
+//
+// Notices are handed to the Handler by Workers goroutines, so a slow re-fetch or store commit
+// does not stall the receive loop; notices about one event are always handled in order.
 type ZeroMQ struct {
 	cfg      ZeroMQConfig
 	endpoint string // on the guarded transport
@@ -96,6 +116,8 @@ type ZeroMQ struct {
 	// seenUntil is the last instant up to which the subscriber knows it missed nothing: the last
 	// message's receipt, or the start of the current connection. Owned by Run's goroutine.
 	seenUntil time.Time
+	// workers handle the notices; set by Run.
+	workers *noticeWorkers
 }
 
 // NewZeroMQ creates the source. onGap, log and m may be nil. Configuration errors are returned by
@@ -137,6 +159,8 @@ func (z *ZeroMQ) Run(ctx context.Context) error {
 	}
 	bo.Reset()
 	z.seenUntil = z.now()
+	z.workers = z.startWorkers(ctx, log)
+	defer z.workers.close()
 	gapReason := GapReasonStart
 	for ctx.Err() == nil {
 		received, err := z.session(ctx, gapReason, log)
@@ -340,6 +364,62 @@ func (z *ZeroMQ) handleMessage(ctx context.Context, msg zmq4.Msg, log *logrus.En
 	}
 	n := *out.notice
 	z.metrics.NoticesReceived.WithLabelValues(SourceZeroMQ, n.Kind.String()).Inc()
+	z.workers.submit(ctx, noticeJob{notice: n, previous: previous})
+}
+
+// noticeJob is a received notice waiting for a worker.
+type noticeJob struct {
+	notice Notice
+	// previous is the subscriber's seenUntil before the notice arrived: where a catch-up must
+	// start if the notice cannot be handled.
+	previous time.Time
+}
+
+// noticeWorkers hand notices to the Handler on a fixed set of goroutines, each notice on the
+// worker its event UUID hashes to, so that notices about one event keep their order.
+type noticeWorkers struct {
+	queues []chan noticeJob
+	wg     sync.WaitGroup
+}
+
+func (z *ZeroMQ) startWorkers(ctx context.Context, log *logrus.Entry) *noticeWorkers {
+	w := &noticeWorkers{queues: make([]chan noticeJob, z.cfg.Workers)}
+	for i := range w.queues {
+		q := make(chan noticeJob, workerQueue)
+		w.queues[i] = q
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for job := range q {
+				z.handleNotice(ctx, job, log)
+			}
+		}()
+	}
+	return w
+}
+
+// submit queues a notice on its event's worker, waiting while that worker's queue is full
+// (ZeroMQ then queues in zmq4 and the kernel) or until ctx ends.
+func (w *noticeWorkers) submit(ctx context.Context, job noticeJob) {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(job.notice.EventUUID))
+	select {
+	case w.queues[h.Sum32()%uint32(len(w.queues))] <- job:
+	case <-ctx.Done():
+	}
+}
+
+// close lets the workers finish what is queued (the Handler honours a cancelled context, so
+// this is quick on shutdown) and waits for them.
+func (w *noticeWorkers) close() {
+	for _, q := range w.queues {
+		close(q)
+	}
+	w.wg.Wait()
+}
+
+func (z *ZeroMQ) handleNotice(ctx context.Context, job noticeJob, log *logrus.Entry) {
+	n := job.notice
 	if err := z.handler.HandleNotice(ctx, n); err != nil {
 		if ctx.Err() != nil {
 			return // shutting down; the next start reports its own gap
@@ -347,7 +427,7 @@ func (z *ZeroMQ) handleMessage(ctx context.Context, msg zmq4.Msg, log *logrus.En
 		z.metrics.HandlerErrors.WithLabelValues(SourceZeroMQ).Inc()
 		log.WithError(err).WithFields(logrus.Fields{"event_uuid": n.EventUUID, "kind": n.Kind.String()}).
 			Error("handling zeromq notice failed; asking the reconciler to catch up")
-		z.reportGap(ctx, previous, GapReasonHandlerError)
+		z.reportGap(ctx, job.previous, GapReasonHandlerError)
 	}
 }
 
@@ -391,8 +471,8 @@ func (c ZeroMQConfig) String() string {
 	if c.Password != "" {
 		pw = "REDACTED"
 	}
-	return fmt.Sprintf("{Endpoint:%s Username:%s Password:%s HeartbeatTimeout:%s ReconnectMin:%s ReconnectMax:%s DialTimeout:%s}",
-		c.Endpoint, c.Username, pw, c.HeartbeatTimeout, c.ReconnectMin, c.ReconnectMax, c.DialTimeout)
+	return fmt.Sprintf("{Endpoint:%s Username:%s Password:%s HeartbeatTimeout:%s ReconnectMin:%s ReconnectMax:%s DialTimeout:%s Workers:%d}",
+		c.Endpoint, c.Username, pw, c.HeartbeatTimeout, c.ReconnectMin, c.ReconnectMax, c.DialTimeout, c.Workers)
 }
 
 // GoString is String, so %#v does not print the password either.

@@ -484,11 +484,18 @@ func (p *parser) galaxies() ([]Galaxy, error) {
 }
 
 // estimateCount guesses how many attributes the array at the current position holds (every
-// "type" key after it, bounded by the bytes left), so that large events fill their slice
-// without regrowing it.
+// "type" key inside it, bounded by its size), so that large events fill their slice without
+// regrowing it. It finds the array's end with a skip pass and leaves the position unchanged:
+// counting to the end of the input instead would make decoding a page quadratic in its events.
 func (p *parser) estimateCount() int {
-	rest := p.data[p.pos:]
-	return min(bytes.Count(rest, []byte(`"type"`)), len(rest)/128, 1<<20)
+	start := p.pos
+	if err := p.skip(); err != nil {
+		p.pos = start // the real parse reports the error with its path
+		return 0
+	}
+	span := p.data[start:p.pos]
+	p.pos = start
+	return min(bytes.Count(span, []byte(`"type"`)), len(span)/128+1, 1<<20)
 }
 
 // unixSeconds is a decoded Unix timestamp; 0 is "none".

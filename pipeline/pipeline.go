@@ -131,9 +131,16 @@ func (p *Pipeline) RemoveEvent(uuid string) (Stats, error) {
 }
 
 // HandleNotice applies a real-time notice. It returns after the consequences are committed
-// to the store, so the webhook may acknowledge it.
+// to the store, so the webhook may acknowledge it; only then is the notice counted as applied.
 func (p *Pipeline) HandleNotice(ctx context.Context, n listener.Notice) error {
+	if err := p.handleNotice(ctx, n); err != nil {
+		return err
+	}
 	p.cfg.Metrics.observeNotice(n.Source)
+	return nil
+}
+
+func (p *Pipeline) handleNotice(ctx context.Context, n listener.Notice) error {
 	switch n.Kind {
 	case listener.Deleted:
 		_, err := p.RemoveEvent(n.EventUUID)

@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		uploaded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "listener_indicators_uploaded_total",
-			Help: "Objects Sentinel accepted, per sink (upserts and revocations).",
+			Help: "Upserts Sentinel accepted, per sink (revocations are counted apart).",
 		}, []string{"sink"}),
 		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "listener_indicators_revoked_total",
@@ -53,17 +53,19 @@ func (m *Metrics) observeUpload(sink string, d time.Duration) {
 	m.uploadSeconds.WithLabelValues(sink).Observe(d.Seconds())
 }
 
+// observeOutcome counts a committed outcome: accepted upserts, accepted revocations and
+// rejections, each once.
 func (m *Metrics) observeOutcome(sink string, b *store.Batch, o store.Outcome) {
 	if m == nil {
 		return
 	}
-	m.uploaded.WithLabelValues(sink).Add(float64(len(o.Accepted)))
 	revoked := 0
 	for _, i := range o.Accepted {
 		if b.Items[i].Revoke {
 			revoked++
 		}
 	}
+	m.uploaded.WithLabelValues(sink).Add(float64(len(o.Accepted) - revoked))
 	m.revoked.WithLabelValues(sink).Add(float64(revoked))
 	m.rejected.WithLabelValues(sink).Add(float64(len(o.Rejected)))
 }

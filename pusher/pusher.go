@@ -45,6 +45,9 @@ type Outbox interface {
 	Begin(sink string, max int) (*store.Batch, error)
 	End(b *store.Batch, o store.Outcome, now time.Time) error
 	Ready(sink string) <-chan struct{}
+	// Stats is read to decide whether a batch is due without taking it: handing a batch back
+	// untouched is a synced write.
+	Stats(sink string) (store.SinkStats, error)
 }
 
 // Pusher drains one sink's outbox. Create it with New and start it with Run.
@@ -55,6 +58,8 @@ type Pusher struct {
 	log     logrus.FieldLogger
 	metrics *Metrics
 	now     func() time.Time
+	// retryPause is the pause after a store or non-retryable upload error.
+	retryPause time.Duration
 }
 
 // New returns a pusher for cfg.Sink. metrics may be nil.
@@ -64,12 +69,13 @@ func New(cfg Config, outbox Outbox, up sentinel.Uploader, log logrus.FieldLogger
 		log = logrus.StandardLogger()
 	}
 	return &Pusher{
-		cfg:     cfg,
-		outbox:  outbox,
-		up:      up,
-		log:     log.WithField("sink", cfg.Sink),
-		metrics: metrics,
-		now:     time.Now,
+		cfg:        cfg,
+		outbox:     outbox,
+		up:         up,
+		log:        log.WithField("sink", cfg.Sink),
+		metrics:    metrics,
+		now:        time.Now,
+		retryPause: time.Second,
 	}
 }
 
@@ -78,59 +84,75 @@ func New(cfg Config, outbox Outbox, up sentinel.Uploader, log logrus.FieldLogger
 var ErrSinkStopped = errors.New("sink stopped")
 
 // Run drains the outbox until ctx ends (returning nil after finishing the batch in flight) or
-// the sink fails fatally (returning an error wrapping ErrSinkStopped). Store errors are
-// retried: they are logged and the loop waits before trying again.
+// the sink fails fatally (returning an error wrapping ErrSinkStopped). A batch is sent once
+// BatchSize objects are queued or the oldest queued object has waited Linger. Store and
+// non-retryable upload errors are logged and retried after a pause.
 func (p *Pusher) Run(ctx context.Context) error {
 	ready := p.outbox.Ready(p.cfg.Sink)
-	var wait <-chan time.Time // nil: wait for ready only
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
-		batch, err := p.outbox.Begin(p.cfg.Sink, p.cfg.BatchSize)
-		if err != nil {
-			p.log.WithError(err).Error("take batch from outbox; retrying")
-			wait = time.After(time.Second)
-		} else if len(batch.Items) == 0 {
-			p.release(batch)
-			wait = nil
-		} else if due := p.dueAt(batch); len(batch.Items) < p.cfg.BatchSize && p.now().Before(due) {
-			p.release(batch)
-			wait = time.After(due.Sub(p.now()))
+		// wait is how long to sleep unless something is enqueued first; negative: only an
+		// enqueue wakes the loop.
+		wait, err := p.step(ctx)
+		switch {
+		case errors.Is(err, ErrSinkStopped):
+			return err
+		case err != nil:
+			p.log.WithError(err).Error("push to sink failed; retrying")
+			wait = p.retryPause
+		case wait == 0:
+			continue // a batch went out; more may be queued already
+		}
+		if wait > 0 {
+			timer.Reset(wait)
 		} else {
-			if _, err := p.send(ctx, batch); err != nil {
-				if errors.Is(err, ErrSinkStopped) {
-					return err
-				}
-				p.log.WithError(err).Error("upload batch; retrying")
-				wait = time.After(time.Second)
-			} else {
-				continue // more may be queued already
-			}
+			timer.Stop()
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ready:
-		case <-wait:
+		case <-timer.C:
 		}
 	}
 }
 
-// dueAt is when a partial batch should be sent anyway: its oldest item's age reaches Linger.
-func (p *Pusher) dueAt(b *store.Batch) time.Time {
-	oldest := b.Items[0].EnqueuedAt
-	for _, it := range b.Items[1:] {
-		if it.EnqueuedAt.Before(oldest) {
-			oldest = it.EnqueuedAt
+// step sends one batch if one is due and returns 0; otherwise it returns how long until the
+// queued objects are due (negative when nothing is queued).
+func (p *Pusher) step(ctx context.Context) (time.Duration, error) {
+	st, err := p.outbox.Stats(p.cfg.Sink)
+	if err != nil {
+		return 0, fmt.Errorf("read outbox of sink %s: %w", p.cfg.Sink, err)
+	}
+	if st.OutboxDepth <= 0 {
+		return -1, nil
+	}
+	if st.OutboxDepth < int64(p.cfg.BatchSize) && !st.OldestEnqueuedAt.IsZero() {
+		if until := st.OldestEnqueuedAt.Add(p.cfg.Linger).Sub(p.now()); until > 0 {
+			return until, nil
 		}
 	}
-	return oldest.Add(p.cfg.Linger)
+	batch, err := p.outbox.Begin(p.cfg.Sink, p.cfg.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("take batch from outbox: %w", err)
+	}
+	if len(batch.Items) == 0 {
+		return -1, nil // Begin holds nothing for an empty batch: no End needed
+	}
+	if _, err := p.send(ctx, batch); err != nil {
+		return 0, err
+	}
+	return 0, nil
 }
 
 // release hands a batch back untouched.
 func (p *Pusher) release(b *store.Batch) {
-	if b == nil {
+	if len(b.Items) == 0 {
 		return
 	}
 	retry := make([]int, len(b.Items))
@@ -144,7 +166,8 @@ func (p *Pusher) release(b *store.Batch) {
 
 // send uploads one batch and commits its outcome. The upload continues for up to
 // ShutdownGrace after ctx ends so that the batch in flight finishes on shutdown. It returns
-// the committed outcome; on error the batch is handed back untouched.
+// the committed outcome; when the batch could not be settled (shutdown, error) it is handed
+// back untouched and the outcome is empty.
 func (p *Pusher) send(ctx context.Context, b *store.Batch) (store.Outcome, error) {
 	objects := make([]json.RawMessage, len(b.Items))
 	for i, it := range b.Items {
@@ -155,22 +178,74 @@ func (p *Pusher) send(ctx context.Context, b *store.Batch) (store.Outcome, error
 
 	start := p.now()
 	result, err := sentinel.Deliver(upCtx, p.up, objects, p.cfg.Retry)
-	p.metrics.observeUpload(p.cfg.Sink, p.now().Sub(start))
 	if err != nil {
 		p.release(b)
 		var fatal *sentinel.FatalError
-		if errors.As(err, &fatal) {
+		switch {
+		case errors.As(err, &fatal):
 			p.metrics.fatal(p.cfg.Sink)
 			return store.Outcome{}, fmt.Errorf("%w: %s: %w", ErrSinkStopped, p.cfg.Sink, err)
+		case upCtx.Err() != nil:
+			// Shutting down and out of grace: the batch stays queued for the next start.
+			return store.Outcome{}, nil
+		default:
+			return store.Outcome{}, fmt.Errorf("upload batch of %d: %w", len(b.Items), err)
 		}
-		if upCtx.Err() != nil {
-			// Shutting down: the batch stays queued for the next start.
+	}
+	p.metrics.observeUpload(p.cfg.Sink, p.now().Sub(start))
+
+	outcome := outcomeOf(b, result)
+	// Sentinel has the objects; if the outcome cannot be recorded they are sent again later
+	// (after a restart at the latest), which an upsert by id and modified makes harmless.
+	for {
+		err := p.outbox.End(b, outcome, p.now())
+		if err == nil {
+			break
+		}
+		p.log.WithError(err).Error("record upload outcome; retrying")
+		if errors.Is(err, store.ErrClosed) {
 			return store.Outcome{}, nil
 		}
-		return store.Outcome{}, fmt.Errorf("upload batch of %d: %w", len(b.Items), err)
+		if b, err = p.retake(upCtx, b); err != nil {
+			return store.Outcome{}, nil
+		}
+		outcome = outcomeOf(b, result)
 	}
+	p.metrics.observeOutcome(p.cfg.Sink, b, outcome)
+	for _, r := range outcome.Rejected {
+		p.log.WithFields(logrus.Fields{"id": b.Items[r.Index].ID, "reason": r.Message}).
+			Warn("Sentinel rejected an object; dead-lettered")
+	}
+	return outcome, nil
+}
 
-	outcome := store.Outcome{}
+// retake waits a pause and takes the same batch again after a failed End (which released
+// it). It fails when ctx ends or the head of the outbox is no longer the same batch.
+func (p *Pusher) retake(ctx context.Context, old *store.Batch) (*store.Batch, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(p.retryPause):
+	}
+	b, err := p.outbox.Begin(p.cfg.Sink, len(old.Items))
+	if err != nil {
+		return nil, err
+	}
+	same := len(b.Items) == len(old.Items)
+	for i := 0; same && i < len(b.Items); i++ {
+		same = b.Items[i].Seq == old.Items[i].Seq
+	}
+	if !same {
+		p.release(b)
+		return nil, errors.New("outbox head changed")
+	}
+	return b, nil
+}
+
+// outcomeOf turns Sentinel's answer into the store's outcome: everything not rejected was
+// accepted.
+func outcomeOf(b *store.Batch, result sentinel.UploadResult) store.Outcome {
+	var outcome store.Outcome
 	rejected := make(map[int]string, len(result.Rejected))
 	for _, r := range result.Rejected {
 		if r.Index >= 0 && r.Index < len(b.Items) {
@@ -184,26 +259,7 @@ func (p *Pusher) send(ctx context.Context, b *store.Batch) (store.Outcome, error
 		}
 		outcome.Accepted = append(outcome.Accepted, i)
 	}
-	for {
-		err := p.outbox.End(b, outcome, p.now())
-		if err == nil {
-			break
-		}
-		// Sentinel has the objects; if the outcome cannot be recorded they are sent again
-		// after a restart, which an upsert by id and modified makes harmless.
-		p.log.WithError(err).Error("record upload outcome; retrying")
-		select {
-		case <-ctx.Done():
-			return store.Outcome{}, nil
-		case <-time.After(time.Second):
-		}
-	}
-	p.metrics.observeOutcome(p.cfg.Sink, b, outcome)
-	for _, r := range outcome.Rejected {
-		p.log.WithFields(logrus.Fields{"id": b.Items[r.Index].ID, "reason": r.Message}).
-			Warn("Sentinel rejected an object; dead-lettered")
-	}
-	return outcome, nil
+	return outcome
 }
 
 // DrainStats counts what Drain settled.
@@ -227,15 +283,18 @@ func (p *Pusher) Drain(ctx context.Context) (DrainStats, error) {
 			return stats, fmt.Errorf("take batch from outbox: %w", err)
 		}
 		if len(b.Items) == 0 {
-			p.release(b)
 			return stats, nil
 		}
 		o, err := p.send(ctx, b)
 		if err != nil {
 			return stats, err
 		}
-		if ctx.Err() != nil && len(o.Accepted)+len(o.Rejected) == 0 {
-			return stats, ctx.Err()
+		if len(o.Accepted)+len(o.Rejected) == 0 {
+			// Not settled: only a shutdown (or a closed store) does that.
+			if err := ctx.Err(); err != nil {
+				return stats, err
+			}
+			return stats, errors.New("drain: batch could not be settled")
 		}
 		stats.Accepted += len(o.Accepted)
 		stats.Rejected += len(o.Rejected)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -31,6 +32,7 @@ type State interface {
 	Events(sink string, fn func(eventUUID string) error) error
 	Watermark(name string) (time.Time, error)
 	SetWatermark(name string, t time.Time) error
+	DeleteWatermark(name string) error
 }
 
 // Config tunes the reconciler.
@@ -41,13 +43,19 @@ type Config struct {
 	PageSize int
 	// FullInterval is the time between full runs; 0 disables scheduled full runs.
 	FullInterval time.Duration
+	// FullSchedule, when set, is a cron expression (5 fields, or a descriptor such as
+	// @daily or @every 6h) that schedules full runs instead of FullInterval. Day of month and
+	// day of week combine with OR, as in Vixie cron. Run fails at once if it does not parse.
+	FullSchedule string
 	// IncrementalInterval is the time between incremental runs; 0 disables them.
 	IncrementalInterval time.Duration
 	// Overlap is subtracted from the watermark of an incremental run so that events modified
 	// while the previous run paged are searched again. Default 5 minutes.
 	Overlap time.Duration
 	// GoneGrace is how long an event that still exists in MISP but no longer matches the
-	// filters keeps its indicators before they are revoked (0: revoke at once).
+	// filters keeps its indicators before they are revoked (0: revoke at once). The time an
+	// event was first found outside the filters is kept in the store, so that the grace also
+	// works across one-shot `listener sync` runs.
 	GoneGrace time.Duration
 	// Progress, when set, is called after each search page with the run's counts so far.
 	Progress func(kind string, pages, events int)
@@ -66,6 +74,9 @@ func (c *Config) setDefaults() {
 const (
 	watermarkFull        = "reconcile/full"
 	watermarkIncremental = "reconcile/incremental"
+	// watermarkOutside + event uuid holds when an existing event was first found outside the
+	// filters.
+	watermarkOutside = "reconcile/outside/"
 )
 
 // Reconciler runs full and incremental reconciliations. Its methods may be called
@@ -81,10 +92,6 @@ type Reconciler struct {
 
 	running chan struct{} // one token: held while a run is in progress
 	gaps    chan time.Time
-
-	// outside holds when each existing event was first found outside the filters. It lives
-	// in memory: a restart restarts the grace period, which only delays a revocation.
-	outside map[string]time.Time
 }
 
 // New returns a Reconciler. metrics may be nil.
@@ -98,7 +105,6 @@ func New(cfg Config, m MISP, apply Applier, state State, log logrus.FieldLogger,
 		log: log.WithField("component", "reconcile"), now: time.Now, metrics: metrics,
 		running: make(chan struct{}, 1),
 		gaps:    make(chan time.Time, 1),
-		outside: make(map[string]time.Time),
 	}
 	return r
 }
@@ -115,6 +121,7 @@ type Report struct {
 	Pages          int
 	GoneEvents     int // events revoked because MISP no longer has them
 	FilteredEvents int // events revoked because they no longer match the filters
+	GracedEvents   int // events outside the filters whose grace period is not over yet
 	Sinks          pipeline.Stats
 	// Errors are the failures that did not stop the run (one event that could not be
 	// applied). A search failure stops the run and is returned as the run's error instead.
@@ -234,12 +241,16 @@ func (r *Reconciler) search(ctx context.Context, kind string, filters map[string
 			if ev == nil || ev.UUID == "" {
 				continue
 			}
-			seen[ev.UUID] = struct{}{}
-			delete(r.outside, ev.UUID)
+			// The decoder's strings share the page's memory: a uuid kept in seen must not
+			// keep every page of the run alive.
+			seen[strings.Clone(ev.UUID)] = struct{}{}
 			rep.Events++
 			st, err := r.apply.ApplyEvent(ev)
 			rep.add(st)
 			if err != nil {
+				rep.Errors = append(rep.Errors, err)
+			}
+			if err := r.clearOutside(ev.UUID); err != nil {
 				rep.Errors = append(rep.Errors, err)
 			}
 		}
@@ -287,11 +298,19 @@ func (r *Reconciler) revokeMissing(ctx context.Context, seen map[string]struct{}
 				continue
 			}
 			rep.GoneEvents++
-			delete(r.outside, uuid)
+			if err := r.clearOutside(uuid); err != nil {
+				rep.Errors = append(rep.Errors, err)
+			}
 		case err != nil:
 			rep.Errors = append(rep.Errors, fmt.Errorf("look up event %s missing from the search: %w", uuid, err))
 		default:
-			if !r.outsideFilterExpired(uuid) {
+			expired, err := r.outsideFilterExpired(uuid)
+			if err != nil {
+				rep.Errors = append(rep.Errors, err)
+				continue
+			}
+			if !expired {
+				rep.GracedEvents++
 				continue
 			}
 			st, err := r.apply.RemoveEvent(uuid)
@@ -301,7 +320,9 @@ func (r *Reconciler) revokeMissing(ctx context.Context, seen map[string]struct{}
 				continue
 			}
 			rep.FilteredEvents++
-			delete(r.outside, uuid)
+			if err := r.clearOutside(uuid); err != nil {
+				rep.Errors = append(rep.Errors, err)
+			}
 		}
 	}
 	return nil
@@ -309,17 +330,41 @@ func (r *Reconciler) revokeMissing(ctx context.Context, seen map[string]struct{}
 
 // outsideFilterExpired records when an existing event was first found outside the filters and
 // reports whether its grace period is over.
-func (r *Reconciler) outsideFilterExpired(uuid string) bool {
+func (r *Reconciler) outsideFilterExpired(uuid string) (bool, error) {
 	if r.cfg.GoneGrace <= 0 {
-		return true
+		return true, nil
 	}
 	now := r.now()
-	first, ok := r.outside[uuid]
-	if !ok {
-		r.outside[uuid] = now
-		return false
+	first, err := r.state.Watermark(watermarkOutside + uuid)
+	if err != nil {
+		return false, fmt.Errorf("read grace period of event %s: %w", uuid, err)
 	}
-	return now.Sub(first) >= r.cfg.GoneGrace
+	if first.IsZero() {
+		if err := r.state.SetWatermark(watermarkOutside+uuid, now); err != nil {
+			return false, fmt.Errorf("start grace period of event %s: %w", uuid, err)
+		}
+		return false, nil
+	}
+	return now.Sub(first) >= r.cfg.GoneGrace, nil
+}
+
+// clearOutside forgets that an event was found outside the filters (it is back, or revoked).
+func (r *Reconciler) clearOutside(uuid string) error {
+	if r.cfg.GoneGrace <= 0 {
+		return nil
+	}
+	// A read is cheap and the mark is rare: write only when there is one.
+	first, err := r.state.Watermark(watermarkOutside + uuid)
+	if err != nil {
+		return fmt.Errorf("read grace period of event %s: %w", uuid, err)
+	}
+	if first.IsZero() {
+		return nil
+	}
+	if err := r.state.DeleteWatermark(watermarkOutside + uuid); err != nil {
+		return fmt.Errorf("end grace period of event %s: %w", uuid, err)
+	}
+	return nil
 }
 
 func cloneFilters(in map[string]any) map[string]any {

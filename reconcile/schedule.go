@@ -2,11 +2,51 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	cron "github.com/netresearch/go-cron"
 	"github.com/sirupsen/logrus"
 )
+
+// Schedule says when the next scheduled run after t is. A zero time means never again.
+type Schedule interface {
+	Next(t time.Time) time.Time
+}
+
+// every is a fixed-interval schedule.
+type every time.Duration
+
+func (e every) Next(t time.Time) time.Time { return t.Add(time.Duration(e)) }
+
+// cronParser reads standard 5-field expressions and descriptors (@daily, @every 6h). Day of
+// month and day of week combine with OR, as in Vixie cron and crontab(5): go-cron's own
+// default is AND, which would surprise anyone who copies a line from a crontab.
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor | cron.DowOrDom)
+
+// ParseSchedule parses a cron expression (minute hour day-of-month month day-of-week, or a
+// descriptor such as @hourly or @every 6h). Times are computed in the zone of the time passed
+// to Next (the reconciler passes local time), unless the expression starts with CRON_TZ=.
+func ParseSchedule(spec string) (Schedule, error) {
+	s, err := cronParser.Parse(spec)
+	if err != nil {
+		return nil, fmt.Errorf("parse schedule %q: %w", spec, err)
+	}
+	return s, nil
+}
+
+// fullSchedule returns the schedule of full runs: the cron expression when one is set, the
+// interval otherwise, nil when neither is.
+func (r *Reconciler) fullSchedule() (Schedule, error) {
+	if r.cfg.FullSchedule != "" {
+		return ParseSchedule(r.cfg.FullSchedule)
+	}
+	if r.cfg.FullInterval > 0 {
+		return every(r.cfg.FullInterval), nil
+	}
+	return nil, nil
+}
 
 // RequestCatchUp asks Run for an incremental run covering the time since `since`. It never
 // blocks: requests made while one is pending merge into the earliest `since`. Its signature
@@ -30,39 +70,104 @@ func (r *Reconciler) RequestCatchUp(_ context.Context, since time.Time, reason s
 }
 
 // Run reconciles until ctx ends: a catch-up run at once (incremental when a watermark exists,
-// full otherwise), then incremental and full runs on their intervals, and a catch-up whenever
-// RequestCatchUp is called. A failed run is logged and retried at the next occasion.
+// full otherwise), then full runs on their schedule (cron expression or interval), incremental
+// runs on their interval, and a catch-up whenever RequestCatchUp is called. Runs never overlap;
+// a run that comes due while another runs starts after it. A failed run is logged and retried
+// at the next occasion. Run returns an error only when the full schedule does not parse.
 func (r *Reconciler) Run(ctx context.Context) error {
+	sched, err := r.fullSchedule()
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
 	r.runLogged(ctx, "start-up", func() (*Report, error) { return r.Incremental(ctx, time.Time{}) })
 
-	full := tickerOrNil(r.cfg.FullInterval)
-	incr := tickerOrNil(r.cfg.IncrementalInterval)
-	defer stopTicker(full)
-	defer stopTicker(incr)
+	full := newScheduleTimer(sched, r.now, r.log)
+	defer full.stop()
+	incr := newScheduleTimer(nonZeroEvery(r.cfg.IncrementalInterval), r.now, r.log)
+	defer incr.stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case since := <-r.gaps:
 			r.runLogged(ctx, "catch-up", func() (*Report, error) { return r.Incremental(ctx, since) })
-		case <-tickC(incr):
+		case <-incr.C():
 			r.runLogged(ctx, "scheduled", func() (*Report, error) { return r.Incremental(ctx, time.Time{}) })
-		case <-tickC(full):
+			incr.arm()
+		case <-full.C():
 			r.runLogged(ctx, "scheduled", func() (*Report, error) { return r.Full(ctx) })
+			full.arm()
 		}
+	}
+}
+
+func nonZeroEvery(d time.Duration) Schedule {
+	if d <= 0 {
+		return nil
+	}
+	return every(d)
+}
+
+// scheduleTimer fires at a schedule's next time after the reconciler's clock. It is re-armed
+// after each run from the time the run ended, so that a run longer than the interval does not
+// queue a burst of runs.
+type scheduleTimer struct {
+	sched Schedule
+	now   func() time.Time
+	log   logrus.FieldLogger
+	timer *time.Timer
+}
+
+func newScheduleTimer(s Schedule, now func() time.Time, log logrus.FieldLogger) *scheduleTimer {
+	t := &scheduleTimer{sched: s, now: now, log: log}
+	t.arm()
+	return t
+}
+
+func (t *scheduleTimer) arm() {
+	if t.sched == nil {
+		return
+	}
+	now := t.now()
+	next := t.sched.Next(now)
+	if next.IsZero() {
+		t.log.Warn("reconcile schedule has no further run time; scheduled full runs stop")
+		t.sched = nil
+		return
+	}
+	wait := max(next.Sub(now), 0)
+	if t.timer == nil {
+		t.timer = time.NewTimer(wait)
+		return
+	}
+	t.timer.Reset(wait)
+}
+
+// C is the timer's channel, nil (never ready) without a schedule.
+func (t *scheduleTimer) C() <-chan time.Time {
+	if t.sched == nil || t.timer == nil {
+		return nil
+	}
+	return t.timer.C
+}
+
+func (t *scheduleTimer) stop() {
+	if t.timer != nil {
+		t.timer.Stop()
 	}
 }
 
 func (r *Reconciler) runLogged(ctx context.Context, why string, run func() (*Report, error)) {
 	rep, err := run()
-	if ctx.Err() != nil {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return
 	}
 	log := r.log.WithField("trigger", why)
 	if rep != nil {
 		log = log.WithFields(logrus.Fields{
 			"kind": rep.Kind, "events": rep.Events, "gone": rep.GoneEvents,
-			"filtered_out": rep.FilteredEvents, "duration": rep.Finished.Sub(rep.Started).String(),
+			"filtered_out": rep.FilteredEvents, "in_grace": rep.GracedEvents,
+			"duration": rep.Finished.Sub(rep.Started).String(),
 		})
 		for sink, s := range rep.Sinks {
 			log = log.WithField("sink_"+sink, fmt.Sprintf("new=%d changed=%d unchanged=%d refreshed=%d revoked=%d", s.New, s.Changed, s.Unchanged, s.Refreshed, s.Revoked))
@@ -76,24 +181,4 @@ func (r *Reconciler) runLogged(ctx context.Context, why string, run func() (*Rep
 		return
 	}
 	log.Info("reconcile finished")
-}
-
-func tickerOrNil(d time.Duration) *time.Ticker {
-	if d <= 0 {
-		return nil
-	}
-	return time.NewTicker(d)
-}
-
-func stopTicker(t *time.Ticker) {
-	if t != nil {
-		t.Stop()
-	}
-}
-
-func tickC(t *time.Ticker) <-chan time.Time {
-	if t == nil {
-		return nil
-	}
-	return t.C
 }

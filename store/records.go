@@ -14,6 +14,8 @@ import (
 //	s<sink><base id>   indicatorState: what was queued and sent for one generation-0 id
 //	b<sink><base id>   the unstamped body of the object's last upsert (for its revocation)
 //	e<sink><event>     event id list: the non-shared base ids the event yielded last
+//	h<sink><event>     eventDigest: the digest of the event's last applied desired set and the
+//	                   earliest valid_until of its objects (the unchanged-event fast path)
 //	d<sink><seq:8 BE>  deadLetter: an item Sentinel rejected, with its message
 //	w<name>            watermark (sink-independent)
 const (
@@ -24,6 +26,7 @@ const (
 	kindEvent     = 'e'
 	kindDead      = 'd'
 	kindWatermark = 'w'
+	kindDigest    = 'h'
 )
 
 func sinkPrefix(kind byte, sink string) []byte {
@@ -44,6 +47,8 @@ func stateKey(sink, baseID string) []byte { return append(sinkPrefix(kindState, 
 func bodyKey(sink, baseID string) []byte { return append(sinkPrefix(kindBody, sink), baseID...) }
 
 func eventKey(sink, event string) []byte { return append(sinkPrefix(kindEvent, sink), event...) }
+
+func digestKey(sink, event string) []byte { return append(sinkPrefix(kindDigest, sink), event...) }
 
 func watermarkKey(name string) []byte { return append([]byte{kindWatermark}, name...) }
 
@@ -248,4 +253,34 @@ func decodeIDList(b []byte) ([]string, error) {
 		return nil, fmt.Errorf("decode event id list: %w", d.err)
 	}
 	return ids, nil
+}
+
+// eventDigest records that an event's objects were, after its last Apply, exactly the desired
+// set with this digest, all live and owned by the event, and that none of them has a
+// valid_until earlier than MinValidUntil (zero: none expires).
+type eventDigest struct {
+	Sum           [32]byte
+	MinValidUntil time.Time
+}
+
+func (d *eventDigest) encode() []byte {
+	e := newEncoder(48)
+	e.bytes(d.Sum[:])
+	e.time(d.MinValidUntil)
+	return e.finish()
+}
+
+func decodeDigest(b []byte) (eventDigest, error) {
+	d := newDecoder(b)
+	var out eventDigest
+	sum := d.bytes()
+	out.MinValidUntil = d.time()
+	if d.err == nil && len(sum) != len(out.Sum) {
+		d.err = fmt.Errorf("%w: digest of %d bytes", errCorrupt, len(sum))
+	}
+	if d.err != nil {
+		return eventDigest{}, fmt.Errorf("decode event digest: %w", d.err)
+	}
+	copy(out.Sum[:], sum)
+	return out, nil
 }

@@ -185,3 +185,18 @@ func (s *Store) SetWatermark(name string, t time.Time) error {
 	}
 	return nil
 }
+
+// DeleteWatermark removes the time stored under name; a name never stored is not an error.
+func (s *Store) DeleteWatermark(name string) error {
+	if name == "" {
+		return errors.New("delete watermark: empty name")
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	if err := s.update(func(txn *badger.Txn) error { return txn.Delete(watermarkKey(name)) }); err != nil {
+		return fmt.Errorf("delete watermark %q: %w", name, err)
+	}
+	return nil
+}

@@ -51,7 +51,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fmt.Fprintln(tw, "SINK\tOUTBOX\tDEAD LETTERS\tLIVE\tOLDEST QUEUED\tLAST UPLOAD\tPROBLEM")
 	for _, s := range st.Sinks {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\n", s.Name, s.OutboxDepth, s.DeadLetters, s.LiveObjects,
-			when(s.OldestQueuedAt), when(s.LastUploadAt), s.ConfigError)
+			when(s.OldestQueuedAt), when(s.LastUploadAt), s.Problem())
 	}
 	tw.Flush()
 	return exitOK

@@ -80,8 +80,10 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if searchErr != nil {
 		fmt.Fprintf(stderr, "listener sync: %v\n", searchErr)
 	}
-	for _, e := range rep.Reconcile.Errors {
-		fmt.Fprintf(stderr, "listener sync: %v\n", e)
+	if rep.Reconcile != nil {
+		for _, e := range rep.Reconcile.Errors {
+			fmt.Fprintf(stderr, "listener sync: %v\n", e)
+		}
 	}
 	if rep.Failed(searchErr) {
 		return exitFailure

@@ -16,6 +16,8 @@ type SinkState struct {
 	Actual   int
 	Missing  []string // examples
 	Extra    []string // examples
+	// MissingCount and ExtraCount are how many indicators are missing and extra in all.
+	MissingCount, ExtraCount int
 }
 
 // Equal reports whether the sink holds exactly what it should.
@@ -45,7 +47,9 @@ func (l *Lab) Compare(ctx context.Context, cfg *config.Config, now time.Time) ([
 			return nil, fmt.Errorf("actual state of sink %s: %w", spec.Name, err)
 		}
 		missing, extra := want.Diff(got, 3)
-		out = append(out, SinkState{Sink: spec.Name, Expected: want.Count(), Actual: got.Count(), Missing: missing, Extra: extra})
+		missingCount, extraCount := want.DiffCount(got)
+		out = append(out, SinkState{Sink: spec.Name, Expected: want.Count(), Actual: got.Count(), Missing: missing, Extra: extra,
+			MissingCount: missingCount, ExtraCount: extraCount})
 	}
 	return out, nil
 }

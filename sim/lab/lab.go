@@ -260,6 +260,17 @@ func (want Live) Diff(got Live, max int) (missing, extra []string) {
 	return missing, extra
 }
 
+// DiffCount counts the indicators want has that got lacks, and the reverse.
+func (want Live) DiffCount(got Live) (missing, extra int) {
+	for k, n := range want {
+		missing += max(0, n-got[k])
+	}
+	for k, n := range got {
+		extra += max(0, n-want[k])
+	}
+	return missing, extra
+}
+
 // Count returns the number of indicators.
 func (want Live) Count() int {
 	n := 0

@@ -1,0 +1,109 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mispsentinel/listener/config"
+)
+
+// newOfflineDaemon assembles a daemon from a minimal configuration; nothing is contacted
+// until Run.
+func newOfflineDaemon(t *testing.T) *Daemon {
+	t.Helper()
+	yaml := `
+misp:
+  url: https://127.0.0.1:9
+  key: 0123456789abcdefghij0123456789ABCDEFGHIJ
+sinks:
+  - name: main
+    workspace_id: 11111111-2222-4333-8444-555555555555
+    identity:
+      kind: client_secret
+      tenant_id: aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee
+      client_id: 99999999-8888-4777-8666-555555555555
+      client_secret: test-client-secret
+store:
+  dir: ` + t.TempDir() + "\n"
+	cfg, err := config.Parse([]byte(yaml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Resolve(context.Background(), config.Resolver{}); err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	d, err := New(cfg, Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// TestOpsEndpoints checks /healthz, /readyz (before and after start-up), /status and
+// /metrics, and that other methods are refused.
+func TestOpsEndpoints(t *testing.T) {
+	d := newOfflineDaemon(t)
+	srv := httptest.NewServer(d.opsHandler())
+	defer srv.Close()
+
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("/healthz"); code != 200 || body != `{"status":"ok"}` {
+		t.Errorf("/healthz = %d %s", code, body)
+	}
+	if code, body := get("/readyz"); code != 503 || body != `{"status":"starting"}` {
+		t.Errorf("/readyz before start = %d %s, want 503 starting", code, body)
+	}
+	d.mu.Lock()
+	d.ready = true
+	d.mu.Unlock()
+	if code, body := get("/readyz"); code != 200 || body != `{"status":"ready"}` {
+		t.Errorf("/readyz after start = %d %s", code, body)
+	}
+
+	d.sinks[0].setStopped(io.ErrUnexpectedEOF)
+	code, body := get("/status")
+	var st Status
+	if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil {
+		t.Fatalf("/status = %d %s (%v)", code, body, err)
+	}
+	if len(st.Sinks) != 1 || st.Sinks[0].Name != "main" || st.Sinks[0].Stopped != io.ErrUnexpectedEOF.Error() {
+		t.Errorf("/status = %+v", st)
+	}
+
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `listener_outbox_depth{sink="main"} 0`) {
+		t.Errorf("/metrics = %d %.300s", code, body)
+	}
+	resp, err := http.Post(srv.URL+"/healthz", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /healthz = %d, want 405", resp.StatusCode)
+	}
+	if code, _ := get("/nope"); code != 404 {
+		t.Errorf("/nope = %d, want 404", code)
+	}
+}

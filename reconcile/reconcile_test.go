@@ -1,0 +1,577 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/mispsentinel/listener/misp"
+	"github.com/mispsentinel/listener/pipeline"
+	"github.com/mispsentinel/listener/store"
+)
+
+// fakeMISP holds events; inFilter says which the user's filters select. A search with a
+// "uuid" filter returns that event only if it is in the filter; a search with a "timestamp" or
+// "publish_timestamp" window returns the selected events whose field is inside it.
+type fakeMISP struct {
+	mu       sync.Mutex
+	events   map[string]*misp.Event
+	inFilter map[string]bool
+	searches []map[string]any
+	views    []string
+	// failAfterPages makes the search fail once this many pages were delivered (0: never).
+	failAfterPages int
+	viewErr        error
+}
+
+func newFakeMISP() *fakeMISP {
+	return &fakeMISP{events: map[string]*misp.Event{}, inFilter: map[string]bool{}}
+}
+
+func (f *fakeMISP) add(uuid string, inFilter bool, modified, published time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events[uuid] = &misp.Event{UUID: uuid, Timestamp: modified, PublishTimestamp: published}
+	f.inFilter[uuid] = inFilter
+}
+
+func (f *fakeMISP) SearchEvents(ctx context.Context, filters map[string]any, pageSize int, fn func(page []*misp.Event) error) (misp.SearchStats, error) {
+	f.mu.Lock()
+	f.searches = append(f.searches, maps.Clone(filters))
+	var out []*misp.Event
+	for _, uuid := range slices.Sorted(maps.Keys(f.events)) {
+		ev := f.events[uuid]
+		if !f.inFilter[uuid] {
+			continue
+		}
+		if want, ok := filters["uuid"]; ok && want != uuid {
+			continue
+		}
+		if !inWindow(filters, "timestamp", ev.Timestamp) || !inWindow(filters, "publish_timestamp", ev.PublishTimestamp) {
+			continue
+		}
+		out = append(out, ev)
+	}
+	failAfter := f.failAfterPages
+	f.mu.Unlock()
+	var st misp.SearchStats
+	for pages := 0; len(out) > 0; pages++ {
+		if failAfter > 0 && pages == failAfter {
+			return st, errors.New("page failed: 500 after 4 attempts")
+		}
+		n := min(pageSize, len(out))
+		if err := fn(out[:n]); err != nil {
+			return st, err
+		}
+		st.Pages++
+		st.Events += n
+		out = out[n:]
+	}
+	return st, nil
+}
+
+func inWindow(filters map[string]any, key string, t time.Time) bool {
+	v, ok := filters[key]
+	if !ok {
+		return true
+	}
+	var from int64
+	fmt.Sscan(v.(string), &from)
+	return !t.IsZero() && t.Unix() >= from
+}
+
+func (f *fakeMISP) ViewEvent(_ context.Context, uuid string) (*misp.Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.views = append(f.views, uuid)
+	if f.viewErr != nil {
+		return nil, f.viewErr
+	}
+	ev, ok := f.events[uuid]
+	if !ok {
+		return nil, fmt.Errorf("view event %s: %w", uuid, misp.ErrEventNotFound)
+	}
+	return ev, nil
+}
+
+// fakeApplier records what the reconciler applied and removed and keeps the set of events
+// each sink exports, like the store's event index.
+type fakeApplier struct {
+	mu       sync.Mutex
+	sinks    []string
+	applied  []string
+	removed  []string
+	exported map[string]map[string]bool // sink -> events
+	failOn   string
+}
+
+func newFakeApplier(sinks ...string) *fakeApplier {
+	a := &fakeApplier{sinks: sinks, exported: map[string]map[string]bool{}}
+	for _, s := range sinks {
+		a.exported[s] = map[string]bool{}
+	}
+	return a
+}
+
+func (a *fakeApplier) ApplyEvent(ev *misp.Event) (pipeline.Stats, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ev.UUID == a.failOn {
+		return nil, fmt.Errorf("apply event %s: disk full", ev.UUID)
+	}
+	a.applied = append(a.applied, ev.UUID)
+	st := pipeline.Stats{}
+	for _, s := range a.sinks {
+		if a.exported[s][ev.UUID] {
+			st[s] = store.DiffStats{Unchanged: 1}
+		} else {
+			st[s] = store.DiffStats{New: 1}
+		}
+		a.exported[s][ev.UUID] = true
+	}
+	return st, nil
+}
+
+func (a *fakeApplier) RemoveEvent(uuid string) (pipeline.Stats, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.removed = append(a.removed, uuid)
+	st := pipeline.Stats{}
+	for _, s := range a.sinks {
+		if a.exported[s][uuid] {
+			st[s] = store.DiffStats{Revoked: 1}
+		}
+		delete(a.exported[s], uuid)
+	}
+	return st, nil
+}
+
+func (a *fakeApplier) Sinks() []pipeline.Sink {
+	var out []pipeline.Sink
+	for _, s := range a.sinks {
+		out = append(out, pipeline.Sink{Name: s})
+	}
+	return out
+}
+
+func (a *fakeApplier) appliedList() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.applied)
+}
+
+func (a *fakeApplier) removedList() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := slices.Clone(a.removed)
+	sort.Strings(out)
+	return out
+}
+
+func (a *fakeApplier) reset() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.applied, a.removed = nil, nil
+}
+
+// fakeState lists the applier's exported events and keeps watermarks in memory.
+type fakeState struct {
+	mu    sync.Mutex
+	apply *fakeApplier
+	marks map[string]time.Time
+}
+
+func (s *fakeState) Events(sink string, fn func(string) error) error {
+	s.apply.mu.Lock()
+	events := slices.Sorted(maps.Keys(s.apply.exported[sink]))
+	s.apply.mu.Unlock()
+	for _, ev := range events {
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *fakeState) Watermark(name string) (time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.marks[name], nil
+}
+
+func (s *fakeState) SetWatermark(name string, t time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.marks[name] = t
+	return nil
+}
+
+func (s *fakeState) DeleteWatermark(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.marks, name)
+	return nil
+}
+
+// testClock is a settable clock.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type rig struct {
+	misp  *fakeMISP
+	apply *fakeApplier
+	state *fakeState
+	clock *testClock
+	r     *Reconciler
+}
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func newRig(cfg Config) *rig {
+	m := newFakeMISP()
+	a := newFakeApplier("a", "b")
+	st := &fakeState{apply: a, marks: map[string]time.Time{}}
+	c := &testClock{t: t0}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	r := New(cfg, m, a, st, log, nil)
+	r.SetClock(c.Now)
+	return &rig{misp: m, apply: a, state: st, clock: c, r: r}
+}
+
+func TestFullAppliesEverythingAndRevokesGoneAndFilteredOut(t *testing.T) {
+	tests := []struct {
+		name         string
+		grace        time.Duration
+		wantRemoved  []string
+		wantGone     int
+		wantFiltered int
+		wantGraced   int
+	}{
+		{name: "no grace", grace: 0, wantRemoved: []string{"e2", "e3"}, wantGone: 1, wantFiltered: 1},
+		{name: "grace keeps the filtered-out event", grace: time.Hour, wantRemoved: []string{"e3"}, wantGone: 1, wantGraced: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newRig(Config{PageSize: 2, GoneGrace: tc.grace})
+			for i := 1; i <= 5; i++ {
+				g.misp.add(fmt.Sprintf("e%d", i), true, t0, t0)
+			}
+			rep, err := g.r.Full(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Events != 5 || rep.Pages != 3 || rep.Sinks["a"].New != 5 || rep.Sinks["b"].New != 5 {
+				t.Fatalf("first run: %+v", rep)
+			}
+			// e2 leaves the filter, e3 is deleted from MISP.
+			g.misp.inFilter["e2"] = false
+			delete(g.misp.events, "e3")
+			g.apply.reset()
+			rep, err = g.r.Full(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := g.apply.removedList(); !slices.Equal(got, tc.wantRemoved) {
+				t.Errorf("removed %v, want %v", got, tc.wantRemoved)
+			}
+			if rep.GoneEvents != tc.wantGone || rep.FilteredEvents != tc.wantFiltered || rep.GracedEvents != tc.wantGraced {
+				t.Errorf("gone %d filtered %d graced %d; want %d %d %d", rep.GoneEvents, rep.FilteredEvents, rep.GracedEvents, tc.wantGone, tc.wantFiltered, tc.wantGraced)
+			}
+			if rep.Sinks["a"].Unchanged != 3 || rep.Sinks["a"].Revoked != len(tc.wantRemoved) {
+				t.Errorf("sink a: %+v", rep.Sinks["a"])
+			}
+			if mark, _ := g.state.Watermark(watermarkFull); !mark.Equal(t0) {
+				t.Errorf("full watermark %v, want %v", mark, t0)
+			}
+		})
+	}
+}
+
+func TestGoneGraceSurvivesRestartsAndEndsWhenTheEventReturns(t *testing.T) {
+	cfg := Config{GoneGrace: time.Hour}
+	g := newRig(cfg)
+	g.misp.add("e1", true, t0, t0)
+	g.misp.add("e2", true, t0, t0)
+	if _, err := g.r.Full(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g.misp.inFilter["e2"] = false
+
+	// Each run uses a new Reconciler over the same state, as one-shot `listener sync` does.
+	restart := func() *Reconciler {
+		r := New(cfg, g.misp, g.apply, g.state, logrus.New(), nil)
+		r.SetClock(g.clock.Now)
+		return r
+	}
+	steps := []struct {
+		advance     time.Duration
+		wantRemoved bool
+	}{
+		{0, false},                // grace starts
+		{59 * time.Minute, false}, // still inside
+		{time.Minute, true},       // an hour after it was first found outside
+	}
+	for i, s := range steps {
+		g.clock.Add(s.advance)
+		g.apply.reset()
+		if _, err := restart().Full(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Contains(g.apply.removedList(), "e2"); got != s.wantRemoved {
+			t.Fatalf("step %d: removed=%v, want %v", i, got, s.wantRemoved)
+		}
+	}
+	if _, ok := g.state.marks[watermarkOutside+"e2"]; ok {
+		t.Error("grace mark kept after the revocation")
+	}
+
+	// An event that comes back into the filter before its grace ends starts afresh later.
+	g.misp.add("e3", true, t0, t0)
+	if _, err := restart().Full(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g.misp.inFilter["e3"] = false
+	if _, err := restart().Full(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g.clock.Add(50 * time.Minute)
+	g.misp.inFilter["e3"] = true
+	if _, err := restart().Full(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := g.state.marks[watermarkOutside+"e3"]; ok {
+		t.Fatal("grace mark kept after the event matched the filters again")
+	}
+	g.misp.inFilter["e3"] = false
+	g.clock.Add(50 * time.Minute)
+	g.apply.reset()
+	if _, err := restart().Full(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(g.apply.removedList(), "e3") {
+		t.Error("e3 revoked by a grace period that had ended when it came back")
+	}
+}
+
+func TestFullSearchFailureKeepsAppliedPagesAndRevokesNothing(t *testing.T) {
+	g := newRig(Config{PageSize: 2})
+	for i := 1; i <= 6; i++ {
+		g.misp.add(fmt.Sprintf("e%d", i), true, t0, t0)
+	}
+	if _, err := g.r.Full(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// e6 is deleted, and the third page fails: e6 must not be revoked on that evidence.
+	delete(g.misp.events, "e6")
+	g.misp.failAfterPages = 2
+	g.apply.reset()
+	g.clock.Add(time.Hour)
+	rep, err := g.r.Full(context.Background())
+	if err == nil {
+		t.Fatal("a failed search reported success")
+	}
+	if got := g.apply.appliedList(); !slices.Equal(got, []string{"e1", "e2", "e3", "e4"}) {
+		t.Errorf("applied %v, want the first two pages", got)
+	}
+	if got := g.apply.removedList(); len(got) != 0 || len(g.misp.views) != 0 {
+		t.Errorf("revoked %v (looked up %v) after an incomplete search", got, g.misp.views)
+	}
+	if rep == nil || rep.Events != 4 {
+		t.Errorf("report %+v, want the 4 events done", rep)
+	}
+	if mark, _ := g.state.Watermark(watermarkFull); !mark.Equal(t0) {
+		t.Errorf("full watermark moved to %v by a failed run", mark)
+	}
+}
+
+func TestViewFailureIsReportedAndRevokesNothing(t *testing.T) {
+	g := newRig(Config{})
+	g.misp.add("e1", true, t0, t0)
+	if _, err := g.r.Full(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	delete(g.misp.events, "e1")
+	g.misp.viewErr = errors.New("502 bad gateway")
+	rep, err := g.r.Full(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Errors) != 1 || len(g.apply.removedList()) != 0 {
+		t.Errorf("errors %v, removed %v; want one error and nothing removed", rep.Errors, g.apply.removedList())
+	}
+}
+
+func TestApplyErrorIsReportedAndTheRunGoesOn(t *testing.T) {
+	g := newRig(Config{})
+	g.misp.add("e1", true, t0, t0)
+	g.misp.add("e2", true, t0, t0)
+	g.apply.failOn = "e1"
+	rep, err := g.r.Full(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Errors) != 1 || !slices.Equal(g.apply.appliedList(), []string{"e2"}) {
+		t.Errorf("errors %v applied %v", rep.Errors, g.apply.appliedList())
+	}
+	if mark, _ := g.state.Watermark(watermarkFull); !mark.IsZero() {
+		t.Error("a run with errors moved the watermark")
+	}
+}
+
+func TestEventKeepsTheFiltersAndChecksOnlyThatEvent(t *testing.T) {
+	g := newRig(Config{EventFilters: map[string]any{"tags": []string{"x"}, "published": true}})
+	g.misp.add("e1", true, t0, t0)
+	g.misp.add("e2", true, t0, t0)
+	if _, err := g.r.Full(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	delete(g.misp.events, "e2") // gone, but not the event asked for
+	g.misp.searches = nil
+	g.apply.reset()
+	rep, err := g.r.Event(context.Background(), "e1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"tags": []string{"x"}, "published": true, "uuid": "e1"}
+	if len(g.misp.searches) != 1 || fmt.Sprint(g.misp.searches[0]) != fmt.Sprint(want) {
+		t.Errorf("searches %v, want one with %v", g.misp.searches, want)
+	}
+	if !slices.Equal(g.apply.appliedList(), []string{"e1"}) || len(g.apply.removedList()) != 0 || rep.Events != 1 {
+		t.Errorf("applied %v removed %v", g.apply.appliedList(), g.apply.removedList())
+	}
+
+	// The event asked for no longer matches: it is looked up and revoked.
+	g.misp.inFilter["e1"] = false
+	if _, err := g.r.Event(context.Background(), "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(g.apply.removedList(), []string{"e1"}) {
+		t.Errorf("removed %v, want [e1]", g.apply.removedList())
+	}
+	if mark, _ := g.state.Watermark(watermarkFull); !mark.Equal(t0) {
+		t.Error("a one-event run moved the full watermark")
+	}
+}
+
+func TestIncrementalSearchesTimestampAndPublishTimestamp(t *testing.T) {
+	g := newRig(Config{Overlap: 5 * time.Minute, EventFilters: map[string]any{"published": true, "last": "14d"}})
+	// Never reconciled: an incremental run is a full one.
+	rep, err := g.r.Incremental(context.Background(), time.Time{})
+	if err != nil || rep.Kind != "full" {
+		t.Fatalf("first incremental: kind %v err %v, want a full run", rep.Kind, err)
+	}
+	g.clock.Add(time.Hour)
+	old := t0.Add(-30 * 24 * time.Hour)
+	g.misp.add("edited", true, t0.Add(10*time.Minute), old)    // edited, not republished
+	g.misp.add("published", true, old, t0.Add(20*time.Minute)) // old edit, published now
+	g.misp.add("both", true, t0.Add(30*time.Minute), t0.Add(30*time.Minute))
+	g.misp.add("stale", true, old, old)
+	g.misp.add("deleted-later", true, old, old)
+	g.misp.searches = nil
+	g.apply.reset()
+	delete(g.misp.events, "deleted-later")
+
+	rep, err = g.r.Incremental(context.Background(), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	window := fmt.Sprint(t0.Add(-5 * time.Minute).Unix())
+	if len(g.misp.searches) != 2 {
+		t.Fatalf("searches %v, want two", g.misp.searches)
+	}
+	modified, published := g.misp.searches[0], g.misp.searches[1]
+	if modified["timestamp"] != window || modified["last"] != "14d" || modified["published"] != true {
+		t.Errorf("first search %v, want timestamp %s and the user's filters", modified, window)
+	}
+	if _, ok := published["last"]; ok || published["publish_timestamp"] != window || published["published"] != true {
+		t.Errorf("second search %v, want publish_timestamp %s without last", published, window)
+	}
+	applied := g.apply.appliedList()
+	sort.Strings(applied)
+	if !slices.Equal(applied, []string{"both", "both", "edited", "published"}) {
+		t.Errorf("applied %v", applied)
+	}
+	if len(g.apply.removedList()) != 0 || len(g.misp.views) != 0 {
+		t.Error("an incremental run looked for gone events")
+	}
+	if rep.Kind != "incremental" {
+		t.Errorf("kind %s", rep.Kind)
+	}
+	if mark, _ := g.state.Watermark(watermarkIncremental); !mark.Equal(t0.Add(time.Hour)) {
+		t.Errorf("incremental watermark %v", mark)
+	}
+
+	// A catch-up since an earlier time widens the window to it.
+	g.misp.searches = nil
+	since := t0.Add(-2 * time.Hour)
+	if _, err := g.r.Incremental(context.Background(), since); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.misp.searches[0]["timestamp"]; got != fmt.Sprint(since.Add(-5*time.Minute).Unix()) {
+		t.Errorf("catch-up window %v, want since minus the overlap", got)
+	}
+}
+
+func TestParseSchedule(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	tests := []struct {
+		spec string
+		from string
+		want string
+	}{
+		{"0 */6 * * *", "2026-03-01T05:59:00Z", "2026-03-01T06:00:00Z"},
+		{"0 */6 * * *", "2026-03-01T06:00:00Z", "2026-03-01T12:00:00Z"},
+		{"30 2 * * 1-5", "2026-02-27T03:00:00Z", "2026-03-02T02:30:00Z"}, // Friday after 02:30 -> Monday
+		{"15 3 1 * *", "2026-03-15T00:00:00Z", "2026-04-01T03:15:00Z"},
+		// Day of month OR day of week, as in crontab(5): the 13th, or any Friday.
+		{"0 0 13 * fri", "2026-03-01T00:00:00Z", "2026-03-06T00:00:00Z"},
+		{"0 0 1 jan *", "2026-03-01T00:00:00Z", "2027-01-01T00:00:00Z"},
+		{"0 0 * * 7", "2026-03-01T00:00:00Z", "2026-03-08T00:00:00Z"}, // 7 is Sunday too
+		{"@daily", "2026-03-01T10:00:00Z", "2026-03-02T00:00:00Z"},
+		{"@every 6h", "2026-03-01T10:00:00Z", "2026-03-01T16:00:00Z"},
+	}
+	for _, tc := range tests {
+		s, err := ParseSchedule(tc.spec)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.spec, err)
+		}
+		if got := s.Next(at(tc.from)); !got.Equal(at(tc.want)) {
+			t.Errorf("%q after %s: %s, want %s", tc.spec, tc.from, got.Format(time.RFC3339), tc.want)
+		}
+	}
+	for _, bad := range []string{"", "* * *", "61 * * * *", "0 0 * * 8", "@fortnightly", "every 6h"} {
+		if _, err := ParseSchedule(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
