@@ -296,8 +296,8 @@ func checkMetricNamesAndLabels(t *testing.T, reg *prometheus.Registry, sinks []s
 		if strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") || strings.HasPrefix(name, "promhttp_") {
 			continue
 		}
-		if !strings.HasPrefix(name, "listener_") && !strings.HasPrefix(name, "mispsentinel_") {
-			t.Errorf("metric %s has neither the listener_ nor the mispsentinel_ prefix", name)
+		if !strings.HasPrefix(name, "listener_") {
+			t.Errorf("metric %s lacks the listener_ prefix", name)
 		}
 		for _, m := range f.Metric {
 			for _, lp := range m.GetLabel() {

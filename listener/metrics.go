@@ -36,22 +36,22 @@ type Metrics struct {
 // unregistered, which suits tests. Registering twice on one registry panics, as with any
 // Prometheus collector.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	const ns = "mispsentinel"
+	const ns = "listener"
 	m := &Metrics{
 		NoticesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: "listener", Name: "notices_received_total",
+			Namespace: ns, Subsystem: "source", Name: "notices_received_total",
 			Help: "Event notices received and handed to the store, by source and kind.",
 		}, []string{"source", "kind"}),
 		Malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: "listener", Name: "malformed_total",
+			Namespace: ns, Subsystem: "source", Name: "malformed_total",
 			Help: "ZeroMQ frames and webhook bodies skipped or rejected as malformed, by source and reason.",
 		}, []string{"source", "reason"}),
 		Ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: "listener", Name: "ignored_total",
+			Namespace: ns, Subsystem: "source", Name: "ignored_total",
 			Help: "Well-formed messages that carry no event notice, by source and reason.",
 		}, []string{"source", "reason"}),
 		HandlerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: "listener", Name: "handler_errors_total",
+			Namespace: ns, Subsystem: "source", Name: "handler_errors_total",
 			Help: "Notices the store failed to make durable, by source.",
 		}, []string{"source"}),
 		Heartbeats: prometheus.NewCounter(prometheus.CounterOpts{

@@ -17,22 +17,22 @@ func TestMetricsRegisterAndExpose(t *testing.T) {
 	m.Gaps.WithLabelValues(GapReasonStart).Inc()
 	m.Connected.Set(1)
 
-	want := `# HELP mispsentinel_listener_malformed_total ZeroMQ frames and webhook bodies skipped or rejected as malformed, by source and reason.
-# TYPE mispsentinel_listener_malformed_total counter
-mispsentinel_listener_malformed_total{reason="body_too_large",source="webhook"} 1
-# HELP mispsentinel_listener_notices_received_total Event notices received and handed to the store, by source and kind.
-# TYPE mispsentinel_listener_notices_received_total counter
-mispsentinel_listener_notices_received_total{kind="published",source="zeromq"} 2
-# HELP mispsentinel_zeromq_connected 1 while the ZeroMQ subscriber is connected, else 0.
-# TYPE mispsentinel_zeromq_connected gauge
-mispsentinel_zeromq_connected 1
-# HELP mispsentinel_zeromq_gaps_total Periods of possibly missed ZeroMQ messages reported for catch-up, by reason.
-# TYPE mispsentinel_zeromq_gaps_total counter
-mispsentinel_zeromq_gaps_total{reason="start"} 1
+	want := `# HELP listener_source_malformed_total ZeroMQ frames and webhook bodies skipped or rejected as malformed, by source and reason.
+# TYPE listener_source_malformed_total counter
+listener_source_malformed_total{reason="body_too_large",source="webhook"} 1
+# HELP listener_source_notices_received_total Event notices received and handed to the store, by source and kind.
+# TYPE listener_source_notices_received_total counter
+listener_source_notices_received_total{kind="published",source="zeromq"} 2
+# HELP listener_zeromq_connected 1 while the ZeroMQ subscriber is connected, else 0.
+# TYPE listener_zeromq_connected gauge
+listener_zeromq_connected 1
+# HELP listener_zeromq_gaps_total Periods of possibly missed ZeroMQ messages reported for catch-up, by reason.
+# TYPE listener_zeromq_gaps_total counter
+listener_zeromq_gaps_total{reason="start"} 1
 `
 	err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"mispsentinel_listener_malformed_total", "mispsentinel_listener_notices_received_total",
-		"mispsentinel_zeromq_connected", "mispsentinel_zeromq_gaps_total")
+		"listener_source_malformed_total", "listener_source_notices_received_total",
+		"listener_zeromq_connected", "listener_zeromq_gaps_total")
 	if err != nil {
 		t.Fatal(err)
 	}

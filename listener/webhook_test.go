@@ -344,9 +344,9 @@ func TestWebhookRunServesTLSAndShutsDown(t *testing.T) {
 	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(m.WebhookResponses)
-	want := `# HELP mispsentinel_webhook_responses_total Webhook HTTP responses by status code.
-# TYPE mispsentinel_webhook_responses_total counter
-mispsentinel_webhook_responses_total{code="202"} 1
+	want := `# HELP listener_webhook_responses_total Webhook HTTP responses by status code.
+# TYPE listener_webhook_responses_total counter
+listener_webhook_responses_total{code="202"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Error(err)
