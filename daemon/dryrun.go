@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,43 +16,57 @@ import (
 )
 
 // DryRun is a scratch copy of the store for `listener sync --dry-run`: the run diffs against
-// the real state (so it shows exactly what would be uploaded) but writes only to the copy.
+// the real state (so it shows exactly what would be uploaded) but writes only to the copy. The
+// copy lives in a temporary directory (not in memory: a store of a million indicators is a
+// gigabyte) and is streamed from the real store, never buffered whole.
 type DryRun struct {
 	store *store.Store
+	dir   string
 }
 
-// NewDryRun copies the store in dir (if there is one) into memory.
+// NewDryRun copies the store in dir (if there is one) into a scratch store.
 func NewDryRun(dir string, log *logrus.Logger) (*DryRun, error) {
-	scratch, err := store.Open("", store.Options{InMemory: true, Logger: log})
+	tmp, err := os.MkdirTemp("", "listener-dry-run-")
 	if err != nil {
+		return nil, fmt.Errorf("dry run: scratch directory: %w", err)
+	}
+	scratch, err := store.Open(tmp, store.Options{Logger: log})
+	if err != nil {
+		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("dry run: open scratch store: %w", err)
 	}
+	d := &DryRun{store: scratch, dir: tmp}
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		return &DryRun{store: scratch}, nil
+		return d, nil
 	}
 	real, err := store.Open(dir, store.Options{ReadOnly: true, Logger: log})
 	if err != nil {
-		scratch.Close()
+		d.Close()
 		return nil, fmt.Errorf("dry run: open store %s read-only (is the daemon running?): %w", dir, err)
 	}
-	var buf bytes.Buffer
-	err = real.Backup(&buf)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(real.Backup(pw)) }()
+	err = scratch.Load(pr)
+	pr.CloseWithError(err) // unblocks Backup if Load stopped early
 	real.Close()
-	if err == nil {
-		err = scratch.Load(&buf)
-	}
 	if err != nil {
-		scratch.Close()
+		d.Close()
 		return nil, fmt.Errorf("dry run: copy store: %w", err)
 	}
-	return &DryRun{store: scratch}, nil
+	return d, nil
 }
 
 // Store returns the scratch store to run against.
 func (d *DryRun) Store() *store.Store { return d.store }
 
 // Close discards the scratch store.
-func (d *DryRun) Close() error { return d.store.Close() }
+func (d *DryRun) Close() error {
+	err := d.store.Close()
+	if rerr := os.RemoveAll(d.dir); rerr != nil && err == nil {
+		err = fmt.Errorf("dry run: remove scratch directory: %w", rerr)
+	}
+	return err
+}
 
 // dryRunDocument is what a dry run writes: for each sink, the objects it would upload, in order.
 type dryRunDocument struct {
