@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -20,7 +21,13 @@ type Process struct {
 	logFile *os.File
 	done    chan struct{}
 	err     error
+
+	peakMu sync.Mutex
+	peak   Memory // the highest VmHWM, RssAnon and RssFile sampled while the child ran
 }
+
+// rssSampleInterval is how often a child's memory is sampled from /proc.
+const rssSampleInterval = 20 * time.Millisecond
 
 // StartProcess starts cmd with its standard output and error appended to logPath.
 func StartProcess(cmd *exec.Cmd, logPath string) (*Process, error) {
@@ -39,7 +46,37 @@ func StartProcess(cmd *exec.Cmd, logPath string) (*Process, error) {
 		f.Close()
 		close(p.done)
 	}()
+	go p.sampleMemory()
 	return p, nil
+}
+
+// sampleMemory records the child's peak memory until it exits. getrusage's ru_maxrss is no
+// use here: on Linux a child started by a large parent can report the parent's high-water mark.
+func (p *Process) sampleMemory() {
+	t := time.NewTicker(rssSampleInterval)
+	defer t.Stop()
+	for {
+		if m, err := ReadMemory(p.Pid()); err == nil {
+			p.peakMu.Lock()
+			p.peak.Peak = max(p.peak.Peak, m.Peak, m.RSS)
+			p.peak.Anon = max(p.peak.Anon, m.Anon)
+			p.peak.File = max(p.peak.File, m.File)
+			p.peak.RSS = max(p.peak.RSS, m.RSS)
+			p.peakMu.Unlock()
+		}
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// PeakMemory returns the highest memory figures sampled while the child ran.
+func (p *Process) PeakMemory() Memory {
+	p.peakMu.Lock()
+	defer p.peakMu.Unlock()
+	return p.peak
 }
 
 // Pid is the child's process id.
@@ -73,19 +110,19 @@ func (p *Process) Stop(grace time.Duration) error {
 	}
 }
 
-// PeakRSS returns the child's peak resident set size in bytes (getrusage's ru_maxrss) once it
-// has exited.
+// PeakRSS returns the child's peak resident set size in bytes once it has exited: the highest
+// VmHWM sampled from /proc every 20 ms while it ran.
 func (p *Process) PeakRSS() (int64, error) {
 	select {
 	case <-p.done:
 	default:
 		return 0, errors.New("child still running")
 	}
-	ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok || ru == nil {
-		return 0, errors.New("no rusage for the child on this platform")
+	peak := p.PeakMemory().Peak
+	if peak == 0 {
+		return 0, errors.New("no memory sample of the child (no /proc, or it exited at once)")
 	}
-	return ru.Maxrss * 1024, nil // Linux reports kilobytes
+	return peak, nil
 }
 
 // Memory is a running process's resident memory, from /proc/<pid>/status, in bytes.
