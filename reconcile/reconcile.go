@@ -91,7 +91,7 @@ type Reconciler struct {
 	metrics *Metrics
 
 	running chan struct{} // one token: held while a run is in progress
-	gaps    chan time.Time
+	gaps    chan catchUp
 }
 
 // New returns a Reconciler. metrics may be nil.
@@ -104,7 +104,7 @@ func New(cfg Config, m MISP, apply Applier, state State, log logrus.FieldLogger,
 		cfg: cfg, misp: m, apply: apply, state: state,
 		log: log.WithField("component", "reconcile"), now: time.Now, metrics: metrics,
 		running: make(chan struct{}, 1),
-		gaps:    make(chan time.Time, 1),
+		gaps:    make(chan catchUp, 1),
 	}
 	return r
 }

@@ -48,29 +48,46 @@ func (r *Reconciler) fullSchedule() (Schedule, error) {
 	return nil, nil
 }
 
-// RequestCatchUp asks Run for an incremental run covering the time since `since`. It never
-// blocks: requests made while one is pending merge into the earliest `since`. Its signature
-// matches listener.GapFunc.
+// catchUp is a pending request for a catch-up run.
+type catchUp struct {
+	// since is when messages may first have been missed.
+	since time.Time
+	// full asks for a full run: messages were lost while a source was disconnected, and a
+	// lost `misp_json_event` deletion can only be noticed by a full run's gone check.
+	full bool
+}
+
+// GapReasonStart is the reason a real-time source gives for its first connection, which
+// loses nothing the start-up run does not cover (listener.GapReasonStart).
+const GapReasonStart = "start"
+
+// RequestCatchUp asks Run for a catch-up covering the time since `since`: an incremental run
+// for a source's first connection (the start-up run covers the rest), a full run after a
+// disconnection, because only a full run notices the events deleted meanwhile. It never
+// blocks: requests made while one is pending merge (the earliest `since`, full if either
+// asked for it). Its signature matches listener.GapFunc.
 func (r *Reconciler) RequestCatchUp(_ context.Context, since time.Time, reason string) {
 	r.log.WithFields(logrus.Fields{"since": since, "reason": reason}).Info("catch-up requested")
+	req := catchUp{since: since, full: reason != GapReasonStart}
 	for {
 		select {
-		case r.gaps <- since:
+		case r.gaps <- req:
 			return
 		default:
 		}
 		select {
 		case pending := <-r.gaps:
-			if !pending.IsZero() && (since.IsZero() || pending.Before(since)) {
-				since = pending
+			if !pending.since.IsZero() && (req.since.IsZero() || pending.since.Before(req.since)) {
+				req.since = pending.since
 			}
+			req.full = req.full || pending.full
 		default:
 		}
 	}
 }
 
-// Run reconciles until ctx ends: a catch-up run at once (incremental when a watermark exists,
-// full otherwise), then full runs on their schedule (cron expression or interval), incremental
+// Run reconciles until ctx ends: a full run at once (events may have been deleted while the
+// daemon was down, which only a full run notices), then full runs on their schedule (cron expression or interval), incremental
 // runs on their interval, and a catch-up whenever RequestCatchUp is called. Runs never overlap;
 // a run that comes due while another runs starts after it. A failed run is logged and retried
 // at the next occasion. Run returns an error only when the full schedule does not parse.
@@ -79,7 +96,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	r.runLogged(ctx, "start-up", func() (*Report, error) { return r.Incremental(ctx, time.Time{}) })
+	r.runLogged(ctx, "start-up", func() (*Report, error) { return r.Full(ctx) })
 
 	full := newScheduleTimer(sched, r.now, r.log)
 	defer full.stop()
@@ -89,8 +106,13 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case since := <-r.gaps:
-			r.runLogged(ctx, "catch-up", func() (*Report, error) { return r.Incremental(ctx, since) })
+		case c := <-r.gaps:
+			r.runLogged(ctx, "catch-up", func() (*Report, error) {
+				if c.full {
+					return r.Full(ctx)
+				}
+				return r.Incremental(ctx, c.since)
+			})
 		case <-incr.C():
 			r.runLogged(ctx, "scheduled", func() (*Report, error) { return r.Incremental(ctx, time.Time{}) })
 			incr.arm()

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mispsentinel/listener/listener"
 )
 
 // searchKinds counts the rig's searches by what they filter on.
@@ -63,15 +65,36 @@ func TestRunStartsWithACatchUpAndFollowsIntervals(t *testing.T) {
 	}
 }
 
-func TestRunStartUpIsIncrementalOnceAWatermarkExists(t *testing.T) {
+func TestRunStartUpIsAlwaysAFullRun(t *testing.T) {
 	g := newRig(Config{})
 	if _, err := g.r.Full(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	g.misp.searches = nil
-	runUntil(t, g, "the start-up run", func() bool { return len(g.searchList()) == 2 })
-	if full, incr := g.searchKinds(); full != 0 || incr != 1 {
-		t.Errorf("start-up searches %v, want one incremental pair", g.searchList())
+	runUntil(t, g, "the start-up run", func() bool { return len(g.searchList()) >= 1 })
+	if full, incr := g.searchKinds(); full != 1 || incr != 0 {
+		t.Errorf("start-up searches %v, want one full search even with a watermark: deletions while the daemon was down are only noticed by a full run", g.searchList())
+	}
+}
+
+func TestGapReasonStartMatchesTheListener(t *testing.T) {
+	if GapReasonStart != listener.GapReasonStart {
+		t.Fatalf("reconcile.GapReasonStart %q != listener.GapReasonStart %q", GapReasonStart, listener.GapReasonStart)
+	}
+}
+
+func TestCatchUpAfterADisconnectionIsAFullRun(t *testing.T) {
+	g := newRig(Config{})
+	if _, err := g.r.Full(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g.r.RequestCatchUp(context.Background(), t0.Add(-time.Hour), GapReasonStart)
+	g.r.RequestCatchUp(context.Background(), t0.Add(-time.Minute), "receive_error")
+	g.misp.searches = nil
+	// Start-up (full), then the merged catch-up: full because one request was a disconnection.
+	runUntil(t, g, "start-up and catch-up", func() bool { return len(g.searchList()) >= 2 })
+	if full, incr := g.searchKinds(); full != 2 || incr != 0 {
+		t.Errorf("searches %v, want two full runs", g.searchList())
 	}
 }
 
@@ -82,21 +105,21 @@ func TestRequestCatchUpMergesIntoTheEarliestGap(t *testing.T) {
 	}
 	earliest := t0.Add(-3 * time.Hour)
 	for _, since := range []time.Time{t0.Add(-time.Hour), earliest, t0.Add(-2 * time.Hour), {}} {
-		g.r.RequestCatchUp(context.Background(), since, "test gap")
+		g.r.RequestCatchUp(context.Background(), since, GapReasonStart)
 	}
 	if n := len(g.r.gaps); n != 1 {
 		t.Fatalf("%d pending catch-ups, want them merged into one", n)
 	}
 	g.misp.searches = nil
-	// Start-up run (incremental pair), then the merged catch-up (another pair), nothing more.
-	runUntil(t, g, "start-up and catch-up", func() bool { return len(g.searchList()) >= 4 })
+	// Start-up run (one full search), then the merged catch-up (an incremental pair), nothing more.
+	runUntil(t, g, "start-up and catch-up", func() bool { return len(g.searchList()) >= 3 })
 	searches := g.searchList()
 	want := fmt.Sprint(earliest.Add(-time.Minute).Unix())
-	if got := searches[2]["timestamp"]; got != want {
+	if got := searches[1]["timestamp"]; got != want {
 		t.Errorf("catch-up window starts at %v, want %s (earliest gap minus overlap)", got, want)
 	}
-	if len(searches) != 4 {
-		t.Errorf("%d searches, want 4 (one merged catch-up)", len(searches))
+	if len(searches) != 3 {
+		t.Errorf("%d searches, want 3 (one merged catch-up)", len(searches))
 	}
 }
 
