@@ -108,6 +108,7 @@ func TestEndToEndRealtime(t *testing.T) {
 	}
 
 	uuids := l.MISP.Generate(1100, 5, 42)
+	var appliedAtRestart float64
 	for i, uuid := range uuids[:1000] {
 		if i == 500 {
 			if err := l.Publisher.Restart(); err != nil {
@@ -116,6 +117,10 @@ func TestEndToEndRealtime(t *testing.T) {
 			if err := l.Publisher.WaitForSubscription(ctx, "misp_json"); err != nil {
 				t.Fatalf("subscriber did not come back after the publisher restarted: %v", err)
 			}
+			// Messages still queued towards the old connection are lost with it (MISP's PUB
+			// socket keeps nothing for a subscriber that is gone); the catch-up covers them.
+			// What must hold is that the stream resumes on the new connection.
+			appliedAtRestart = metricValue(t, d, `listener_event_notices_applied_total{source="zeromq"}`)
 		}
 		if err := l.MISP.PublishZMQ(l.Publisher, uuid); err != nil {
 			t.Fatal(err)
@@ -133,8 +138,9 @@ func TestEndToEndRealtime(t *testing.T) {
 	waitConverged(t, l, cfg, 90*time.Second)
 
 	applied := metricValue(t, d, `listener_event_notices_applied_total{source="zeromq"}`)
-	if applied < 900 {
-		t.Errorf("only %v ZeroMQ notices applied of 1000 published: the stream did not resume after the restart", applied)
+	t.Logf("ZeroMQ notices applied: %v before the publisher restart, %v in all, of 1000 published", appliedAtRestart, applied)
+	if after := applied - appliedAtRestart; after < 450 {
+		t.Errorf("only %v ZeroMQ notices applied after the restart, of 500 published then: the stream did not resume", after)
 	}
 	if got := metricValue(t, d, `listener_event_notices_applied_total{source="webhook"}`); got != 100 {
 		t.Errorf("webhook notices applied = %v, want 100", got)
