@@ -6,31 +6,14 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-)
 
-// moduleRoot walks up from the working directory to the directory holding go.mod.
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
-}
+	"github.com/mispsentinel/listener/internal/sharedref"
+)
 
 // TestMigratingCoversEveryOption checks that docs/MIGRATING.md names every misp2sentinel
 // option listed in the reference inventory (shared/spec/misp2sentinel-behaviour.md §1).
 func TestMigratingCoversEveryOption(t *testing.T) {
-	root := moduleRoot(t)
+	root := sharedref.ModuleRoot(t)
 	spec, err := os.ReadFile(filepath.Join(root, "..", "shared", "spec", "misp2sentinel-behaviour.md"))
 	if os.IsNotExist(err) {
 		t.Skip("reference corpus ../shared is absent; cannot check MIGRATING.md against the misp2sentinel inventory")

@@ -3,8 +3,6 @@ package listener
 import (
 	"context"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -108,30 +106,6 @@ func (r *recorder) gapCount(reason string) int {
 		}
 	}
 	return c
-}
-
-// sharedDir returns the reference corpus at <module root>/../shared, or skips the test.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("module root (go.mod) not found")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(shared); err != nil {
-		t.Skipf("reference corpus not found at %s (it lives beside the module root)", shared)
-	}
-	return shared
 }
 
 func discardLogger() *logrus.Logger {

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/mispsentinel/listener/internal/sharedref"
 	simmisp "github.com/mispsentinel/listener/sim/misp"
 )
 
@@ -342,7 +343,7 @@ func TestZeroMQConfigErrors(t *testing.T) {
 
 // A real event from the reference corpus, compacted as MISP's PHP side does, through the wire.
 func TestZeroMQCorpusEvent(t *testing.T) {
-	path := filepath.Join(sharedDir(t), "corpus", "events", "pymisp", "57c4445b-c548-4654-af0b-4be3950d210f.json")
+	path := filepath.Join(sharedref.Dir(t), "corpus", "events", "pymisp", "57c4445b-c548-4654-af0b-4be3950d210f.json")
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mispsentinel/listener/internal/sharedref"
 )
 
 func TestDecodeEventLayouts(t *testing.T) {
@@ -166,32 +168,8 @@ func TestDecodeEvents(t *testing.T) {
 	}
 }
 
-// sharedDir returns <module root>/../shared, skipping the test when it is absent.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("module root not found")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(filepath.Join(shared, "corpus")); err != nil {
-		t.Skipf("reference corpus not present at %s: skipping", shared)
-	}
-	return shared
-}
-
 func TestDecodeCorpus(t *testing.T) {
-	shared := sharedDir(t)
+	shared := sharedref.Dir(t)
 	var files []string
 	for _, pattern := range []string{"corpus/misp-stix/*.misp.json", "corpus/events/*/*.json"} {
 		m, _ := filepath.Glob(filepath.Join(shared, pattern))

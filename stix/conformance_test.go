@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mispsentinel/listener/internal/sharedref"
 	"github.com/mispsentinel/listener/misp"
 )
 
@@ -267,7 +268,7 @@ func uncoveredReason(ev *misp.Event, decisions []Decision, value string) string 
 // corpus/events with both profiles: every attribute gets a decision, nothing with to_ids off
 // or deleted is exported, every body is valid JSON.
 func TestSampleEventsInvariants(t *testing.T) {
-	shared := sharedDir(t)
+	shared := sharedref.Dir(t)
 	files, _ := filepath.Glob(filepath.Join(shared, "corpus", "events", "*", "*.json"))
 	if len(files) == 0 {
 		t.Skip("no sample events in the corpus")

@@ -6,32 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// sharedDir returns <module root>/../shared, skipping the test when the reference corpus is
-// absent.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("module root not found")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(filepath.Join(shared, "corpus", "misp-stix")); err != nil {
-		t.Skipf("reference corpus not present at %s: skipping", shared)
-	}
-	return shared
-}
+	"github.com/mispsentinel/listener/internal/sharedref"
+)
 
 // corpusCase is one misp-stix conformance case.
 type corpusCase struct {
@@ -41,7 +18,7 @@ type corpusCase struct {
 }
 
 func corpusCases(t testing.TB) []corpusCase {
-	shared := sharedDir(t)
+	shared := sharedref.Dir(t)
 	files, err := filepath.Glob(filepath.Join(shared, "corpus", "misp-stix", "*.misp.json"))
 	if err != nil || len(files) == 0 {
 		t.Skipf("no cases in %s", shared)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mispsentinel/listener/internal/sharedref"
 	"github.com/mispsentinel/listener/misp"
 	simmisp "github.com/mispsentinel/listener/sim/misp"
 )
@@ -456,32 +457,8 @@ func TestGenerateEventsRealistic(t *testing.T) {
 	}
 }
 
-// corpusDir finds <module root>/../shared/corpus/events.
-func corpusDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("module root not found")
-		}
-		dir = parent
-	}
-	corpus := filepath.Join(dir, "..", "shared", "corpus", "events")
-	if _, err := os.Stat(corpus); err != nil {
-		t.Skipf("reference corpus not found at %s: %v", corpus, err)
-	}
-	return corpus
-}
-
 func TestCorpusRoundTrip(t *testing.T) {
-	dir := corpusDir(t)
+	dir := filepath.Join(sharedref.Dir(t), "corpus", "events")
 	files, _ := filepath.Glob(filepath.Join(dir, "*", "*.json"))
 	tested := 0
 	for _, file := range files {
