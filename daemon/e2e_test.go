@@ -33,31 +33,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // startDaemon runs the lab's daemon in-process until the test ends.
 func startDaemon(t testing.TB, l *lab.Lab) (*daemon.Daemon, *config.Config) {
 	t.Helper()
-	cfg, err := l.Config()
-	if err != nil {
-		t.Fatalf("lab config: %v", err)
-	}
-	d, err := daemon.New(cfg, daemon.Options{Logger: quietLogger(t)})
-	if err != nil {
-		t.Fatalf("new daemon: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("daemon run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("daemon did not stop within 30 s of cancellation")
-		}
-		d.Close()
-	})
-	<-d.Started()
-	return d, cfg
+	return startDaemonWith(t, l, daemon.Options{})
 }
 
 // waitFor polls cond until it holds or the deadline passes. The deadline bounds a liveness

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"github.com/mispsentinel/listener/daemon"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/sim/lab"
+	simmisp "github.com/mispsentinel/listener/sim/misp"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
 	"github.com/mispsentinel/listener/stix"
 )
@@ -31,48 +31,11 @@ const (
 	refMisp2Sentinel = "misp2sentinel: its cron period (hours)"
 )
 
-// conversionEvent returns a MISP event in the misp_json layout with n attributes cycling the
-// types of misp-stix's speed test (as stix's BenchmarkConvert): all to_ids, one in ten tagged
-// tlp:green.
-func conversionEvent(n int) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"Event":{"id":"4711","uuid":"5f3c1a2b-1111-4222-8333-444455556666","info":"benchmark event","date":"2026-11-01","timestamp":"1793500000","published":true,"publish_timestamp":"1793500000","Orgc":{"id":"1","name":"CIRCL","uuid":"55f6ea5e-2c60-40e5-964f-47a8950d210f"},"Tag":[{"name":"misp:confidence-level=\"usually-confident\""}],"Attribute":[`)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		var typ, val string
-		switch i % 7 {
-		case 0:
-			typ, val = "ip-dst", fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
-		case 1:
-			typ, val = "domain", fmt.Sprintf("host%d.example.com", i)
-		case 2:
-			typ, val = "url", fmt.Sprintf("https://host%d.example.com/path/index.php?id=%d", i, i)
-		case 3:
-			typ, val = "md5", fmt.Sprintf("%032x", i)
-		case 4:
-			typ, val = "sha256", fmt.Sprintf("%064x", i)
-		case 5:
-			typ, val = "filename|sha256", fmt.Sprintf("sample%d.exe|%064x", i, i)
-		case 6:
-			typ, val = "email-src", fmt.Sprintf("sender%d@example.com", i)
-		}
-		fmt.Fprintf(&b, `{"id":"%d","type":"%s","category":"Network activity","to_ids":true,"uuid":"%08x-0000-4000-8000-%012x","event_id":"4711","distribution":"5","timestamp":"1793500000","comment":"","sharing_group_id":"0","deleted":false,"disable_correlation":false,"object_id":"0","object_relation":null,"first_seen":null,"last_seen":null,"value":"%s"`, i, typ, i, i, val)
-		if i%10 == 0 {
-			b.WriteString(`,"Tag":[{"id":"3","name":"tlp:green","colour":"#33FF00","exportable":true,"local":false}]`)
-		}
-		b.WriteByte('}')
-	}
-	b.WriteString(`],"Object":[]}}`)
-	return b.Bytes()
-}
-
 // conversion measures MISP JSON bytes → decode → convert → STIX bundle bytes on one core:
 // GOMAXPROCS is 1 for the duration and one goroutine converts.
 func (r *runner) conversion(ctx context.Context) ([]Figure, error) {
 	n := r.sizes.ConversionAttributes
-	input := conversionEvent(n)
+	input := simmisp.ConversionBenchmarkEvent(n)
 	opts := stix.Defaults()
 	now := time.Now()
 	convertOnce := func() error {
