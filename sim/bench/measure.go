@@ -280,7 +280,7 @@ func (r *runner) reconcile(ctx context.Context) ([]Figure, error) {
 		{Key: "reconcile_peak_rss_bytes", Name: "full reconcile of " + size + " attributes, unchanged: peak RSS",
 			Value: float64(peak), Unit: "bytes", Display: fmt.Sprintf("%s (anonymous %s)", megabytes(peak), megabytes(peakAnon.get())),
 			Target: "≤ 150 MB", Pass: peak <= targetReconcileRSS,
-			Detail: fmt.Sprintf("getrusage ru_maxrss of the child (includes Badger's memory-mapped table pages); peak anonymous memory sampled every 100 ms: %s", megabytes(peakAnon.get()))},
+			Detail: fmt.Sprintf("peak VmHWM of the child sampled from /proc every 20 ms (includes Badger's memory-mapped table pages); peak anonymous memory sampled every 100 ms: %s", megabytes(peakAnon.get()))},
 	}, nil
 }
 
