@@ -339,19 +339,8 @@ func (s *Store) unchangedEvent(sink, event string, sum [32]byte, desired []stix.
 	var stored *eventDigest
 	unchanged := false
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(digestKey(sink, event))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read digest of event %s: %w", event, err)
-		}
-		var d eventDigest
-		if err := item.Value(func(v []byte) error {
-			var derr error
-			d, derr = decodeDigest(v)
-			return derr
-		}); err != nil {
+		d, found, err := readRecord(txn, digestKey(sink, event), "digest of event "+event, decodeDigest)
+		if err != nil || !found {
 			return err
 		}
 		stored = &d
@@ -482,23 +471,7 @@ func loadBody(txn *badger.Txn, sink, base string, st *indicatorState) error {
 }
 
 func readItem(txn *badger.Txn, sink string, seq uint64) (outboxItem, bool, error) {
-	item, err := txn.Get(seqKey(kindOutbox, sink, seq))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return outboxItem{}, false, nil
-	}
-	if err != nil {
-		return outboxItem{}, false, fmt.Errorf("read outbox item %d: %w", seq, err)
-	}
-	var it outboxItem
-	err = item.Value(func(v []byte) error {
-		var derr error
-		it, derr = decodeItem(v)
-		return derr
-	})
-	if err != nil {
-		return outboxItem{}, false, fmt.Errorf("read outbox item %d: %w", seq, err)
-	}
-	return it, true, nil
+	return readRecord(txn, seqKey(kindOutbox, sink, seq), fmt.Sprintf("outbox item %d", seq), decodeItem)
 }
 
 func unionIDs(a, b []string) []string {

@@ -447,21 +447,5 @@ func (s *Store) requeueOldRevocation(w *chunkWriter, it outboxItem, now time.Tim
 }
 
 func readDead(txn *badger.Txn, sink string, seq uint64) (deadRecord, bool, error) {
-	item, err := txn.Get(seqKey(kindDead, sink, seq))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return deadRecord{}, false, nil
-	}
-	if err != nil {
-		return deadRecord{}, false, fmt.Errorf("read dead letter %d: %w", seq, err)
-	}
-	var r deadRecord
-	err = item.Value(func(v []byte) error {
-		var derr error
-		r, derr = decodeDead(v)
-		return derr
-	})
-	if err != nil {
-		return deadRecord{}, false, fmt.Errorf("read dead letter %d: %w", seq, err)
-	}
-	return r, true, nil
+	return readRecord(txn, seqKey(kindDead, sink, seq), fmt.Sprintf("dead letter %d", seq), decodeDead)
 }

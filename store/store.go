@@ -275,64 +275,42 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	}
 }
 
-func readMeta(txn *badger.Txn, sink string) (sinkMeta, error) {
-	item, err := txn.Get(metaKey(sink))
+// readRecord reads and decodes the value under key; found is false when there is none. what
+// names the record in errors.
+func readRecord[T any](txn *badger.Txn, key []byte, what string, decode func([]byte) (T, error)) (rec T, found bool, err error) {
+	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
+		return rec, false, nil
+	}
+	if err == nil {
+		err = item.Value(func(v []byte) error {
+			var derr error
+			rec, derr = decode(v)
+			return derr
+		})
+	}
+	if err != nil {
+		var zero T
+		return zero, false, fmt.Errorf("read %s: %w", what, err)
+	}
+	return rec, true, nil
+}
+
+func readMeta(txn *badger.Txn, sink string) (sinkMeta, error) {
+	m, found, err := readRecord(txn, metaKey(sink), "meta of sink "+sink, decodeMeta)
+	if !found && err == nil {
 		return sinkMeta{Head: 1, Tail: 1}, nil
 	}
-	if err != nil {
-		return sinkMeta{}, fmt.Errorf("read meta of sink %s: %w", sink, err)
-	}
-	var m sinkMeta
-	err = item.Value(func(v []byte) error {
-		var derr error
-		m, derr = decodeMeta(v)
-		return derr
-	})
-	if err != nil {
-		return sinkMeta{}, fmt.Errorf("read meta of sink %s: %w", sink, err)
-	}
-	return m, nil
+	return m, err
 }
 
 func readState(txn *badger.Txn, sink, base string) (indicatorState, bool, error) {
-	item, err := txn.Get(stateKey(sink, base))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return indicatorState{}, false, nil
-	}
-	if err != nil {
-		return indicatorState{}, false, fmt.Errorf("read state of %s: %w", base, err)
-	}
-	var st indicatorState
-	err = item.Value(func(v []byte) error {
-		var derr error
-		st, derr = decodeState(v)
-		return derr
-	})
-	if err != nil {
-		return indicatorState{}, false, fmt.Errorf("read state of %s: %w", base, err)
-	}
-	return st, true, nil
+	return readRecord(txn, stateKey(sink, base), "state of "+base, decodeState)
 }
 
 func readIDList(txn *badger.Txn, sink, event string) ([]string, error) {
-	item, err := txn.Get(eventKey(sink, event))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read id list of event %s: %w", event, err)
-	}
-	var ids []string
-	err = item.Value(func(v []byte) error {
-		var derr error
-		ids, derr = decodeIDList(v)
-		return derr
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read id list of event %s: %w", event, err)
-	}
-	return ids, nil
+	ids, _, err := readRecord(txn, eventKey(sink, event), "id list of event "+event, decodeIDList)
+	return ids, err
 }
 
 // badgerLogger passes Badger's warnings and errors to logrus and drops its info and debug
