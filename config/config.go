@@ -53,16 +53,11 @@ type MISP struct {
 	RealtimeFetch string `yaml:"realtime_fetch" json:"realtime_fetch"`
 }
 
-// ServerSideFilterKeys are restSearch filters that MISP evaluates only on the server: a
-// notice's event JSON cannot be checked against them, so with realtime_fetch auto their
-// presence makes the real-time path refetch the event through restSearch.
-var ServerSideFilterKeys = []string{
-	"enforceWarninglist", "excludeDecayed", "decayingModel", "modelOverrides", "score",
-	"includeDecayScore", "sharinggroup", "value", "searchall",
-}
-
 // RefetchOnNotice reports whether the real-time path must fetch a notified event through
-// restSearch (with the filters) instead of trusting the ZeroMQ or webhook payload.
+// restSearch (with the filters) instead of trusting the ZeroMQ or webhook payload. With auto it
+// does whenever event_filters is not empty: only MISP applies its filters with its own
+// semantics (tags, published, to_ids, warninglists, decay, ...), and a payload trusted as-is
+// would upload what the reconciler's filtered search later revokes.
 func (m MISP) RefetchOnNotice() bool {
 	switch m.RealtimeFetch {
 	case RealtimeFetchAlways:
@@ -70,30 +65,7 @@ func (m MISP) RefetchOnNotice() bool {
 	case RealtimeFetchNever:
 		return false
 	}
-	for _, k := range ServerSideFilterKeys {
-		if v, ok := m.EventFilters[k]; ok && truthy(v) {
-			return true
-		}
-	}
-	return false
-}
-
-// truthy reports whether a restSearch filter value switches its filter on.
-func truthy(v any) bool {
-	switch x := v.(type) {
-	case nil:
-		return false
-	case bool:
-		return x
-	case int:
-		return x != 0
-	case float64:
-		return x != 0
-	case string:
-		s := strings.ToLower(strings.TrimSpace(x))
-		return s != "" && s != "0" && s != "false"
-	}
-	return true
+	return len(m.EventFilters) > 0
 }
 
 // Values of MISP.RealtimeFetch.

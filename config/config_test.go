@@ -164,7 +164,7 @@ func TestMinimalConfigTakesDefaults(t *testing.T) {
 		t.Errorf("sink conversion did not inherit the defaults: %+v", s.Conversion)
 	}
 	if !cfg.MISP.RefetchOnNotice() {
-		t.Error("default filters use enforceWarninglist, so notices must be refetched")
+		t.Error("default filters are not empty, so notices must be refetched")
 	}
 }
 

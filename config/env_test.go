@@ -220,11 +220,11 @@ func TestRefetchOnNotice(t *testing.T) {
 		filters map[string]any
 		want    bool
 	}{
-		{RealtimeFetchAuto, map[string]any{"published": true}, false},
+		{RealtimeFetchAuto, map[string]any{"published": true}, true},
+		{RealtimeFetchAuto, map[string]any{"tags": []any{"tlp:green"}}, true},
 		{RealtimeFetchAuto, map[string]any{"enforceWarninglist": true}, true},
-		{RealtimeFetchAuto, map[string]any{"enforceWarninglist": false}, false},
-		{RealtimeFetchAuto, map[string]any{"enforceWarninglist": "0"}, false},
-		{RealtimeFetchAuto, map[string]any{"excludeDecayed": 1}, true},
+		{RealtimeFetchAuto, map[string]any{}, false},
+		{RealtimeFetchAuto, nil, false},
 		{RealtimeFetchNever, map[string]any{"enforceWarninglist": true}, false},
 		{RealtimeFetchAlways, nil, true},
 	}
@@ -258,8 +258,8 @@ sinks:
 	if want := map[string]any{"published": true, "tags": []any{"tlp:green"}}; !reflect.DeepEqual(cfg.MISP.EventFilters, want) {
 		t.Errorf("event_filters = %v, want %v", cfg.MISP.EventFilters, want)
 	}
-	if cfg.MISP.RefetchOnNotice() {
-		t.Error("without server-side filters, notices need no refetch")
+	if !cfg.MISP.RefetchOnNotice() {
+		t.Error("a tag filter is applied by MISP only: notices must be refetched with it")
 	}
 	if want := map[string]int{"url": 30}; !reflect.DeepEqual(cfg.Conversion.DaysToExpireByType, want) ||
 		!reflect.DeepEqual(cfg.Sinks[0].Conversion.DaysToExpireByType, want) {
