@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/mispsentinel/listener/listener"
@@ -67,7 +68,17 @@ const (
 // Pipeline applies events to every sink. It is safe for concurrent use.
 type Pipeline struct {
 	cfg Config
+	// noticeFilters are the event filters a published notice is re-fetched with: all of
+	// them but the publication filters (see publicationFilters).
+	noticeFilters map[string]any
 }
+
+// publicationFilters select events by their publication state. A notice of publication is
+// itself the proof that the event is published, and MISP sends it before it has saved that:
+// the workflow's event-publish trigger runs "just before publishing", and misp_json's payload
+// is fetched before published=1 is stored (spec/misp-interfaces.md 1.4, 2.2). Re-fetching with
+// them would find a first publication "outside the filters" and revoke a republished event.
+var publicationFilters = []string{"published", "publish_timestamp", "last"}
 
 // New returns a Pipeline.
 func New(cfg Config) (*Pipeline, error) {
@@ -80,7 +91,13 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Pipeline{cfg: cfg}, nil
+	p := &Pipeline{cfg: cfg, noticeFilters: make(map[string]any, len(cfg.EventFilters))}
+	for k, v := range cfg.EventFilters {
+		if !slices.Contains(publicationFilters, k) {
+			p.noticeFilters[k] = v
+		}
+	}
+	return p, nil
 }
 
 // Sinks returns the configured sinks.
@@ -151,7 +168,7 @@ func (p *Pipeline) handleNotice(ctx context.Context, n listener.Notice) error {
 	}
 	ev := n.Event
 	if p.refetch() {
-		fetched, found, err := p.cfg.Fetcher.SearchEvent(ctx, n.EventUUID, p.cfg.EventFilters)
+		fetched, found, err := p.cfg.Fetcher.SearchEvent(ctx, n.EventUUID, p.noticeFilters)
 		if err != nil {
 			return fmt.Errorf("re-fetch event %s with the event filters: %w", n.EventUUID, err)
 		}
