@@ -57,6 +57,9 @@ type Config struct {
 	// event was first found outside the filters is kept in the store, so that the grace also
 	// works across one-shot `listener sync` runs.
 	GoneGrace time.Duration
+	// CatchUpRetry is the wait before a failed start-up or catch-up run is tried again (it
+	// is never dropped: a lost catch-up would leave a gap unreconciled). Default 30 s.
+	CatchUpRetry time.Duration
 	// Progress, when set, is called after each search page with the run's counts so far.
 	Progress func(kind string, pages, events int)
 }
@@ -64,6 +67,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.PageSize <= 0 {
 		c.PageSize = 100
+	}
+	if c.CatchUpRetry <= 0 {
+		c.CatchUpRetry = 30 * time.Second
 	}
 	if c.Overlap <= 0 {
 		c.Overlap = 5 * time.Minute

@@ -68,7 +68,11 @@ const GapReasonStart = "start"
 // asked for it). Its signature matches listener.GapFunc.
 func (r *Reconciler) RequestCatchUp(_ context.Context, since time.Time, reason string) {
 	r.log.WithFields(logrus.Fields{"since": since, "reason": reason}).Info("catch-up requested")
-	req := catchUp{since: since, full: reason != GapReasonStart}
+	r.enqueue(catchUp{since: since, full: reason != GapReasonStart})
+}
+
+// enqueue adds a catch-up request, merging it with a pending one; it never blocks.
+func (r *Reconciler) enqueue(req catchUp) {
 	for {
 		select {
 		case r.gaps <- req:
@@ -96,7 +100,9 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	r.runLogged(ctx, "start-up", func() (*Report, error) { return r.Full(ctx) })
+	if !r.runLogged(ctx, "start-up", func() (*Report, error) { return r.Full(ctx) }) {
+		r.retryLater(ctx, catchUp{full: true})
+	}
 
 	full := newScheduleTimer(sched, r.now, r.log)
 	defer full.stop()
@@ -107,12 +113,15 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case c := <-r.gaps:
-			r.runLogged(ctx, "catch-up", func() (*Report, error) {
+			ok := r.runLogged(ctx, "catch-up", func() (*Report, error) {
 				if c.full {
 					return r.Full(ctx)
 				}
 				return r.Incremental(ctx, c.since)
 			})
+			if !ok {
+				r.retryLater(ctx, c)
+			}
 		case <-incr.C():
 			r.runLogged(ctx, "scheduled", func() (*Report, error) { return r.Incremental(ctx, time.Time{}) })
 			incr.arm()
@@ -179,10 +188,24 @@ func (t *scheduleTimer) stop() {
 	}
 }
 
-func (r *Reconciler) runLogged(ctx context.Context, why string, run func() (*Report, error)) {
+// retryLater puts a failed catch-up back after CatchUpRetry, unless ctx ends first.
+func (r *Reconciler) retryLater(ctx context.Context, c catchUp) {
+	t := time.NewTimer(r.cfg.CatchUpRetry)
+	go func() {
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			r.enqueue(c)
+		}
+	}()
+}
+
+// runLogged runs one reconcile, logs its outcome and reports whether its search succeeded.
+func (r *Reconciler) runLogged(ctx context.Context, why string, run func() (*Report, error)) bool {
 	rep, err := run()
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return
+		return true // shutting down: nothing to retry
 	}
 	log := r.log.WithField("trigger", why)
 	if rep != nil {
@@ -199,8 +222,9 @@ func (r *Reconciler) runLogged(ctx context.Context, why string, run func() (*Rep
 		}
 	}
 	if err != nil {
-		log.WithError(err).Error("reconcile failed; retrying at the next occasion")
-		return
+		log.WithError(err).Error("reconcile failed; it will be retried")
+		return false
 	}
 	log.Info("reconcile finished")
+	return true
 }

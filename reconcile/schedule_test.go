@@ -158,3 +158,26 @@ func TestScheduleTimerStopsWhenTheScheduleEnds(t *testing.T) {
 type scheduleFunc func(time.Time) time.Time
 
 func (f scheduleFunc) Next(t time.Time) time.Time { return f(t) }
+
+// TestFailedCatchUpIsRetried: a start-up run whose search fails (MISP down while ZeroMQ
+// reconnected, say) is tried again rather than dropped.
+func TestFailedCatchUpIsRetried(t *testing.T) {
+	g := newRig(Config{CatchUpRetry: 10 * time.Millisecond})
+	g.misp.add("e1", true, t0, t0)
+	g.misp.add("e2", true, t0, t0)
+	g.misp.mu.Lock()
+	g.misp.failAfterPages = 1
+	g.misp.mu.Unlock()
+	g.r.cfg.PageSize = 1
+	runUntil(t, g, "a retried start-up run", func() bool {
+		if len(g.searchList()) == 1 {
+			g.misp.mu.Lock()
+			g.misp.failAfterPages = 0 // MISP is back
+			g.misp.mu.Unlock()
+		}
+		return len(g.searchList()) >= 2
+	})
+	if full, _ := g.searchKinds(); full < 2 {
+		t.Errorf("searches %v, want the failed full run tried again as a full run", g.searchList())
+	}
+}
