@@ -189,7 +189,12 @@ func (p *Pusher) send(ctx context.Context, b *store.Batch) (store.Outcome, error
 			// Shutting down and out of grace: the batch stays queued for the next start.
 			return store.Outcome{}, nil
 		default:
-			return store.Outcome{}, fmt.Errorf("upload batch of %d: %w", len(b.Items), err)
+			// Deliver retries everything that can succeed later; what is left is
+			// deterministic (a batch the client refuses to build or send). Retrying it would
+			// loop on the head of the outbox for ever, so the sink stops loudly instead, its
+			// objects kept queued.
+			p.metrics.fatal(p.cfg.Sink)
+			return store.Outcome{}, fmt.Errorf("%w: %s: upload batch of %d: %w", ErrSinkStopped, p.cfg.Sink, len(b.Items), err)
 		}
 	}
 	p.metrics.observeUpload(p.cfg.Sink, p.now().Sub(start))

@@ -548,3 +548,31 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("defaults = %+v", c)
 	}
 }
+
+// TestDeterministicUploadErrorStopsTheSink: an error Deliver does not retry and that is not a
+// FatalError (the client refusing to build the request) would fail the same way for ever; the
+// sink stops loudly with its objects queued instead of looping on the head of the outbox.
+func TestDeterministicUploadErrorStopsTheSink(t *testing.T) {
+	st := openStore(t)
+	broken := newFakeUploader(func(context.Context, int, []json.RawMessage) (sentinel.UploadResult, error) {
+		return sentinel.UploadResult{}, errors.New("encode request: unsupported value")
+	})
+	p := New(Config{Sink: "s", Linger: time.Millisecond}, st, broken, quietLog(), nil)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background()) }()
+	enqueue(t, st, "s", 1, 3, time.Now())
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrSinkStopped) {
+			t.Fatalf("Run = %v, want ErrSinkStopped", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run kept retrying a deterministic error")
+	}
+	if n := len(broken.snapshot()); n != 1 {
+		t.Errorf("%d upload attempts, want 1", n)
+	}
+	if d := depth(t, st, "s"); d != 3 {
+		t.Errorf("outbox depth = %d, want the 3 objects still queued", d)
+	}
+}
