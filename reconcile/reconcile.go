@@ -17,6 +17,7 @@ import (
 // MISP is the part of the MISP REST client the reconciler uses.
 type MISP interface {
 	SearchEvents(ctx context.Context, filters map[string]any, pageSize int, fn func(page []*misp.Event) error) (misp.SearchStats, error)
+	SearchEvent(ctx context.Context, uuid string, filters map[string]any) (*misp.Event, bool, error)
 	ViewEvent(ctx context.Context, uuid string) (*misp.Event, error)
 }
 
@@ -310,6 +311,24 @@ func (r *Reconciler) revokeMissing(ctx context.Context, seen map[string]struct{}
 		case err != nil:
 			rep.Errors = append(rep.Errors, fmt.Errorf("look up event %s missing from the search: %w", uuid, err))
 		default:
+			// Offset paging skips an event when an earlier one leaves the result mid-scan:
+			// ask once more, for this event alone, before calling it filtered out.
+			ev, found, err := r.misp.SearchEvent(ctx, uuid, r.cfg.EventFilters)
+			if err != nil {
+				rep.Errors = append(rep.Errors, fmt.Errorf("confirm event %s is outside the filters: %w", uuid, err))
+				continue
+			}
+			if found {
+				st, err := r.apply.ApplyEvent(ev)
+				rep.add(st)
+				if err != nil {
+					rep.Errors = append(rep.Errors, err)
+				}
+				if err := r.clearOutside(uuid); err != nil {
+					rep.Errors = append(rep.Errors, err)
+				}
+				continue
+			}
 			expired, err := r.outsideFilterExpired(uuid)
 			if err != nil {
 				rep.Errors = append(rep.Errors, err)

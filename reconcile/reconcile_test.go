@@ -31,6 +31,10 @@ type fakeMISP struct {
 	// failAfterPages makes the search fail once this many pages were delivered (0: never).
 	failAfterPages int
 	viewErr        error
+	// skipInPages holds events the paged search misses although they match (as offset
+	// paging does when an earlier event leaves the result mid-scan); SearchEvent finds them.
+	skipInPages    map[string]bool
+	singleSearches []string
 }
 
 func newFakeMISP() *fakeMISP {
@@ -44,13 +48,24 @@ func (f *fakeMISP) add(uuid string, inFilter bool, modified, published time.Time
 	f.inFilter[uuid] = inFilter
 }
 
+func (f *fakeMISP) SearchEvent(_ context.Context, uuid string, _ map[string]any) (*misp.Event, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.singleSearches = append(f.singleSearches, uuid)
+	ev, ok := f.events[uuid]
+	if !ok || !f.inFilter[uuid] {
+		return nil, false, nil
+	}
+	return ev, true, nil
+}
+
 func (f *fakeMISP) SearchEvents(ctx context.Context, filters map[string]any, pageSize int, fn func(page []*misp.Event) error) (misp.SearchStats, error) {
 	f.mu.Lock()
 	f.searches = append(f.searches, maps.Clone(filters))
 	var out []*misp.Event
 	for _, uuid := range slices.Sorted(maps.Keys(f.events)) {
 		ev := f.events[uuid]
-		if !f.inFilter[uuid] {
+		if !f.inFilter[uuid] || f.skipInPages[uuid] {
 			continue
 		}
 		if want, ok := filters["uuid"]; ok && want != uuid {
@@ -573,5 +588,29 @@ func TestParseSchedule(t *testing.T) {
 		if _, err := ParseSchedule(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+}
+
+// TestEventSkippedByPagingIsNotRevoked: an event the paged search missed although it matches
+// is confirmed with a one-event search and applied, not treated as filtered out.
+func TestEventSkippedByPagingIsNotRevoked(t *testing.T) {
+	g := newRig(Config{})
+	g.misp.add("e1", true, t0, t0)
+	g.misp.add("e2", true, t0, t0)
+	if _, err := g.r.Full(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g.misp.mu.Lock()
+	g.misp.skipInPages = map[string]bool{"e2": true}
+	g.misp.mu.Unlock()
+	rep, err := g.r.Full(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.FilteredEvents != 0 || rep.GoneEvents != 0 {
+		t.Errorf("report %+v: the skipped event was revoked", rep)
+	}
+	if !slices.Contains(g.misp.singleSearches, "e2") {
+		t.Errorf("the missing event was not confirmed with a one-event search: %v", g.misp.singleSearches)
 	}
 }
