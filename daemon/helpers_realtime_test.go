@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +40,15 @@ func startDaemonWith(t testing.TB, l *lab.Lab, opts daemon.Options) (*daemon.Dae
 	if err != nil {
 		t.Fatalf("lab config: %v", err)
 	}
+	d, _ := runDaemon(t, cfg, opts)
+	return d, cfg
+}
+
+// runDaemon runs a daemon for cfg in-process until stop is called or the test ends, and
+// returns once every component started. stop cancels it, checks that it stopped cleanly and
+// closes it; it may be called more than once.
+func runDaemon(t testing.TB, cfg *config.Config, opts daemon.Options) (d *daemon.Daemon, stop func()) {
+	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = quietLogger(t)
 	}
@@ -49,20 +59,24 @@ func startDaemonWith(t testing.TB, l *lab.Lab, opts daemon.Options) (*daemon.Dae
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("daemon run: %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("daemon run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("daemon did not stop within 30 s of cancellation")
 			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("daemon did not stop within 30 s of cancellation")
-		}
-		d.Close()
-	})
+			d.Close()
+		})
+	}
+	t.Cleanup(stop)
 	<-d.Started()
-	return d, cfg
+	return d, stop
 }
 
 // sentinelRecord is one indicator the Sentinel simulator holds, with the MISP event it names.

@@ -2,7 +2,6 @@ package daemon_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -73,7 +71,7 @@ func TestMetricsExposition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := rejectedObject(t)
+	bad := lab.RejectedIndicator()
 	if _, err := st.Apply("primary", bad.EventUUID, []stix.Object{bad}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -84,21 +82,8 @@ func TestMetricsExposition(t *testing.T) {
 	log := quietLogger(t)
 	log.SetLevel(logrus.ErrorLevel) // the injected 5xx are logged as warnings
 	l.Sentinel.ThrottleStorm(1500 * time.Millisecond)
-	d, err := daemon.New(cfg, daemon.Options{Registry: reg, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon run: %v", err)
-		}
-		d.Close()
-	}()
-	<-d.Started()
+	d, stop := runDaemon(t, cfg, daemon.Options{Registry: reg, Logger: log})
+	defer stop()
 	waitForInitialReconcile(t, d)
 	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
 	defer wcancel()
@@ -231,22 +216,6 @@ listener_upload_retries_total{reason="throttled",sink="primary"} %d
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `listener_outbox_depth{sink="primary"} 0`) {
 		t.Errorf("GET /metrics: %s\n%.500s", resp.Status, body)
 	}
-}
-
-// rejectedObject is an indicator whose valid_until precedes its valid_from: Sentinel rejects it.
-func rejectedObject(t *testing.T) stix.Object {
-	t.Helper()
-	id := "indicator--" + uuid.NewString()
-	body, err := json.Marshal(map[string]any{
-		"type": "indicator", "spec_version": "2.1", "id": id,
-		"created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
-		"name": "rejected on purpose", "pattern": "[domain-name:value = 'rejected.example']", "pattern_type": "stix",
-		"valid_from": "2026-01-02T00:00:00.000Z", "valid_until": "2026-01-01T00:00:00.000Z",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return stix.Object{ID: id, Type: "indicator", EventUUID: uuid.NewString(), Hash: "bad-" + id, Body: body}
 }
 
 func revokedCount(l *lab.Lab, sourceSystem string) int {

@@ -131,21 +131,8 @@ func TestThreeSinksSharedIdentity(t *testing.T) {
 	// The limiter's default headroom (1 %, 0.6 s of a real minute) would be 20 ms of the
 	// scaled minute, less than scheduling jitter on a loaded machine; 10 % (200 ms) keeps
 	// the order of slack a real minute has.
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, LimiterMinute: l.Sentinel.Minute(), LimiterHeadroom: 0.1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon run: %v", err)
-		}
-		d.Close()
-	}()
-	<-d.Started()
+	d, stop := runDaemon(t, cfg, daemon.Options{Logger: log, LimiterMinute: l.Sentinel.Minute(), LimiterHeadroom: 0.1})
+	defer stop()
 
 	// The two working sinks converge to their own expectation.
 	var states []lab.SinkState

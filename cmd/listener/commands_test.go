@@ -208,22 +208,6 @@ func TestConfigPrintCommand(t *testing.T) {
 	}
 }
 
-// badObject is an indicator whose valid_until precedes its valid_from: Sentinel rejects it.
-func badObject(t *testing.T) stix.Object {
-	t.Helper()
-	id := "indicator--" + uuid.NewString()
-	body, err := json.Marshal(map[string]any{
-		"type": "indicator", "spec_version": "2.1", "id": id,
-		"created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
-		"name": "rejected on purpose", "pattern": "[domain-name:value = 'rejected.example']", "pattern_type": "stix",
-		"valid_from": "2026-01-02T00:00:00.000Z", "valid_until": "2026-01-01T00:00:00.000Z",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return stix.Object{ID: id, Type: "indicator", EventUUID: uuid.NewString(), Hash: "bad-" + id, Body: body}
-}
-
 // TestStatusAndDeadLettersCommands syncs once, leaves a record Sentinel rejects in the dead
 // letters, and checks `status` (store mode), `deadletters list` and `deadletters requeue`,
 // then `status` through a running daemon's /status.
@@ -235,7 +219,7 @@ func TestStatusAndDeadLettersCommands(t *testing.T) {
 	l.MISP.Generate(10, 4, 5)
 
 	// Queue one object Sentinel will reject, next to what the sync finds in MISP.
-	bad := badObject(t)
+	bad := lab.RejectedIndicator()
 	st, err := store.Open(l.StoreDir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
