@@ -356,6 +356,8 @@ func (p *parser) attribute(a *Attribute) error {
 			a.Tags, err = p.tags(a.Tags)
 		case "Galaxy":
 			a.Galaxies, err = p.galaxies()
+		case "decay_score":
+			a.DecayScores, err = p.decayScores()
 		default:
 			err = p.skip()
 		}
@@ -369,6 +371,45 @@ func (p *parser) attribute(a *Attribute) error {
 		}
 	}
 	return err
+}
+
+// decayScores reads an attribute's decay_score list (null or absent means none).
+func (p *parser) decayScores() ([]DecayScore, error) {
+	if p.peek() == 'n' {
+		return nil, p.literal("null")
+	}
+	var scores []DecayScore
+	err := p.array(func(int) error {
+		var s DecayScore
+		err := p.object(func(key string) (err error) {
+			switch key {
+			case "score":
+				s.Score, err = p.float()
+			case "base_score":
+				s.BaseScore, err = p.float()
+			case "decayed":
+				s.Decayed, err = p.flag()
+			case "DecayingModel":
+				err = p.object(func(key string) (err error) {
+					switch key {
+					case "id":
+						s.ModelID, err = p.text()
+					case "name":
+						s.ModelName, err = p.text()
+					default:
+						err = p.skip()
+					}
+					return err
+				})
+			default:
+				err = p.skip()
+			}
+			return err
+		})
+		scores = append(scores, s)
+		return err
+	})
+	return scores, err
 }
 
 func (p *parser) org(o *Org) error {

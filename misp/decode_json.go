@@ -3,6 +3,7 @@ package misp
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -566,6 +567,19 @@ func (p *parser) unixTime() (t unixSeconds, err error) {
 		return 0, p.fail("Unix timestamp %s out of range", quoteShort(s))
 	}
 	return unixSeconds(n), nil
+}
+
+// float reads a number MISP sends as a JSON number or a numeric string; null and "" are 0.
+func (p *parser) float() (float64, error) {
+	_, b, err := p.scalarView()
+	if err != nil || len(b) == 0 {
+		return 0, err
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, p.fail("cannot use %s as a number", quoteShort(string(b)))
+	}
+	return f, nil
 }
 
 // parseDigits parses a short run of ASCII digits without allocating.

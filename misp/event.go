@@ -56,6 +56,25 @@ type Attribute struct {
 	LastSeen           *time.Time
 	Tags               []Tag
 	Galaxies           []Galaxy
+	// DecayScores are the attribute's scores under each enabled decaying model that covers
+	// its type, present only when the search asked for includeDecayScore (nil otherwise, and
+	// for a type no enabled model covers).
+	DecayScores []DecayScore
+}
+
+// DecayScore is one decaying model's verdict on an attribute, as MISP attaches it to each
+// attribute of an events search with includeDecayScore (decay_score entries).
+type DecayScore struct {
+	// Score is the current score, 0-100 (base score decayed by the time since the last
+	// sighting, last_seen or the attribute's timestamp).
+	Score float64
+	// BaseScore is the score before decay, from the attribute's taxonomy tags or the model's
+	// default base score.
+	BaseScore float64
+	// Decayed is MISP's verdict: the score is below the model's threshold.
+	Decayed   bool
+	ModelID   string
+	ModelName string
 }
 
 // Object is a MISP object: a named group of attributes built from a template.
