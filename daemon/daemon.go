@@ -139,7 +139,7 @@ func (d *Daemon) assemble() error {
 	cfg := d.cfg
 	reg := d.registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(newStoreCollector(d.store, cfg))
+	reg.MustRegister(newStoreCollector(d.store, cfg), newBuildInfo())
 
 	mc, err := misp.NewClient(mispClientConfig(cfg.MISP, d.opts.MISPHTTPClient))
 	if err != nil {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/internal/version"
 )
 
 // newOfflineDaemon assembles a daemon from a minimal configuration; nothing is contacted
@@ -94,6 +96,11 @@ func TestOpsEndpoints(t *testing.T) {
 
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `listener_outbox_depth{sink="main"} 0`) {
 		t.Errorf("/metrics = %d %.300s", code, body)
+	}
+	info := version.Get()
+	buildInfo := fmt.Sprintf(`listener_build_info{goversion=%q,revision=%q,version=%q} 1`, info.GoVersion, info.Revision, info.Version)
+	if _, body := get("/metrics"); !strings.Contains(body, buildInfo) {
+		t.Errorf("/metrics lacks %s", buildInfo)
 	}
 	resp, err := http.Post(srv.URL+"/healthz", "text/plain", strings.NewReader("x"))
 	if err != nil {

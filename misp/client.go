@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+
+	"github.com/mispsentinel/listener/internal/version"
 )
 
 // Client defaults, applied by NewClient to zero fields of ClientConfig.
@@ -130,6 +132,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if c.ua == "" {
 		c.ua = DefaultUserAgent
 	}
+	c.ua = version.UserAgent(c.ua)
 	if c.attempts <= 0 {
 		c.attempts = DefaultMaxPageAttempts
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mispsentinel/listener/internal/version"
 	"github.com/mispsentinel/listener/misp"
 	simmisp "github.com/mispsentinel/listener/sim/misp"
 )
@@ -330,6 +331,9 @@ func TestBadKey(t *testing.T) {
 		}
 		if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer") || len(a) != 40 {
 			t.Errorf("Authorization header %q is not the raw key", a)
+		}
+		if ua := r.Header.Get("User-Agent"); ua != version.UserAgent(misp.DefaultUserAgent) {
+			t.Errorf("User-Agent %q, want %q", ua, version.UserAgent(misp.DefaultUserAgent))
 		}
 	}
 }

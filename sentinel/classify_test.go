@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mispsentinel/listener/internal/version"
 )
 
 // reply is what the scripted server does with one upload request.
@@ -140,6 +142,9 @@ func TestUploadOutcomes(t *testing.T) {
 				}
 				if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.SourceSystem != "MISP" {
 					t.Errorf("request body: %v (sourcesystem %q)", err, body.SourceSystem)
+				}
+				if ua := r.Header.Get("User-Agent"); !strings.HasSuffix(ua, " listener/"+version.String()) {
+					t.Errorf("User-Agent %q does not end with listener/<version>", ua)
 				}
 				req := scriptedRequest{token: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")}
 				for _, o := range body.Objects {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
+	"github.com/mispsentinel/listener/internal/version"
 )
 
 // Rejection is one object Sentinel refused, with its reasons.
@@ -283,7 +285,7 @@ func (c *Client) send(ctx context.Context, body []byte, rejectedToken string) (x
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.cfg.UserAgent)
+	req.Header.Set("User-Agent", version.UserAgent(c.cfg.UserAgent))
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return exchange{sendErr: err}, token, nil

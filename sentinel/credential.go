@@ -10,7 +10,10 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/mispsentinel/listener/internal/version"
 )
 
 // CredentialKind selects how a sink authenticates to Entra ID.
@@ -158,6 +161,8 @@ func NewCredential(cfg Config) (azcore.TokenCredential, error) {
 	opts := azcore.ClientOptions{
 		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: cfg.AuthorityHost},
 		Transport: &http.Client{Transport: transportFor(cfg)},
+		// azcore puts the application id first in its User-Agent (at most 24 characters).
+		Telemetry: policy.TelemetryOptions{ApplicationID: version.Name + "/" + version.String()},
 	}
 	var (
 		cred azcore.TokenCredential

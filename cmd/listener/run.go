@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/internal/version"
 )
 
 func init() {
@@ -34,7 +37,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer d.Close()
-	log.WithField("sinks", len(cfg.Sinks)).Info("listener started")
+	info := version.Get()
+	log.WithFields(logrus.Fields{"sinks": len(cfg.Sinks), "version": info.Version, "revision": info.Revision, "goversion": info.GoVersion}).Info("listener started")
 	if err := d.Run(ctx); err != nil {
 		log.WithError(err).Error("listener stopped on an error")
 		return exitFailure
