@@ -41,6 +41,7 @@ type attribute struct {
 	disableCorr    bool
 	timestamp      int64
 	tags           []*tag
+	sightings      []sighting
 	extra          map[string]json.RawMessage
 }
 
@@ -557,6 +558,7 @@ type encodeOptions struct {
 	metadata bool                    // no attributes or objects (restSearch metadata)
 	keep     func(a *attribute) bool // attribute filter; nil keeps all
 	core     bool                    // workflow core format: _AttributeFlattened and _allTags
+	decay    *decayScorer            // attach decay_score lists (includeDecayScore)
 }
 
 // appendJSON appends the event object (without the {"Event": } wrapper).
@@ -613,9 +615,13 @@ func (e *event) appendJSON(buf []byte, opt encodeOptions) ([]byte, error) {
 		}
 		return out
 	}
+	scores := func(*attribute) json.RawMessage { return nil }
+	if opt.decay != nil {
+		scores = func(a *attribute) json.RawMessage { return opt.decay.scores(e, a) }
+	}
 	if !opt.metadata {
 		buf = append(buf, `,"Attribute":[`...)
-		if buf, err = appendAttributes(buf, top, keep, e.id, 0, allTags, false); err != nil {
+		if buf, err = appendAttributes(buf, top, keep, e.id, 0, allTags, scores, false); err != nil {
 			return buf, err
 		}
 		buf = append(buf, `],"Object":[`...)
@@ -634,7 +640,7 @@ func (e *event) appendJSON(buf []byte, opt encodeOptions) ([]byte, error) {
 			}
 			buf = append(buf, ob[:len(ob)-1]...)
 			buf = append(buf, `,"Attribute":[`...)
-			if buf, err = appendAttributes(buf, o.attrs, keep, e.id, o.id, allTags, false); err != nil {
+			if buf, err = appendAttributes(buf, o.attrs, keep, e.id, o.id, allTags, scores, false); err != nil {
 				return buf, err
 			}
 			buf = append(buf, ']')
@@ -646,11 +652,11 @@ func (e *event) appendJSON(buf []byte, opt encodeOptions) ([]byte, error) {
 		buf = append(buf, ']')
 		if opt.core {
 			buf = append(buf, `,"_AttributeFlattened":[`...)
-			if buf, err = appendAttributes(buf, top, keep, e.id, 0, allTags, false); err != nil {
+			if buf, err = appendAttributes(buf, top, keep, e.id, 0, allTags, scores, false); err != nil {
 				return buf, err
 			}
 			for _, o := range e.objects {
-				if buf, err = appendAttributes(buf, o.attrs, keep, e.id, o.id, allTags, buf[len(buf)-1] != '['); err != nil {
+				if buf, err = appendAttributes(buf, o.attrs, keep, e.id, o.id, allTags, scores, buf[len(buf)-1] != '['); err != nil {
 					return buf, err
 				}
 			}
@@ -673,7 +679,7 @@ func (e *event) appendJSON(buf []byte, opt encodeOptions) ([]byte, error) {
 
 // appendAttributes appends the kept attributes of attrs, comma-separated (with a leading
 // comma when comma is set and something is written).
-func appendAttributes(buf []byte, attrs []*attribute, keep func(*attribute) bool, eventID, objectID int64, allTags func(*attribute) []json.RawMessage, comma bool) ([]byte, error) {
+func appendAttributes(buf []byte, attrs []*attribute, keep func(*attribute) bool, eventID, objectID int64, allTags func(*attribute) []json.RawMessage, scores func(*attribute) json.RawMessage, comma bool) ([]byte, error) {
 	var err error
 	for _, a := range attrs {
 		if !keep(a) {
@@ -685,6 +691,10 @@ func appendAttributes(buf []byte, attrs []*attribute, keep func(*attribute) bool
 		comma = true
 		if buf, err = a.appendJSON(buf, eventID, objectID, allTags(a)); err != nil {
 			return buf, err
+		}
+		if ds := scores(a); ds != nil {
+			buf = append(buf[:len(buf)-1], `,"decay_score":`...)
+			buf = append(append(buf, ds...), '}')
 		}
 	}
 	return buf, nil

@@ -88,6 +88,8 @@ func (m *MISP) Handler() http.Handler {
 	mux.HandleFunc("GET /events/view/{id}", m.view)
 	mux.HandleFunc("HEAD /events/view/{id}", m.view)
 	mux.HandleFunc("GET /servers/getVersion", m.version)
+	mux.HandleFunc("GET /decayingModel/view/{id}", m.decayingModelView)
+	mux.HandleFunc("GET /decayingModel/index", m.decayingModelIndex)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
 		if err != nil {
@@ -242,6 +244,10 @@ func (m *MISP) restSearch(w http.ResponseWriter, r *http.Request) {
 		page[i] = ev.clone()
 	}
 	keep := m.attributeFilter(f)
+	var decay *decayScorer
+	if f.decayScore {
+		decay = m.decayScorer()
+	}
 	m.mu.Unlock()
 
 	if fault != nil {
@@ -270,7 +276,7 @@ func (m *MISP) restSearch(w http.ResponseWriter, r *http.Request) {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, `{"Event":`...)
-		if buf, err = ev.appendJSON(buf, encodeOptions{metadata: f.metadata, keep: keep}); err != nil {
+		if buf, err = ev.appendJSON(buf, encodeOptions{metadata: f.metadata, keep: keep, decay: decay}); err != nil {
 			return // headers are out; the cut-off body tells the client
 		}
 		buf = append(buf, '}')
@@ -327,6 +333,7 @@ type search struct {
 	page, limit              int
 	orderField               string
 	orderDesc                bool
+	decayScore               bool
 }
 
 func parseSearch(p map[string]json.RawMessage, now time.Time) (*search, error) {
@@ -382,6 +389,8 @@ func parseSearch(p map[string]json.RawMessage, now time.Time) (*search, error) {
 			s.limit, err = flexPositive(v)
 		case "order":
 			err = s.parseOrder(v)
+		case "includeDecayScore":
+			s.decayScore, err = flexBool(v)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("invalid %s: %w", k, err)

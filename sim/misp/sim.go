@@ -55,6 +55,9 @@ type MISP struct {
 	latency      time.Duration
 	requests     []Request
 	server       *httptest.Server
+	// decaying models, by ascending id, and taxonomy numerical values (see decay.go)
+	models    []mispmodel.DecayingModel
+	tagValues map[string]float64
 }
 
 // New returns a simulator holding no events. Call Start to serve HTTP.
@@ -288,17 +291,27 @@ func (m *MISP) stamp(old int64) int64 {
 	return max(m.now().Unix(), old+1)
 }
 
-func (m *MISP) editAttribute(eventUUID, attrUUID string, fn func(a *attribute)) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+// lookupAttribute finds an attribute for an edit, materializing generated ones. m.mu must be
+// held.
+func (m *MISP) lookupAttribute(eventUUID, attrUUID string) (*event, *attribute, error) {
 	ev, ok := m.events[eventUUID]
 	if !ok {
-		return fmt.Errorf("event %s not found", eventUUID)
+		return nil, nil, fmt.Errorf("event %s not found", eventUUID)
 	}
 	ev.materialize()
 	a := ev.findAttribute(attrUUID)
 	if a == nil {
-		return fmt.Errorf("attribute %s not found in event %s", attrUUID, eventUUID)
+		return nil, nil, fmt.Errorf("attribute %s not found in event %s", attrUUID, eventUUID)
+	}
+	return ev, a, nil
+}
+
+func (m *MISP) editAttribute(eventUUID, attrUUID string, fn func(a *attribute)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ev, a, err := m.lookupAttribute(eventUUID, attrUUID)
+	if err != nil {
+		return err
 	}
 	fn(a)
 	a.timestamp = m.stamp(a.timestamp)
