@@ -425,6 +425,49 @@ func TestSkipReasons(t *testing.T) {
 	}
 }
 
+// TestInvisibleOrReplacedCharactersInDomainsAreInvalid: MISP's JSON carries invalid UTF-8 as
+// U+FFFD, and IDNA would turn it, a bidi override or a zero-width character into a different,
+// real-looking xn-- domain ("ex\xffample.com" became xn--example-1e14b.com). Such values are
+// refused before IDNA with invalid_value; a real internationalised name still converts.
+func TestInvisibleOrReplacedCharactersInDomainsAreInvalid(t *testing.T) {
+	for _, v := range []string{
+		"ex\uFFFDample.com", // invalid UTF-8 after JSON decoding
+		"ex\u202Eample.com", // right-to-left override
+		"ex\u200Bample.com", // zero-width space
+		"ex\u00ADample.com", // soft hyphen
+		"ex\u2066ample.com", // left-to-right isolate
+	} {
+		for _, typ := range []string{"domain", "hostname", "domain|ip", "hostname|port"} {
+			value := v
+			switch typ {
+			case "domain|ip":
+				value += "|198.51.100.7"
+			case "hostname|port":
+				value += "|443"
+			}
+			res := Convert(event(attr(typ, value)), Defaults(), testNow)
+			d := res.Decisions[0]
+			for _, o := range res.Objects {
+				if strings.Contains(string(o.Body), "xn--") {
+					t.Errorf("%s %q exported as %s", typ, value, o.Body)
+				}
+			}
+			if typ == "domain|ip" { // the IP component is still exported, the domain is named skipped
+				if !strings.Contains(d.Detail, string(SkipInvalidValue)) {
+					t.Errorf("%s %q: decision %+v, want the domain component skipped as %s", typ, value, d, SkipInvalidValue)
+				}
+				continue
+			}
+			if d.Reason != SkipInvalidValue {
+				t.Errorf("%s %q: decision %+v, want %s", typ, value, d, SkipInvalidValue)
+			}
+		}
+	}
+	if got, err := normDomain("bücher.example"); err != nil || got != "xn--bcher-kva.example" {
+		t.Errorf("a real IDN: %q, %v", got, err)
+	}
+}
+
 func TestFiltersLetMatchingAttributesThrough(t *testing.T) {
 	o := Defaults()
 	o.Filter = Filter{IncludeTags: []string{"sentinel"}, IncludeTypes: []string{"domain"}, MinConfidence: 50, MaxTLP: "tlp:amber"}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
@@ -87,6 +88,9 @@ var domainRE = regexp.MustCompile(`(?i)^[A-Z0-9.\-_]+\.[A-Z0-9\-]{2,}$`)
 func normDomain(v string) (string, error) {
 	v = strings.Trim(strings.ToLower(refangDots(v)), ".")
 	if !domainRE.MatchString(v) {
+		if err := checkVisibleRunes(v); err != nil {
+			return "", err
+		}
 		ascii, err := idna.ToASCII(v)
 		if err != nil || !domainRE.MatchString(ascii) {
 			return "", fmt.Errorf("%q is not a valid domain name", v)
@@ -97,6 +101,19 @@ func normDomain(v string) (string, error) {
 }
 
 func normHostname(v string) (string, error) { return normDomain(v) }
+
+// checkVisibleRunes refuses, before IDNA sees them, characters that IDNA would fold into a
+// different, real-looking xn-- name: U+FFFD (what JSON decoding leaves of invalid UTF-8),
+// control and format characters (bidi overrides and isolates, zero-width characters, the soft
+// hyphen), private-use and unassigned code points, and white space.
+func checkVisibleRunes(v string) error {
+	for _, r := range v {
+		if r == utf8.RuneError || unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs, unicode.Z) || !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S) {
+			return fmt.Errorf("%q contains the invisible or replaced character %U", v, r)
+		}
+	}
+	return nil
+}
 
 var emailRefang = strings.NewReplacer("[@]", "@", "[at]", "@", "[.]", ".", "[dot]", ".", "(dot)", ".")
 
