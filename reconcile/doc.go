@@ -4,7 +4,8 @@
 // then checks the events synced before that the search no longer returned: gone from MISP means
 // revoke now, present but outside the filters means revoke once a grace period (kept in the
 // store, so it also spans one-shot `listener sync` runs) is over. An incremental run searches
-// only events modified or published since the watermark minus an overlap. Run schedules full
+// only events modified or published since the watermark (the newest MISP timestamp the last
+// run saw, never ahead of the local clock) minus an overlap. Run schedules full
 // runs (interval or cron expression), incremental runs, and a catch-up whenever a real-time
 // source reports a gap.
 //

@@ -81,6 +81,10 @@ func (c *Config) setDefaults() {
 const (
 	watermarkFull        = "reconcile/full"
 	watermarkIncremental = "reconcile/incremental"
+	// watermarkWindow is where the next incremental window starts (before the overlap): the
+	// newest MISP timestamp the last full or incremental run saw, never later than that run's
+	// start by the local clock. The two marks above are the runs' start times (status).
+	watermarkWindow = "reconcile/window"
 	// watermarkOutside + event uuid holds when an existing event was first found outside the
 	// filters.
 	watermarkOutside = "reconcile/outside/"
@@ -133,6 +137,9 @@ type Report struct {
 	// Errors are the failures that did not stop the run (one event that could not be
 	// applied). A search failure stops the run and is returned as the run's error instead.
 	Errors []error
+
+	// newest is the latest timestamp or publish_timestamp of the events the searches returned.
+	newest time.Time
 }
 
 func (rep *Report) add(stats pipeline.Stats) {
@@ -164,16 +171,22 @@ func (r *Reconciler) Event(ctx context.Context, uuid string) (*Report, error) {
 	return r.run(ctx, "event", []map[string]any{filters}, uuid, true)
 }
 
-// Incremental searches the events modified since the last successful run's start minus the
-// overlap (or since `since` when that is earlier and not zero) and applies them. It revokes
+// Incremental searches the events modified since the window watermark (the newest MISP
+// timestamp the last successful run saw, see saveWindow) minus the overlap (or since `since`
+// when that is earlier and not zero) and applies them. It revokes
 // nothing for missing events: only a full run can tell that an event is gone.
 func (r *Reconciler) Incremental(ctx context.Context, since time.Time) (*Report, error) {
-	mark, err := r.state.Watermark(watermarkIncremental)
+	mark, err := r.state.Watermark(watermarkWindow)
 	if err != nil {
-		return nil, fmt.Errorf("read incremental watermark: %w", err)
+		return nil, fmt.Errorf("read incremental window watermark: %w", err)
 	}
-	if full, err := r.state.Watermark(watermarkFull); err == nil && full.After(mark) {
-		mark = full
+	if mark.IsZero() { // a store written before the window mark: the last run's start
+		if mark, err = r.state.Watermark(watermarkIncremental); err != nil {
+			return nil, fmt.Errorf("read incremental watermark: %w", err)
+		}
+		if full, err := r.state.Watermark(watermarkFull); err == nil && full.After(mark) {
+			mark = full
+		}
 	}
 	if mark.IsZero() {
 		// Never reconciled: only a full run establishes the baseline.
@@ -234,10 +247,36 @@ func (r *Reconciler) run(ctx context.Context, kind string, searches []map[string
 		if err := r.state.SetWatermark(name, rep.Started); err != nil {
 			rep.Errors = append(rep.Errors, fmt.Errorf("save %s watermark: %w", kind, err))
 			ok = false
+		} else if err := r.saveWindow(rep); err != nil {
+			rep.Errors = append(rep.Errors, err)
+			ok = false
 		}
 	}
 	r.metrics.observe(rep, ok)
 	return rep, nil
+}
+
+// saveWindow moves the start of the next incremental window to the newest MISP timestamp the
+// run saw (MISP's clock, the one its timestamp filters compare with), but never past the run's
+// start by the local clock: a local clock jumping ahead would otherwise push every later window
+// past the events MISP modifies meanwhile. A run that saw no event keeps the previous window;
+// without one, the run's start stands.
+func (r *Reconciler) saveWindow(rep *Report) error {
+	window := rep.newest
+	if window.IsZero() {
+		prev, err := r.state.Watermark(watermarkWindow)
+		if err != nil {
+			return fmt.Errorf("read incremental window watermark: %w", err)
+		}
+		window = prev
+	}
+	if window.IsZero() || window.After(rep.Started) {
+		window = rep.Started
+	}
+	if err := r.state.SetWatermark(watermarkWindow, window); err != nil {
+		return fmt.Errorf("save incremental window watermark: %w", err)
+	}
+	return nil
 }
 
 // search runs one paged restSearch and applies every event it returns.
@@ -252,6 +291,7 @@ func (r *Reconciler) search(ctx context.Context, kind string, filters map[string
 			// keep every page of the run alive.
 			seen[strings.Clone(ev.UUID)] = struct{}{}
 			rep.Events++
+			rep.newest = latest(rep.newest, ev.Timestamp, ev.PublishTimestamp)
 			st, err := r.apply.ApplyEvent(ev)
 			rep.add(st)
 			if err != nil {
@@ -396,6 +436,16 @@ func cloneFilters(in map[string]any) map[string]any {
 	out := make(map[string]any, len(in)+2)
 	for k, v := range in {
 		out[k] = v
+	}
+	return out
+}
+
+func latest(ts ...time.Time) time.Time {
+	var out time.Time
+	for _, t := range ts {
+		if t.After(out) {
+			out = t
+		}
 	}
 	return out
 }

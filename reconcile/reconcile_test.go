@@ -614,3 +614,47 @@ func TestEventSkippedByPagingIsNotRevoked(t *testing.T) {
 		t.Errorf("the missing event was not confirmed with a one-event search: %v", g.misp.singleSearches)
 	}
 }
+
+// TestWatermarkIsClampedToTheNewestMISPTimestamp: a forward jump of the local clock must not
+// push the incremental window past events MISP modifies afterwards. The window starts at the
+// newest MISP timestamp a run saw, never later than the run's start by the local clock.
+func TestWatermarkIsClampedToTheNewestMISPTimestamp(t *testing.T) {
+	g := newRig(Config{Overlap: 5 * time.Minute})
+	g.misp.add("old", true, t0.Add(-time.Hour), t0.Add(-time.Hour))
+	if _, err := g.r.Full(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if mark, _ := g.state.Watermark(watermarkWindow); !mark.Equal(t0.Add(-time.Hour)) {
+		t.Errorf("window watermark %v, want the newest event timestamp %v", mark, t0.Add(-time.Hour))
+	}
+
+	// The local clock jumps 30 days ahead for one incremental run; nothing changed in MISP.
+	g.clock.Add(30 * 24 * time.Hour)
+	if _, err := g.r.Incremental(context.Background(), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	g.clock.Add(-30 * 24 * time.Hour) // the clock is corrected
+
+	// An event edited in MISP ten minutes later must be found by the next incremental run.
+	g.clock.Add(10 * time.Minute)
+	g.misp.add("edited", true, t0.Add(10*time.Minute), time.Time{})
+	g.apply.reset()
+	if _, err := g.r.Incremental(context.Background(), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if applied := g.apply.appliedList(); !slices.Contains(applied, "edited") {
+		t.Fatalf("applied %v after a clock jump: the edited event was skipped (searches %v)", applied, g.misp.searches[len(g.misp.searches)-2:])
+	}
+	if mark, _ := g.state.Watermark(watermarkWindow); !mark.Equal(t0.Add(10 * time.Minute)) {
+		t.Errorf("window watermark %v, want the edited event's timestamp", mark)
+	}
+
+	// MISP's clock ahead of ours: the watermark never passes the local start of the run.
+	g.misp.add("future", true, t0.Add(48*time.Hour), time.Time{})
+	if _, err := g.r.Incremental(context.Background(), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if mark, _ := g.state.Watermark(watermarkWindow); !mark.Equal(g.clock.Now()) {
+		t.Errorf("window watermark %v, want the run's start %v", mark, g.clock.Now())
+	}
+}
