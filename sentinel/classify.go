@@ -120,14 +120,22 @@ func (c *Client) classify(x exchange) verdict {
 // classifyTokenError separates credentials Entra refused (fatal) from Entra being
 // unreachable or failing (retryable).
 func (c *Client) classifyTokenError(err error) error {
+	if CredentialRefused(err) {
+		return &FatalError{Cause: CauseCredential, Err: fmt.Errorf("entra refused the credential of %s: %w", c.identity, err)}
+	}
+	return &RetryableError{Err: fmt.Errorf("acquire token for %s: %w", c.identity, err)}
+}
+
+// CredentialRefused reports whether a token error means Entra refused the credential (a 4xx
+// other than 408 and 429: fatal) rather than being unreachable or failing (retryable). Every
+// client of an Entra-protected API classifies token errors with it.
+func CredentialRefused(err error) bool {
 	var authErr *azidentity.AuthenticationFailedError
 	if errors.As(err, &authErr) && authErr.RawResponse != nil {
 		s := authErr.RawResponse.StatusCode
-		if s >= 400 && s < 500 && s != http.StatusRequestTimeout && s != http.StatusTooManyRequests {
-			return &FatalError{Cause: CauseCredential, Err: fmt.Errorf("entra refused the credential of %s: %w", c.identity, err)}
-		}
+		return s >= 400 && s < 500 && s != http.StatusRequestTimeout && s != http.StatusTooManyRequests
 	}
-	return &RetryableError{Err: fmt.Errorf("acquire token for %s: %w", c.identity, err)}
+	return false
 }
 
 // recordErrors is the documented partial-failure body.
@@ -215,4 +223,11 @@ func snippet(b []byte) string {
 		s = s[:n] + "..."
 	}
 	return strings.ToValidUTF8(s, "?")
+}
+
+// ThrottleWait is throttleWait for other Microsoft API clients (package defender): the
+// longer of the Retry-After header and the seconds a 429's message names, at least one
+// second, DefaultThrottleWait when neither says anything.
+func ThrottleWait(h http.Header, body []byte, now time.Time) time.Duration {
+	return throttleWait(h, body, now)
 }

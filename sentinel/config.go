@@ -242,3 +242,7 @@ func checkHTTPSURL(raw string) error {
 	}
 	return nil
 }
+
+// CheckHTTPSURL reports why raw is not an https URL with a host (the rule for every API and
+// authority URL a token is sent to), or nil.
+func CheckHTTPSURL(raw string) error { return checkHTTPSURL(raw) }

@@ -58,3 +58,19 @@ func (t *tokenSource) needsRefresh(now time.Time) bool {
 	}
 	return !now.Before(t.tok.ExpiresOn.Add(-refreshMargin))
 }
+
+// TokenSource is the token cache of one credential and scope, exported so that the clients of
+// other Microsoft APIs (package defender) authenticate the same identities the same way: one
+// cached token, refreshed before expiry, and exactly one genuinely new token after a 401.
+type TokenSource = tokenSource
+
+// NewTokenSource returns a token cache for cred and scope (a "/.default" scope).
+func NewTokenSource(cred azcore.TokenCredential, scope string) *TokenSource {
+	return &tokenSource{cred: cred, scope: scope, now: time.Now}
+}
+
+// Token returns a usable token. rejected, when not empty, is a token the API answered 401 to:
+// if it is still the cached one, a new token is demanded from Entra.
+func (t *tokenSource) Token(ctx context.Context, rejected string) (string, error) {
+	return t.token(ctx, rejected)
+}

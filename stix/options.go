@@ -194,12 +194,16 @@ const (
 	SkipInvalidValue    SkipReason = "invalid_value"    // value fails MISP's validation
 	SkipExpired         SkipReason = "expired"          // valid_until not after now
 	SkipDuplicate       SkipReason = "duplicate"        // another attribute already gave this id
+	// SkipUnsupportedBySink is decided after conversion by a sink whose API cannot express
+	// the indicator (Defender for Endpoint: CIDR, e-mail, file names, other hashes, ...).
+	SkipUnsupportedBySink SkipReason = "unsupported_by_sink"
 )
 
 // SkipReasons lists every SkipReason, for metrics label sets.
 var SkipReasons = []SkipReason{
 	SkipDeleted, SkipNotIDS, SkipUnsupportedType, SkipFilteredType, SkipPatternLanguage,
 	SkipFilteredTag, SkipBelowConfidence, SkipAboveTLP, SkipInvalidValue, SkipExpired, SkipDuplicate,
+	SkipUnsupportedBySink,
 }
 
 // Decision records what happened to one attribute.

@@ -285,3 +285,36 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
+
+// DefenderScopes are the token scopes of Microsoft Defender for Endpoint's API that the
+// simulated Entra grants by default: the legacy resource Microsoft recommends, its aliases,
+// the newer XDR resource and the government API hosts (shared/spec/defender-api.md §1.2).
+var DefenderScopes = []string{
+	"https://api.securitycenter.microsoft.com/.default",
+	"https://securitycenter.onmicrosoft.com/windowsatpservice/.default",
+	"https://api.securitycenter.windows.com/.default",
+	"https://api.security.microsoft.com/.default",
+	"https://api-gcc.securitycenter.microsoft.us/.default",
+	"https://api-gov.securitycenter.microsoft.us/.default",
+}
+
+// Token is an access token the simulated Entra issued and still honours.
+type Token struct {
+	TenantID, ClientID string
+	// Scope is the scope it was issued for (its audience plus "/.default").
+	Scope   string
+	Expires time.Time
+}
+
+// LookupToken returns the token raw if this Entra issued it and it is neither expired at now
+// nor invalidated (InvalidateTokens). Other simulated APIs (sim/defender) use it to
+// authenticate requests; they decide themselves which scopes they accept.
+func (s *Server) LookupToken(raw string, now time.Time) (Token, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tok, ok := s.tokens[raw]
+	if !ok || !now.Before(tok.expires) || tok.epoch != s.tokenEpoch {
+		return Token{}, false
+	}
+	return Token{TenantID: tok.tenantID, ClientID: tok.clientID, Scope: tok.scope, Expires: tok.expires}, true
+}

@@ -69,7 +69,9 @@ type Options struct {
 
 	// Scopes lists the token scopes the token endpoint grants; uploads need ManagementScope
 	// (or another scope listed here whose resource is https://management.*). Default:
-	// ManagementScope and the US Government and China management scopes.
+	// ManagementScope, the US Government and China management scopes, and DefenderScopes
+	// (so that one simulated tenant also serves sim/defender, as one Entra tenant serves
+	// both APIs).
 	Scopes []string
 
 	// TokenLifetime is the lifetime of issued access tokens (reported as expires_in and
@@ -163,7 +165,7 @@ func New(opts Options) (*Server, error) {
 		opts.Workspaces = []Workspace{{ID: DefaultWorkspaceID}}
 	}
 	if len(opts.Scopes) == 0 {
-		opts.Scopes = []string{ManagementScope, "https://management.usgovcloudapi.net/.default", "https://management.chinacloudapi.cn/.default"}
+		opts.Scopes = append([]string{ManagementScope, "https://management.usgovcloudapi.net/.default", "https://management.chinacloudapi.cn/.default"}, DefenderScopes...)
 	}
 	if opts.ManagedIdentityHeader == "" {
 		opts.ManagedIdentityHeader = DefaultManagedIdentityHeader
