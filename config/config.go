@@ -88,6 +88,9 @@ type ZeroMQ struct {
 	HeartbeatTimeout time.Duration `yaml:"heartbeat_timeout" json:"heartbeat_timeout"`
 	// ReconnectBackoff spaces reconnect attempts.
 	ReconnectBackoff Backoff `yaml:"reconnect_backoff" json:"reconnect_backoff"`
+	// MaxFrameBytes caps one message the publisher may send (a whole event as JSON); a peer
+	// declaring more is disconnected before anything is allocated.
+	MaxFrameBytes int64 `yaml:"max_frame_bytes" json:"max_frame_bytes"`
 }
 
 // Backoff is an exponential backoff between Initial and Max.

@@ -26,6 +26,7 @@ func Default() Config {
 		ZeroMQ: ZeroMQ{
 			HeartbeatTimeout: 30 * time.Second,
 			ReconnectBackoff: Backoff{Initial: time.Second, Max: time.Minute},
+			MaxFrameBytes:    64 << 20,
 		},
 		Webhook: Webhook{
 			Listen:       "127.0.0.1:8080",

@@ -100,6 +100,9 @@ func (c *Config) validateZeroMQ(errs *Errors) {
 	if z.ReconnectBackoff.Max < z.ReconnectBackoff.Initial {
 		errs.add("zeromq.reconnect_backoff.max", "must be at least zeromq.reconnect_backoff.initial (%s), got %s", z.ReconnectBackoff.Initial, z.ReconnectBackoff.Max)
 	}
+	if z.MaxFrameBytes < 1024 || z.MaxFrameBytes > 1<<30 {
+		errs.add("zeromq.max_frame_bytes", "must be between 1024 and 1073741824, got %d", z.MaxFrameBytes)
+	}
 }
 
 var headerNamePattern = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")

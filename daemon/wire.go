@@ -133,6 +133,7 @@ func zeroMQConfig(z config.ZeroMQ) listener.ZeroMQConfig {
 		HeartbeatTimeout: z.HeartbeatTimeout,
 		ReconnectMin:     z.ReconnectBackoff.Initial,
 		ReconnectMax:     z.ReconnectBackoff.Max,
+		MaxFrameBytes:    z.MaxFrameBytes,
 	}
 }
 

@@ -2,10 +2,15 @@ package listener
 
 import (
 	"bytes"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/go-zeromq/zmq4"
+	zmq4plain "github.com/go-zeromq/zmq4/security/plain"
 )
 
 // FuzzZeroMQFrame feeds arbitrary frames to the ZeroMQ decoder: it must never panic, and whatever
@@ -76,3 +81,73 @@ func FuzzWebhookBody(f *testing.F) {
 		}
 	})
 }
+
+// FuzzZMTPPeer plays arbitrary bytes as the publisher's side of a ZeroMQ connection, greeting
+// included, against zmq4's SUB handshake and reader behind the subscriber's wire guard, with
+// NULL and with PLAIN security. Nothing a peer sends may panic or allocate past the cap.
+func FuzzZMTPPeer(f *testing.F) {
+	heartbeat := zmtpFrame(0, []byte(`misp_json_self {"status": "I'm still alive."}`))
+	for _, mech := range []string{"NULL", "PLAIN"} {
+		plain := mech == "PLAIN"
+		g := zmtpGreeting(mech, plain)
+		f.Add(plain, bytes.Join([][]byte{g, zmtpHandshake(mech), heartbeat, heartbeat}, nil))
+		f.Add(plain, bytes.Join([][]byte{g, zmtpHandshake(mech), zmtpCommand("PING", []byte{0, 1, 'x'}), heartbeat}, nil))
+		f.Add(plain, append(g, zmtpFrameHeader(0x04, 1<<50)...))
+		f.Add(plain, append(g, zmtpCommand("READY", []byte{2, 'a', 'b'})...))
+		f.Add(plain, bytes.Join([][]byte{g, zmtpHandshake(mech), {0x01, 0x00, 0x01, 0x00, 0x00, 0x00}}, nil))
+	}
+	f.Fuzz(func(t *testing.T, plain bool, stream []byte) {
+		client, server := net.Pipe()
+		go func() { _, _ = io.Copy(io.Discard, server) }()
+		go func() { _, _ = server.Write(stream); _ = server.Close() }()
+		defer client.Close()
+		conn := newZMTPGuardConn(client, 1<<16)
+		var sec zmq4.Security = nullSecurity{}
+		if plain {
+			sec = zmq4plain.Security("misp", "secret")
+		}
+		zc, err := zmq4.Open(conn, sec, zmq4.Sub, zmq4.SocketIdentity("fuzz"), false, nil)
+		if err != nil {
+			return
+		}
+		for range 1000 {
+			msg, err := zc.RecvMsg()
+			if err != nil {
+				return
+			}
+			size := 0
+			for _, fr := range msg.Frames {
+				size += len(fr) + frameOverhead
+			}
+			if size > 1<<16+frameOverhead {
+				t.Fatalf("a message of %d bytes passed the 64 KiB cap", size)
+			}
+		}
+	})
+}
+
+// nullSecurity is zmq4's NULL mechanism, which zmq4 does not export: exchange READY commands.
+type nullSecurity struct{}
+
+func (nullSecurity) Type() zmq4.SecurityType { return zmq4.NullSecurity }
+
+func (nullSecurity) Handshake(conn *zmq4.Conn, _ bool) error {
+	raw, err := conn.Meta.MarshalZMTP()
+	if err != nil {
+		return err
+	}
+	if err := conn.SendCmd(zmq4.CmdReady, raw); err != nil {
+		return err
+	}
+	cmd, err := conn.RecvCmd()
+	if err != nil {
+		return err
+	}
+	if cmd.Name != zmq4.CmdReady {
+		return zmq4.ErrBadCmd
+	}
+	return conn.Peer.Meta.UnmarshalZMTP(cmd.Body)
+}
+
+func (nullSecurity) Encrypt(w io.Writer, data []byte) (int, error) { return w.Write(data) }
+func (nullSecurity) Decrypt(w io.Writer, data []byte) (int, error) { return w.Write(data) }

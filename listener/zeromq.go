@@ -23,6 +23,9 @@ const (
 	DefaultReconnectMax     = 30 * time.Second
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultWorkers          = 2
+	// DefaultMaxFrameBytes caps one ZeroMQ message from MISP (a whole event as JSON); a peer
+	// declaring more is disconnected before anything is allocated.
+	DefaultMaxFrameBytes = 64 << 20
 )
 
 // workerQueue is the number of received notices one worker may have waiting before the
@@ -49,6 +52,10 @@ type ZeroMQConfig struct {
 	// overlaps the store commit of another. Notices about the same event always go to the
 	// same worker and are handled in the order received. Default 2.
 	Workers int
+	// MaxFrameBytes caps one frame, and one multipart message, the peer may send; a peer that
+	// declares more is disconnected before zmq4 allocates anything. Default
+	// DefaultMaxFrameBytes.
+	MaxFrameBytes int64
 }
 
 func (c *ZeroMQConfig) setDefaults() {
@@ -66,6 +73,9 @@ func (c *ZeroMQConfig) setDefaults() {
 	}
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
+	}
+	if c.MaxFrameBytes == 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
 	}
 }
 
@@ -86,6 +96,9 @@ func (c ZeroMQConfig) Validate() error {
 	}
 	if c.Workers < 0 || c.Workers > 256 {
 		errs = append(errs, fmt.Errorf("workers %d: must be between 1 and 256", c.Workers))
+	}
+	if c.MaxFrameBytes < 0 {
+		errs = append(errs, fmt.Errorf("max frame bytes %d: must be positive", c.MaxFrameBytes))
 	}
 	if c.ReconnectMax < c.ReconnectMin {
 		errs = append(errs, fmt.Errorf("reconnect max %s is below reconnect min %s", c.ReconnectMax, c.ReconnectMin))
@@ -166,6 +179,10 @@ func (z *ZeroMQ) Run(ctx context.Context) error {
 		received, err := z.session(ctx, gapReason, log)
 		if ctx.Err() != nil {
 			break
+		}
+		var refused *ZMTPViolationError
+		if errors.As(err, &refused) {
+			z.metrics.Malformed.WithLabelValues(SourceZeroMQ, refused.Reason).Inc()
 		}
 		var disc *disconnect
 		switch {
@@ -258,7 +275,7 @@ func (z *ZeroMQ) session(ctx context.Context, gapReason string, log *logrus.Entr
 // to MISP's topics. The socket lives until ctx ends or it is closed. An error after the
 // connection was established is a *disconnect.
 func (z *ZeroMQ) dial(ctx context.Context, log *logrus.Entry) (zmq4.Socket, error) {
-	guard := &dialGuard{handshakeTimeout: z.cfg.DialTimeout}
+	guard := &dialGuard{handshakeTimeout: z.cfg.DialTimeout, maxFrameBytes: z.cfg.MaxFrameBytes}
 	opts := []zmq4.Option{
 		zmq4.WithAutomaticReconnect(false),
 		zmq4.WithDialerMaxRetries(0),

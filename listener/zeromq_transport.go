@@ -14,8 +14,9 @@ import (
 
 // zmq4 performs the ZMTP handshake inside Dial with no deadline, so a peer that accepts TCP but
 // never answers would block Dial, and with it Run's shutdown, forever. The subscriber therefore
-// dials through its own transport, which bounds the handshake with a deadline and drops the
-// connection as soon as the socket's context ends.
+// dials through its own transport, which bounds the handshake with a deadline, drops the
+// connection as soon as the socket's context ends, and checks every byte the peer sends
+// against ZMTP and the frame-size cap before zmq4 parses it (zeromq_wire.go).
 const guardedTCP = "mispsentinel-tcp"
 
 var registerGuardedTCP = sync.OnceValue(func() error {
@@ -40,6 +41,7 @@ type guardedTransport struct{ tcp transport.Transport }
 // remembers the connection so the session can lift the deadline once the handshake is done.
 type dialGuard struct {
 	handshakeTimeout time.Duration
+	maxFrameBytes    int64
 
 	mu   sync.Mutex
 	conn net.Conn
@@ -48,11 +50,17 @@ type dialGuard struct {
 type dialGuardKey struct{}
 
 func (t guardedTransport) Dial(ctx context.Context, dialer transport.Dialer, addr string) (net.Conn, error) {
-	conn, err := t.tcp.Dial(ctx, dialer, addr)
+	raw, err := t.tcp.Dial(ctx, dialer, addr)
 	if err != nil {
 		return nil, err
 	}
-	if g, ok := ctx.Value(dialGuardKey{}).(*dialGuard); ok {
+	maxFrame := int64(DefaultMaxFrameBytes)
+	g, guarded := ctx.Value(dialGuardKey{}).(*dialGuard)
+	if guarded && g.maxFrameBytes > 0 {
+		maxFrame = g.maxFrameBytes
+	}
+	conn := newZMTPGuardConn(raw, maxFrame)
+	if guarded {
 		_ = conn.SetDeadline(time.Now().Add(g.handshakeTimeout))
 		g.mu.Lock()
 		g.conn = conn
