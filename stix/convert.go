@@ -312,12 +312,22 @@ func (c *converter) attribute(res *Result, obj *misp.Object, attr *misp.Attribut
 		skip(SkipFilteredTag, "carries one of the sink's exclude tags")
 		return
 	}
+	decay, decayed := c.decay(attr)
+	if decayed != "" {
+		skip(SkipDecayed, decayed)
+		return
+	}
 
 	facts := &c.defaultFacts
 	if len(attr.Tags) > 0 {
 		at := readTags(attr.Tags, opts.IncludeLocalTags)
 		r := c.resolve(at, filterLabels(at.labels, opts))
 		facts = &r
+	}
+	if decay.judged && opts.Decay.ConfidenceFromScore {
+		f := *facts
+		f.confidence, f.hasConfidence = scoreConfidence(decay.score), true
+		facts = &f
 	}
 	if opts.Filter.MinConfidence > 0 && facts.confidence < opts.Filter.MinConfidence {
 		skip(SkipBelowConfidence, fmt.Sprintf("confidence %d is below the sink's minimum %d", facts.confidence, opts.Filter.MinConfidence))
@@ -355,7 +365,7 @@ func (c *converter) attribute(res *Result, obj *misp.Object, attr *misp.Attribut
 	for _, p := range partial {
 		details = append(details, fmt.Sprintf("component %s skipped (%s): %v", p.name, SkipInvalidValue, p.err))
 	}
-	expired := 0
+	expired, decayedComps := 0, 0
 	for _, comp := range comps {
 		name := ""
 		if split {
@@ -363,6 +373,15 @@ func (c *converter) attribute(res *Result, obj *misp.Object, attr *misp.Attribut
 		}
 		id := c.indicatorID(attr, obj, name)
 		validUntil := c.validUntil(comp.observable, validFrom, lastSeen)
+		if !decay.until.IsZero() && (validUntil.IsZero() || decay.until.Before(validUntil)) {
+			// The decaying model ends the indicator before its lifetime does.
+			validUntil = decay.until
+			if !validUntil.After(c.now) {
+				decayedComps++
+				details = append(details, fmt.Sprintf("%s decayed below the sink's min_score at %s", componentLabel(comp, id), c.formatTime(validUntil)))
+				continue
+			}
+		}
 		if !validUntil.IsZero() && !validUntil.After(c.now) {
 			expired++
 			details = append(details, fmt.Sprintf("%s expired at %s", componentLabel(comp, id), c.formatTime(validUntil)))
@@ -378,7 +397,10 @@ func (c *converter) attribute(res *Result, obj *misp.Object, attr *misp.Attribut
 	}
 	if len(d.Exported) == 0 {
 		reason := SkipDuplicate
-		if expired > 0 {
+		switch {
+		case decayedComps > 0:
+			reason = SkipDecayed
+		case expired > 0:
 			reason = SkipExpired
 		}
 		skip(reason, strings.Join(details, "; "))

@@ -94,6 +94,9 @@ type Options struct {
 
 	// Filter is the per-sink selection.
 	Filter Filter
+
+	// Decay filters and ages indicators by MISP's decaying-model scores (off when zero).
+	Decay Decay
 }
 
 // Filter selects which attributes a sink exports. Tags match by exact taxonomy prefix like
@@ -167,6 +170,17 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("export_pattern_languages: unknown language %q (want one of %s)", l, strings.Join(PatternLanguages, ", "))
 		}
 	}
+	if o.Decay.Enabled {
+		if o.Decay.Model == "" {
+			return fmt.Errorf("decay.model: empty (want a model id, a model name or %q)", DecayAnyModel)
+		}
+		if o.Decay.MinScore < 0 || o.Decay.MinScore > 100 {
+			return fmt.Errorf("decay.min_score: %g is outside 0-100", o.Decay.MinScore)
+		}
+		if p := o.Decay.Parameters; p != nil && !p.Decays() {
+			return fmt.Errorf("decay.parameters: lifetime and decay speed must be positive")
+		}
+	}
 	if o.Filter.MinConfidence < 0 || o.Filter.MinConfidence > 100 {
 		return fmt.Errorf("filter.min_confidence: %d is outside 0-100", o.Filter.MinConfidence)
 	}
@@ -189,6 +203,7 @@ const (
 	SkipFilteredType    SkipReason = "filtered_type"    // the sink's type filter
 	SkipPatternLanguage SkipReason = "pattern_language" // yara/sigma/snort/suricata not enabled
 	SkipFilteredTag     SkipReason = "filtered_tag"     // the sink's tag filter
+	SkipDecayed         SkipReason = "decayed"          // decay score below the sink's min_score, or decayed
 	SkipBelowConfidence SkipReason = "below_confidence" // confidence under the sink's minimum
 	SkipAboveTLP        SkipReason = "above_tlp"        // TLP above the sink's ceiling
 	SkipInvalidValue    SkipReason = "invalid_value"    // value fails MISP's validation
@@ -202,7 +217,7 @@ const (
 // SkipReasons lists every SkipReason, for metrics label sets.
 var SkipReasons = []SkipReason{
 	SkipDeleted, SkipNotIDS, SkipUnsupportedType, SkipFilteredType, SkipPatternLanguage,
-	SkipFilteredTag, SkipBelowConfidence, SkipAboveTLP, SkipInvalidValue, SkipExpired, SkipDuplicate,
+	SkipFilteredTag, SkipDecayed, SkipBelowConfidence, SkipAboveTLP, SkipInvalidValue, SkipExpired, SkipDuplicate,
 	SkipUnsupportedBySink,
 }
 

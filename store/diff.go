@@ -24,6 +24,9 @@ type DiffStats struct {
 	Refreshed int
 	// Revoked objects the event no longer yields; a revocation was queued for each.
 	Revoked int
+	// Expired objects the event no longer yields whose valid_until had already passed:
+	// Sentinel no longer matches them, so nothing was queued (see Apply).
+	Expired int
 }
 
 // Enqueued is the number of outbox items the call queued.
@@ -34,6 +37,13 @@ func (d DiffStats) Enqueued() int { return d.New + d.Changed + d.Refreshed + d.R
 // modified) for every object the event yielded before and no longer does (Shared objects are
 // never revoked), a refresh upsert for an unchanged object whose valid_until in Sentinel is
 // inside the refresh window and which now has a later one, and nothing for the rest.
+//
+// Expired, not revoked: an object the event no longer yields whose last queued valid_until is
+// not after now is already expired in Sentinel (for example a decaying indicator whose
+// valid_until was the moment its MISP decay score crossed the sink's min_score). A revocation
+// would only upload it once more, so none is queued: the object is recorded as ended exactly as
+// a revoked one is (not live, its id never reused), and counted in DiffStats.Expired. Every
+// not-exported object is thus either revoked or expired in Sentinel.
 //
 // A revoked id is never reused: an object that comes back after its revocation gets the next
 // generation id (stix.GenerationID). Every version queued for an id has a strictly later
@@ -258,6 +268,18 @@ func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time) 
 			continue // already revoked, shared, or now owned by another event
 		}
 		st.Revoked = true
+		if !st.ValidUntil.IsZero() && !st.ValidUntil.After(now) {
+			// Expired in Sentinel already: end it without an upload.
+			stats.Expired++
+			if err := w.reserve(1, len(removed[i].obj.ID)+len(st.Event)+128); err != nil {
+				return fail(err)
+			}
+			if err := w.set(stateKey(sink, removed[i].obj.ID), st.encode()); err != nil {
+				return fail(err)
+			}
+			meta.Live--
+			continue
+		}
 		stats.Revoked++
 		if err := s.enqueue(w, rt, removed[i].obj.ID, st, now); err != nil {
 			return fail(err)

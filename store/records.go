@@ -106,10 +106,13 @@ func decodeMeta(b []byte) (sinkMeta, error) {
 // indicatorState is what the store knows about one object (by generation-0 id) in one sink:
 // the version last queued, whether Sentinel accepted it, and the body needed to revoke it.
 type indicatorState struct {
-	Gen          uint32
-	Hash         string
-	Modified     time.Time // modified of the last version queued (upsert or revocation)
-	ValidUntil   time.Time // valid_until of the last version queued
+	Gen        uint32
+	Hash       string
+	Modified   time.Time // modified of the last version queued (upsert or revocation)
+	ValidUntil time.Time // valid_until of the last version queued
+	// Revoked: the object has ended in Sentinel, by a queued revocation or, when the event
+	// stopped yielding it after its valid_until, by expiry (nothing queued; see Apply). A
+	// later return gets the next generation id either way.
 	Revoked      bool
 	Shared       bool
 	Event        string

@@ -714,3 +714,45 @@ func TestBackupIntoScratchCopy(t *testing.T) {
 		t.Errorf("real store changed: %+v", st)
 	}
 }
+
+// TestExpiredNotRevoked: an object the event stops yielding after its valid_until has passed
+// (a decayed indicator) is ended without an upload; one that comes back gets a new
+// generation id, as after a revocation.
+func TestExpiredNotRevoked(t *testing.T) {
+	s := openTest(t, Options{})
+	id1, id2 := indicatorID(1), indicatorID(2)
+	until := t0.Add(24 * time.Hour)
+	if _, err := s.Apply("a", "ev", []stix.Object{indicator(id1, "h1", until), indicator(id2, "h2", until.Add(48*time.Hour))}, t0); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, s, "a", t0)
+
+	// A day and a minute later: id1 expired in Sentinel; the event yields only id2 now.
+	later := until.Add(time.Minute)
+	st, err := s.Apply("a", "ev", []stix.Object{indicator(id2, "h2", until.Add(48*time.Hour))}, later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Expired != 1 || st.Revoked != 0 || st.Enqueued() != 0 {
+		t.Errorf("stats %+v, want one expired and nothing queued", st)
+	}
+	if got := peek(t, s, "a"); len(got) != 0 {
+		t.Errorf("queued %+v, want nothing", got)
+	}
+	// Not yet expired: removal still revokes.
+	st, err = s.Apply("a", "ev", nil, later)
+	if err != nil || st.Revoked != 1 || st.Expired != 0 {
+		t.Errorf("stats %+v, %v; want id2 revoked", st, err)
+	}
+	drain(t, s, "a", later)
+
+	// id1 comes back (its score rose): a new generation, never the expired id.
+	st, err = s.Apply("a", "ev", []stix.Object{indicator(id1, "h1", later.Add(24*time.Hour))}, later)
+	if err != nil || st.New != 1 {
+		t.Fatalf("stats %+v, %v; want one new", st, err)
+	}
+	got := drain(t, s, "a", later)
+	if len(got) != 1 || got[0].ID != stix.GenerationID(id1, 1) || got[0].Revoked {
+		t.Errorf("re-activation uploads %+v, want %s", got, stix.GenerationID(id1, 1))
+	}
+}
