@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 	"github.com/sirupsen/logrus"
 )
 
@@ -74,60 +73,6 @@ type sinkRuntime struct {
 	mu       sync.Mutex
 	ready    chan struct{}
 	inflight map[uint64]bool // seqs handed out by Begin and not yet ended
-}
-
-// Open opens (creating if needed) the store in dir with Badger options tuned for a small
-// daemon (see spec go-ecosystem §1.2) and synchronous writes, so that a committed call
-// survives power loss. The directory is locked: a second Open of the same dir fails.
-func Open(dir string, opts Options) (*Store, error) {
-	log := opts.Logger
-	if log == nil {
-		l := logrus.New()
-		l.SetOutput(io.Discard)
-		log = l
-	}
-	if opts.RefreshWindow <= 0 {
-		opts.RefreshWindow = DefaultRefreshWindow
-	}
-	if opts.GCInterval == 0 {
-		opts.GCInterval = DefaultGCInterval
-	}
-	if opts.CompactInterval == 0 {
-		opts.CompactInterval = DefaultCompactInterval
-	}
-	bopts := badger.DefaultOptions(dir).
-		WithMemTableSize(16 << 20).
-		WithNumMemtables(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(4).
-		WithBlockCacheSize(0).
-		WithCompression(options.None).
-		WithNumCompactors(2).
-		WithValueLogFileSize(64 << 20).
-		WithSyncWrites(true).
-		WithLogger(badgerLogger{log.WithField("component", "badger")})
-	if opts.InMemory {
-		bopts = bopts.WithDir("").WithValueDir("").WithInMemory(true)
-	}
-	if opts.ReadOnly {
-		bopts = bopts.WithReadOnly(true)
-	}
-	db, err := badger.Open(bopts)
-	if err != nil {
-		return nil, fmt.Errorf("open badger at %q: %w", dir, err)
-	}
-	s := &Store{
-		db:            db,
-		log:           log,
-		refreshWindow: opts.RefreshWindow,
-		sinks:         make(map[string]*sinkRuntime),
-		stopGC:        make(chan struct{}),
-	}
-	if opts.GCInterval > 0 && !opts.InMemory && !opts.ReadOnly {
-		s.gcDone.Add(1)
-		go s.gcLoop(opts.GCInterval, opts.CompactInterval)
-	}
-	return s, nil
 }
 
 // Close stops the GC ticker and closes Badger. Batches in flight are not ended: their items
