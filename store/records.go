@@ -18,6 +18,7 @@ import (
 //	                   earliest valid_until of its objects (the unchanged-event fast path)
 //	d<sink><seq:8 BE>  deadLetter: an item Sentinel rejected, with its message
 //	w<name>            watermark (sink-independent)
+//	x<scope><key>      a record a sink keeps for itself (sinkrecords.go), opaque to the store
 const (
 	kindMeta      = 'm'
 	kindOutbox    = 'q'
@@ -27,6 +28,7 @@ const (
 	kindDead      = 'd'
 	kindWatermark = 'w'
 	kindDigest    = 'h'
+	// kindSinkRecord = 'x' is declared in sinkrecords.go.
 )
 
 func sinkPrefix(kind byte, sink string) []byte {
