@@ -1,6 +1,8 @@
 package config
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -48,6 +50,9 @@ type MISP struct {
 	// EventFilters are passed verbatim to events/restSearch (misp_event_filters). The pager
 	// owns limit, page and returnFormat.
 	EventFilters map[string]any `yaml:"event_filters" json:"event_filters"`
+	// DecayingModelsMaxAge is how long a decaying model read from MISP's decayingModel API is
+	// used before it is read again (only with a sink's decay block).
+	DecayingModelsMaxAge time.Duration `yaml:"decaying_models_max_age" json:"decaying_models_max_age"`
 	// RealtimeFetch says whether a ZeroMQ or webhook notice is trusted as-is or the event is
 	// fetched again through restSearch with the filters: auto, always or never.
 	RealtimeFetch string `yaml:"realtime_fetch" json:"realtime_fetch"`
@@ -193,6 +198,8 @@ type Sink struct {
 	Identity          Identity   `yaml:"identity" json:"identity"`
 	Filters           Filters    `yaml:"filters" json:"filters"`
 	Conversion        Conversion `yaml:"conversion" json:"conversion"`
+	// Decay filters and ages the sink's indicators by MISP's decaying-model scores.
+	Decay Decay `yaml:"decay" json:"decay"`
 
 	// tenantElement is 1 + the index of the tenants JSON element the sink was made from,
 	// 0 for a sink from the sinks list.
@@ -275,6 +282,67 @@ type Filters struct {
 	MinConfidence int `yaml:"min_confidence" json:"min_confidence"`
 	// MaxTLP is the highest TLP sent to this sink ("" sends all), e.g. tlp:amber.
 	MaxTLP string `yaml:"max_tlp" json:"max_tlp"`
+}
+
+// Decay filters and ages a sink's indicators by MISP's decaying-model scores (the
+// decay_score entries an events search with includeDecayScore attaches to each attribute).
+// It is off while Model is empty.
+type Decay struct {
+	// Model is the decaying model whose score counts: its id, its name, or any (the highest
+	// score over every model that scored the attribute). Empty turns decay off.
+	Model string `yaml:"model" json:"model"`
+	// MinScore is the lowest score exported (0-100); an attribute the model marks decayed
+	// (below its own threshold) is never exported.
+	MinScore float64 `yaml:"min_score" json:"min_score"`
+	// Confidence is keep (the tag-derived confidence) or from_score (the rounded score).
+	Confidence string `yaml:"confidence" json:"confidence"`
+	// Parameters are the chosen model's parameters when MISP's decayingModel API cannot be
+	// read; by default they are read from MISP and cached.
+	Parameters DecayParameters `yaml:"parameters" json:"parameters"`
+}
+
+// Enabled reports whether the sink filters by decay scores.
+func (d Decay) Enabled() bool { return d.Model != "" }
+
+// DecayParameters are a polynomial decaying model's parameters, as MISP's model editor names
+// them. All zero means not configured.
+type DecayParameters struct {
+	// LifetimeDays is the age in days at which the score reaches 0 (MISP: lifetime).
+	LifetimeDays float64 `yaml:"lifetime_days" json:"lifetime_days"`
+	// DecaySpeed shapes the curve; 1 is linear (MISP: decay_speed).
+	DecaySpeed float64 `yaml:"decay_speed" json:"decay_speed"`
+	// Threshold is the score below which the model marks an attribute decayed.
+	Threshold float64 `yaml:"threshold" json:"threshold"`
+}
+
+// IsSet reports whether any parameter is configured.
+func (p DecayParameters) IsSet() bool { return p != DecayParameters{} }
+
+// Values of Decay.Model and Decay.Confidence.
+const (
+	DecayAnyModel            = "any"
+	DecayConfidenceKeep      = "keep"
+	DecayConfidenceFromScore = "from_score"
+)
+
+// DecayEnabled reports whether any sink filters by decay scores: every events search then
+// asks MISP for includeDecayScore.
+func (c *Config) DecayEnabled() bool {
+	return slices.ContainsFunc(c.Sinks, func(s Sink) bool { return s.Decay.Enabled() })
+}
+
+// SearchFilters are the filters of every events search the listener makes (real-time
+// re-fetch, reconcile, sync): misp.event_filters, plus includeDecayScore when a sink has a
+// decay block. The map is a copy.
+func (c *Config) SearchFilters() map[string]any {
+	out := maps.Clone(c.MISP.EventFilters)
+	if c.DecayEnabled() {
+		if out == nil {
+			out = map[string]any{}
+		}
+		out["includeDecayScore"] = true
+	}
+	return out
 }
 
 // Store is the local Badger state.

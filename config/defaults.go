@@ -21,7 +21,8 @@ func Default() Config {
 				"enforceWarninglist": true,
 				"includeEventTags":   true,
 			},
-			RealtimeFetch: RealtimeFetchAuto,
+			RealtimeFetch:        RealtimeFetchAuto,
+			DecayingModelsMaxAge: time.Hour,
 		},
 		ZeroMQ: ZeroMQ{
 			HeartbeatTimeout: 30 * time.Second,
@@ -84,6 +85,9 @@ func defaultSink() Sink {
 		UserAgent:         DefaultUserAgent,
 		BatchSize:         100,
 		RequestsPerMinute: 100,
+		// Decay is off (no model); with a model, MISP's own decayed verdict alone filters
+		// until min_score is raised.
+		Decay: Decay{MinScore: 0, Confidence: DecayConfidenceKeep},
 	}
 }
 

@@ -49,7 +49,18 @@ var reservedFilterKeys = map[string]string{
 	"limit":        "set misp.page_size instead; the pager sets limit and page",
 	"page":         "the pager sets limit and page",
 	"returnFormat": "the listener always asks for json",
+	// MISP's events search silently ignores the attribute-scope decay filters.
+	"excludeDecayed":    attributeScopeDecay,
+	"decayingModel":     attributeScopeDecay,
+	"score":             attributeScopeDecay,
+	"modelOverrides":    attributeScopeDecay,
+	"includeDecayScore": "the listener asks for decay scores itself when a sink has a decay block",
 }
+
+// attributeScopeDecay explains why the attribute-scope decay filters are refused in
+// misp.event_filters.
+const attributeScopeDecay = "it filters attributes/restSearch only; MISP's events search silently ignores it. " +
+	"Use a sink's decay block instead (decay: {model: any, min_score: 50})"
 
 func (c *Config) validateMISP(errs *Errors) {
 	m := c.MISP
@@ -74,6 +85,12 @@ func (c *Config) validateMISP(errs *Errors) {
 		}
 	}
 	oneOf(m.RealtimeFetch, "misp.realtime_fetch", errs, RealtimeFetchAuto, RealtimeFetchAlways, RealtimeFetchNever)
+	if m.RealtimeFetch == RealtimeFetchNever && c.DecayEnabled() {
+		errs.add("misp.realtime_fetch", "cannot be never while a sink has a decay block: ZeroMQ and webhook payloads carry no decay scores, so notified events must be fetched again")
+	}
+	if c.DecayEnabled() {
+		checkDuration(m.DecayingModelsMaxAge, "misp.decaying_models_max_age", time.Minute, 7*24*time.Hour, errs)
+	}
 }
 
 func (c *Config) validateZeroMQ(errs *Errors) {
@@ -290,6 +307,7 @@ func (c *Config) validateSink(i int, errs *Errors) {
 	if f.MaxTLP != "" && TLPRank(f.MaxTLP) < 0 {
 		errs.add(p("filters.max_tlp"), "must be empty or one of %s, got %q", strings.Join(tlpLevels, ", "), f.MaxTLP)
 	}
+	validateDecay(s.Decay, p, errs)
 	// Report only the problems the sink's own conversion keys add: inherited values were
 	// reported once under conversion.
 	var global, own Errors
@@ -496,5 +514,33 @@ func checkListen(addr, path string, errs *Errors) {
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		errs.add(path, "port must be a number between 0 and 65535, got %q", port)
+	}
+}
+
+// validateDecay checks a sink's decay block.
+func validateDecay(d Decay, p func(string) string, errs *Errors) {
+	if strings.TrimSpace(d.Model) != d.Model {
+		errs.add(p("decay.model"), "must not have surrounding spaces, got %q", d.Model)
+	}
+	if d.MinScore < 0 || d.MinScore > 100 {
+		errs.add(p("decay.min_score"), "must be between 0 and 100, got %g", d.MinScore)
+	}
+	oneOf(d.Confidence, p("decay.confidence"), errs, DecayConfidenceKeep, DecayConfidenceFromScore)
+	if !d.Enabled() {
+		return
+	}
+	if par := d.Parameters; par.IsSet() {
+		if d.Model == DecayAnyModel {
+			errs.add(p("decay.parameters"), "need one model: with model %q the parameters of each model are read from MISP", DecayAnyModel)
+		}
+		if par.LifetimeDays <= 0 {
+			errs.add(p("decay.parameters.lifetime_days"), "must be positive, got %g", par.LifetimeDays)
+		}
+		if par.DecaySpeed <= 0 {
+			errs.add(p("decay.parameters.decay_speed"), "must be positive, got %g", par.DecaySpeed)
+		}
+		if par.Threshold < 0 || par.Threshold > 100 {
+			errs.add(p("decay.parameters.threshold"), "must be between 0 and 100, got %g", par.Threshold)
+		}
 	}
 }

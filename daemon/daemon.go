@@ -152,7 +152,7 @@ func (d *Daemon) assemble() error {
 	d.pusherMetrics = pusher.NewMetrics(reg)
 	d.retryMetrics = newRetryMetrics(reg)
 	for _, s := range cfg.Sinks {
-		sinks = append(sinks, pipeline.Sink{Name: s.Name, Options: conversionOptions(s.Conversion, s.Filters, cfg.MISP.URL)})
+		sinks = append(sinks, pipeline.Sink{Name: s.Name, Options: ConversionOptions(cfg, s)})
 		run := &sinkRunner{name: s.Name}
 		d.sinks = append(d.sinks, run)
 		lim, ok := limiters[s.RequestsPerMinute]
@@ -183,11 +183,21 @@ func (d *Daemon) assemble() error {
 	}
 
 	refetch := pipeline.RefetchNever
-	if cfg.MISP.RefetchOnNotice() {
+	if cfg.MISP.RefetchOnNotice() || cfg.DecayEnabled() {
+		// ZeroMQ and webhook payloads carry no decay scores (Validate refuses never then).
 		refetch = pipeline.RefetchAlways
 	}
+	var models pipeline.DecayModelSource
+	if cfg.DecayEnabled() {
+		cache := misp.NewModelCache(mc, cfg.MISP.DecayingModelsMaxAge, d.opts.Now)
+		cache.OnError = func(id string, err error) {
+			d.log.WithError(err).WithField("decaying_model", id).Warn("decaying model unreadable: its indicators keep their configured lifetime until a full reconcile finds them decayed")
+		}
+		models = cache
+	}
+	searchFilters := cfg.SearchFilters()
 	p, err := pipeline.New(pipeline.Config{
-		Sinks: sinks, EventFilters: cfg.MISP.EventFilters, Refetch: refetch,
+		Sinks: sinks, EventFilters: searchFilters, Refetch: refetch, DecayModels: models,
 		Fetcher: mc, Store: d.store, Now: d.opts.Now, Metrics: pipeline.NewMetrics(reg),
 	})
 	if err != nil {
@@ -195,7 +205,7 @@ func (d *Daemon) assemble() error {
 	}
 	d.pipeline = p
 	d.reconciler = reconcile.New(reconcile.Config{
-		EventFilters:        cfg.MISP.EventFilters,
+		EventFilters:        searchFilters,
 		PageSize:            cfg.MISP.PageSize,
 		FullInterval:        cfg.Reconcile.FullInterval,
 		FullSchedule:        cfg.Reconcile.Schedule,

@@ -20,7 +20,28 @@ import (
 // ConversionOptions returns the stix options the daemon converts with for one sink, so that
 // tools (the demo, tests, benchmarks) can compute the state Sentinel should end in.
 func ConversionOptions(cfg *config.Config, s config.Sink) stix.Options {
-	return conversionOptions(s.Conversion, s.Filters, cfg.MISP.URL)
+	o := conversionOptions(s.Conversion, s.Filters, cfg.MISP.URL)
+	o.Decay = decayOptions(s.Decay)
+	return o
+}
+
+// decayOptions returns the stix decay policy of a sink's decay block. The models' parameters
+// are filled per event from MISP (pipeline.DecayModelSource) unless configured.
+func decayOptions(d config.Decay) stix.Decay {
+	if !d.Enabled() {
+		return stix.Decay{}
+	}
+	out := stix.Decay{
+		Enabled: true, Model: d.Model, MinScore: d.MinScore,
+		ConfidenceFromScore: d.Confidence == config.DecayConfidenceFromScore,
+	}
+	if p := d.Parameters; p.IsSet() {
+		out.Parameters = &misp.DecayingModel{
+			Name: d.Model, Formula: misp.FormulaPolynomial,
+			LifetimeDays: p.LifetimeDays, DecaySpeed: p.DecaySpeed, Threshold: p.Threshold,
+		}
+	}
+	return out
 }
 
 // conversionOptions returns the stix options of one sink.

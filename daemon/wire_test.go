@@ -116,3 +116,24 @@ func TestSentinelConfigMapping(t *testing.T) {
 		t.Errorf("credential = %+v", got.Credential)
 	}
 }
+
+// TestDecayOptionsMapping pins a sink's decay block onto the stix decay policy.
+func TestDecayOptionsMapping(t *testing.T) {
+	if d := decayOptions(config.Decay{Confidence: config.DecayConfidenceKeep}); d.Enabled {
+		t.Errorf("no model: %+v, want decay off", d)
+	}
+	d := decayOptions(config.Decay{Model: "NIDS", MinScore: 40, Confidence: config.DecayConfidenceFromScore,
+		Parameters: config.DecayParameters{LifetimeDays: 3, DecaySpeed: 0.3, Threshold: 30}})
+	if !d.Enabled || d.Model != "NIDS" || d.MinScore != 40 || !d.ConfidenceFromScore || d.Parameters == nil ||
+		d.Parameters.LifetimeDays != 3 || d.Parameters.DecaySpeed != 0.3 || d.Parameters.Threshold != 30 || !d.Parameters.Decays() {
+		t.Errorf("decay = %+v (parameters %+v)", d, d.Parameters)
+	}
+	d = decayOptions(config.Decay{Model: "any", Confidence: config.DecayConfidenceKeep})
+	if !d.Enabled || d.ConfidenceFromScore || d.Parameters != nil {
+		t.Errorf("any model without parameters: %+v", d)
+	}
+	o := stix.Options{Decay: d}
+	if err := o.Validate(); err != nil {
+		t.Errorf("mapped decay options do not validate: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package misp
 
 import (
+	"context"
 	"math"
 	"strings"
 	"testing"
@@ -91,5 +92,46 @@ func TestPolynomialScore(t *testing.T) {
 	sightings := DecayingModel{Formula: "Sightings", LifetimeDays: 10, DecaySpeed: 2}
 	if sightings.Decays() {
 		t.Error("the sightings model counts as decaying with time")
+	}
+}
+
+type countingFetcher struct {
+	calls  map[string]int
+	models map[string]*DecayingModel
+	fail   bool
+}
+
+func (f *countingFetcher) DecayingModel(_ context.Context, id string) (*DecayingModel, error) {
+	f.calls[id]++
+	if f.fail || f.models[id] == nil {
+		return nil, ErrDecayingModelNotFound
+	}
+	return f.models[id], nil
+}
+
+func TestModelCache(t *testing.T) {
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	f := &countingFetcher{calls: map[string]int{}, models: map[string]*DecayingModel{"1": {ID: "1", LifetimeDays: 3, DecaySpeed: 0.3}}}
+	c := NewModelCache(f, time.Hour, func() time.Time { return now })
+	var errs []string
+	c.OnError = func(id string, err error) { errs = append(errs, id) }
+	got := c.Models(context.Background(), []string{"1", "2"})
+	if len(got) != 1 || got["1"].LifetimeDays != 3 {
+		t.Errorf("models = %+v", got)
+	}
+	c.Models(context.Background(), []string{"1", "2"})
+	if f.calls["1"] != 1 || f.calls["2"] != 1 || len(errs) != 1 {
+		t.Errorf("within max age: calls %v, errors %v; want one read each, one error", f.calls, errs)
+	}
+	now = now.Add(2 * time.Hour)
+	f.fail = true
+	got = c.Models(context.Background(), []string{"1"})
+	if f.calls["1"] != 2 || got["1"].LifetimeDays != 3 {
+		t.Errorf("after max age with MISP failing: calls %v, models %+v; want a re-read and the old model kept", f.calls, got)
+	}
+	ev := &Event{Attributes: []Attribute{{DecayScores: []DecayScore{{ModelID: "2"}, {ModelID: "1"}}}},
+		Objects: []Object{{Attributes: []Attribute{{DecayScores: []DecayScore{{ModelID: "1"}, {ModelID: "5"}}}}}}}
+	if ids := ScoredModelIDs(ev); strings.Join(ids, ",") != "2,1,5" {
+		t.Errorf("ScoredModelIDs = %v", ids)
 	}
 }

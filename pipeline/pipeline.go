@@ -47,10 +47,19 @@ type Config struct {
 	// reconciler later revokes.
 	Refetch RefetchPolicy
 	Fetcher EventFetcher
-	Store   Store
+	// DecayModels supplies the decaying models an event's decay scores name, for the sinks
+	// with decay on and no configured parameters; nil leaves them unknown (no decay-bound
+	// valid_until).
+	DecayModels DecayModelSource
+	Store       Store
 	// Now is the clock; time.Now when nil.
 	Now     func() time.Time
 	Metrics *Metrics
+}
+
+// DecayModelSource returns the known decaying models among ids (misp.ModelCache).
+type DecayModelSource interface {
+	Models(ctx context.Context, ids []string) map[string]misp.DecayingModel
 }
 
 // RefetchPolicy says when a real-time notice is re-read through restSearch.
@@ -115,8 +124,18 @@ func (p *Pipeline) ApplyEvent(ev *misp.Event) (Stats, error) {
 	now := p.cfg.Now()
 	stats := make(Stats, len(p.cfg.Sinks))
 	var errs []error
+	var models map[string]misp.DecayingModel
 	for _, sink := range p.cfg.Sinks {
-		result := stix.Convert(ev, sink.Options, now)
+		opts := sink.Options
+		if opts.Decay.Enabled && opts.Decay.Parameters == nil && p.cfg.DecayModels != nil {
+			if models == nil {
+				// Read at most once per event; the cache reads MISP rarely (see
+				// misp.ModelCache), each request bounded by the MISP client's timeout.
+				models = p.cfg.DecayModels.Models(context.Background(), misp.ScoredModelIDs(ev))
+			}
+			opts.Decay.Models = models
+		}
+		result := stix.Convert(ev, opts, now)
 		p.cfg.Metrics.observeConversion(sink.Name, result)
 		diff, err := p.cfg.Store.Apply(sink.Name, ev.UUID, result.Objects, now)
 		if err != nil {

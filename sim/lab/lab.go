@@ -317,7 +317,7 @@ func (l *Lab) Expected(ctx context.Context, cfg *config.Config, sinkName string,
 		return nil, err
 	}
 	live := Live{}
-	_, err = client.SearchEvents(ctx, cfg.MISP.EventFilters, 100, func(page []*misp.Event) error {
+	_, err = client.SearchEvents(ctx, cfg.SearchFilters(), 100, func(page []*misp.Event) error {
 		for _, ev := range page {
 			res := stix.Convert(ev, opts, now)
 			for _, o := range res.Objects {
