@@ -10,16 +10,41 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
 
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/internal/cli"
 	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/sentinel"
 )
 
-func init() {
-	register("check", "check MISP, ZeroMQ, every identity's token and every workspace", runCheck)
+func init() { addCommand(newCheckCmd) }
+
+// checkOptions are the flags of `listener check`.
+type checkOptions struct {
+	path     string
+	offline  bool
+	noUpload bool
+	timeout  time.Duration
+}
+
+func newCheckCmd() *cobra.Command {
+	var o checkOptions
+	cmd := &cobra.Command{
+		Use:   "check -c FILE",
+		Short: "Check MISP, ZeroMQ, every identity's token and every workspace",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return exitWith(runCheck(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
+	}
+	cmd.Flags().StringVarP(&o.path, "config", "c", "", "configuration `FILE` (YAML)")
+	cmd.Flags().BoolVar(&o.offline, "offline", false, "only validate the configuration; contact nothing")
+	cmd.Flags().BoolVar(&o.noUpload, "no-upload", false, "do not upload the probe identity object to each workspace")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 30*time.Second, "time limit of each check")
+	return cli.Exits(cmd, exitFailure, exitBadInput)
 }
 
 // probeObject is what `check` uploads to prove a workspace accepts writes: an identity object
@@ -27,22 +52,14 @@ func init() {
 // replaces it (same id and modified), so it never accumulates.
 var probeObject = json.RawMessage(`{"type":"identity","spec_version":"2.1","id":"identity--0b8c7d52-6a9e-5f3b-8e4a-1c2d3e4f5a6b","created":"2020-01-01T00:00:00.000Z","modified":"2020-01-01T00:00:00.000Z","name":"MISP to Sentinel listener","identity_class":"system"}`)
 
-func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("check", stderr)
-	path := fs.String("c", "", "configuration file (YAML)")
-	offline := fs.Bool("offline", false, "only validate the configuration; contact nothing")
-	noUpload := fs.Bool("no-upload", false, "do not upload the probe identity object to each workspace")
-	timeout := fs.Duration("timeout", 30*time.Second, "time limit of each check")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	cfg, err := loadConfig(ctx, *path, !*offline)
+func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(ctx, o.path, !o.offline)
 	if err != nil {
 		fmt.Fprintf(stderr, "listener check: %v\n", err)
 		return exitBadInput
 	}
-	fmt.Fprintf(stdout, "ok    configuration %s (%d sinks)\n", *path, len(cfg.Sinks))
-	if *offline {
+	fmt.Fprintf(stdout, "ok    configuration %s (%d sinks)\n", o.path, len(cfg.Sinks))
+	if o.offline {
 		return exitOK
 	}
 	failed := false
@@ -54,7 +71,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		fmt.Fprintf(stdout, "ok    %s%s\n", name, detail)
 	}
-	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, *timeout) }
+	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, o.timeout) }
 
 	// MISP: reachable, key valid, version.
 	{
@@ -92,7 +109,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			report("workspace "+s.WorkspaceID+" (sink "+s.Name+")", errors.New("skipped: no token"), "")
 			continue
 		}
-		if *noUpload || s.API == config.APILegacy {
+		if o.noUpload || s.API == config.APILegacy {
 			fmt.Fprintf(stdout, "skip  workspace %s (sink %s): upload probe disabled or legacy API\n", s.WorkspaceID, s.Name)
 			continue
 		}

@@ -281,13 +281,17 @@ func TestStatusAndDeadLettersCommands(t *testing.T) {
 		t.Errorf("deadletters list = %d, want one dead letter:\n%s", code, out)
 	}
 	code, out, _ = runCommand(t, "deadletters", "list", "-c", l.ConfigPath, "--json", "--sink", "soc")
-	var dl struct {
+	var dl []struct {
 		Sink string          `json:"sink"`
 		ID   string          `json:"id"`
 		Obj  json.RawMessage `json:"object"`
 	}
-	if err := json.Unmarshal([]byte(out), &dl); code != exitOK || err != nil || dl.ID != bad.ID || len(dl.Obj) == 0 {
+	if err := json.Unmarshal([]byte(out), &dl); code != exitOK || err != nil || len(dl) != 1 || dl[0].ID != bad.ID || len(dl[0].Obj) == 0 {
 		t.Errorf("deadletters list --json = %d %v:\n%s", code, err, out)
+	}
+	// A sink without dead letters lists as an empty JSON array, not as nothing.
+	if code, out, _ = runCommand(t, "deadletters", "list", "-c", l.ConfigPath, "--json", "--sink", "partner"); code != exitOK || out != "[]\n" {
+		t.Errorf("deadletters list --json of a sink without dead letters = %d %q, want []", code, out)
 	}
 	code, out, _ = runCommand(t, "deadletters", "requeue", "-c", l.ConfigPath)
 	if code != exitOK || !strings.Contains(out, "soc: re-queued 1\n") || !strings.Contains(out, "partner: re-queued 0\n") {

@@ -3,35 +3,26 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"sync"
 
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
 
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/config/keyvault"
+	"github.com/mispsentinel/listener/internal/cli"
 )
 
-// newFlagSet returns a flag set that writes its usage to stderr and never exits.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("listener "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+// configFlag adds -c/--config, the configuration file every daemon-facing command reads.
+func configFlag(cmd *cobra.Command) *string {
+	return cmd.Flags().StringP("config", "c", "", "configuration `FILE` (YAML)")
 }
 
-// parseFlags parses args and reports the exit code to return when parsing did not succeed.
-func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, false
-		}
-		return exitUsage, false
-	}
-	return 0, true
-}
+// exitWith adapts a command body that prints its own errors and returns an exit code.
+func exitWith(code int) error { return cli.Exit(code) }
 
 // loadConfig loads and validates the configuration file; with resolve it also fetches every
 // secret reference (environment, files, Key Vault).

@@ -4,23 +4,33 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mispsentinel/listener/internal/cli"
 )
 
 func init() {
-	register("config", "print the effective configuration with secrets redacted (config print)", runConfig)
+	addCommand(func() *cobra.Command {
+		return cli.Group("config", "Work with the configuration file (config print)", newConfigPrintCmd())
+	})
 }
 
-func runConfig(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "print" {
-		fmt.Fprintln(stderr, "usage: listener config print -c config.yaml")
-		return exitUsage
+func newConfigPrintCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "print -c FILE",
+		Short: "Print the effective configuration with secrets redacted",
+		Args:  cobra.NoArgs,
 	}
-	fs := newFlagSet("config print", stderr)
-	path := fs.String("c", "", "configuration file (YAML)")
-	if code, ok := parseFlags(fs, args[1:]); !ok {
-		return code
+	path := configFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return exitWith(runConfigPrint(cmd.Context(), *path, cmd.OutOrStdout(), cmd.ErrOrStderr()))
 	}
-	cfg, err := loadConfig(ctx, *path, false)
+	return cli.Exits(cmd, exitFailure, exitBadInput)
+}
+
+func runConfigPrint(ctx context.Context, path string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(ctx, path, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "listener config: %v\n", err)
 		return exitBadInput

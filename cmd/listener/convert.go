@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,42 +8,50 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/mispsentinel/listener/internal/cli"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/stix"
 )
 
-func init() {
-	register("convert", "convert MISP event JSON files into one STIX 2.1 bundle", runConvert)
-}
+func init() { addCommand(newConvertCmd) }
 
 // maxConvertInput bounds one input file, so a wrong file cannot exhaust memory.
 const maxConvertInput = 512 << 20
 
-// runConvert implements `listener convert [--profile sentinel|misp-stix] [--explain] FILE...`.
-func runConvert(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("convert", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	profile := fs.String("profile", string(stix.ProfileSentinel), "pattern profile: sentinel or misp-stix")
-	explain := fs.Bool("explain", false, "print the decision and reason for every attribute instead of the bundle")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: listener convert [--profile sentinel|misp-stix] [--explain] FILE...")
-		fmt.Fprintln(stderr, "\nConverts MISP events ({\"Event\": ...}, bare events or restSearch replies; - reads stdin)")
-		fmt.Fprintln(stderr, "into one STIX 2.1 bundle on stdout, with the default conversion options.")
-		fs.PrintDefaults()
+// convertOptions are the flags of `listener convert`.
+type convertOptions struct {
+	profile string
+	explain bool
+}
+
+func newConvertCmd() *cobra.Command {
+	var o convertOptions
+	cmd := &cobra.Command{
+		Use:   "convert [flags] FILE...",
+		Short: "Convert MISP event JSON files into one STIX 2.1 bundle",
+		Long: "Converts MISP events ({\"Event\": ...}, bare events or restSearch replies; - reads stdin)\n" +
+			"into one STIX 2.1 bundle on stdout.",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cli.Usagef("no input file (use - for stdin)")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return exitWith(runConvert(o, args, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "listener convert: no input file (use - for stdin)")
-		fs.Usage()
-		return exitUsage
-	}
+	cmd.Flags().StringVar(&o.profile, "profile", string(stix.ProfileSentinel), "pattern profile: sentinel or misp-stix")
+	cmd.Flags().BoolVar(&o.explain, "explain", false, "print the decision and reason for every attribute instead of the bundle")
+	return cli.Exits(cmd, exitFailure, exitBadInput)
+}
+
+// runConvert converts the files names.
+func runConvert(o convertOptions, names []string, stdout, stderr io.Writer) int {
 	opts := stix.Defaults()
-	opts.Profile = stix.Profile(*profile)
+	opts.Profile = stix.Profile(o.profile)
 	if err := opts.Validate(); err != nil {
 		fmt.Fprintf(stderr, "listener convert: %v\n", err)
 		return exitUsage
@@ -55,7 +60,7 @@ func runConvert(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	now := time.Now()
 	var objects []stix.Object
 	var explanation strings.Builder
-	for _, name := range fs.Args() {
+	for _, name := range names {
 		data, err := readInput(name)
 		if err != nil {
 			fmt.Fprintf(stderr, "listener convert: %v\n", err)
@@ -69,13 +74,13 @@ func runConvert(_ context.Context, args []string, stdout, stderr io.Writer) int 
 		for _, ev := range events {
 			res := stix.Convert(ev, opts, now)
 			objects = append(objects, res.Objects...)
-			if *explain {
+			if o.explain {
 				writeExplanation(&explanation, ev, res.Decisions)
 			}
 		}
 	}
 	var err error
-	if *explain {
+	if o.explain {
 		_, err = io.WriteString(stdout, explanation.String())
 	} else {
 		bundle := stix.Bundle(objects)

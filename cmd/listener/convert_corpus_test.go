@@ -33,7 +33,7 @@ func TestExplainGivesEveryCorpusAttributeADecision(t *testing.T) {
 			continue
 		}
 		var stdout, stderr bytes.Buffer
-		if code := runConvert(context.Background(), []string{"--explain", f}, &stdout, &stderr); code != exitOK {
+		if code := dispatch(context.Background(), []string{"convert", "--explain", f}, &stdout, &stderr); code != exitOK {
 			t.Errorf("%s: exit %d: %s", filepath.Base(f), code, stderr.String())
 			continue
 		}

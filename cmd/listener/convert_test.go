@@ -35,7 +35,7 @@ func TestConvertPrintsOneBundle(t *testing.T) {
 	} {
 		t.Run(tc.profile, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := runConvert(context.Background(), []string{"--profile", tc.profile, writeTemp(t, convertTestEvent)}, &stdout, &stderr)
+			code := dispatch(context.Background(), []string{"convert", "--profile", tc.profile, writeTemp(t, convertTestEvent)}, &stdout, &stderr)
 			if code != exitOK {
 				t.Fatalf("exit %d, stderr: %s", code, stderr.String())
 			}
@@ -71,7 +71,7 @@ func TestConvertPrintsOneBundle(t *testing.T) {
 
 func TestConvertExplainGivesEveryAttributeADecision(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	code := runConvert(context.Background(), []string{"--explain", writeTemp(t, convertTestEvent)}, &stdout, &stderr)
+	code := dispatch(context.Background(), []string{"convert", "--explain", writeTemp(t, convertTestEvent)}, &stdout, &stderr)
 	if code != exitOK {
 		t.Fatalf("exit %d, stderr: %s", code, stderr.String())
 	}
@@ -100,7 +100,7 @@ func TestConvertReadsStdin(t *testing.T) {
 		w.Close()
 	}()
 	var stdout, stderr bytes.Buffer
-	if code := runConvert(context.Background(), []string{"-"}, &stdout, &stderr); code != exitOK {
+	if code := dispatch(context.Background(), []string{"convert", "-"}, &stdout, &stderr); code != exitOK {
 		t.Fatalf("exit %d, stderr: %s", code, stderr.String())
 	}
 	if !bytes.Contains(stdout.Bytes(), []byte(`"type":"bundle"`)) {
@@ -127,7 +127,7 @@ func TestConvertRejectsBadInput(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := runConvert(context.Background(), tc.args(t), &stdout, &stderr)
+			code := dispatch(context.Background(), append([]string{"convert"}, tc.args(t)...), &stdout, &stderr)
 			if code != tc.code {
 				t.Errorf("exit %d, want %d", code, tc.code)
 			}

@@ -10,36 +10,71 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/mispsentinel/listener/internal/cli"
 	"github.com/mispsentinel/listener/store"
 )
 
 func init() {
-	register("deadletters", "list or re-queue the records Sentinel rejected (list|requeue)", runDeadLetters)
+	addCommand(func() *cobra.Command {
+		return cli.Group("deadletters", "List or re-queue the records Sentinel rejected (list|requeue)",
+			newDeadLettersCmd("list", "List the dead letters of every sink (or one)"),
+			newDeadLettersCmd("requeue", "Put dead letters back in their sink's outbox"))
+	})
 }
 
-func runDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "requeue") {
-		fmt.Fprintln(stderr, "usage: listener deadletters list|requeue -c config.yaml [--sink NAME] [--seq N,...] [--json]")
-		return exitUsage
+// deadLetterOptions are the flags of `listener deadletters list|requeue`.
+type deadLetterOptions struct {
+	path   string
+	sink   string
+	limit  int
+	seqs   string
+	asJSON bool
+}
+
+func newDeadLettersCmd(action, short string) *cobra.Command {
+	var o deadLetterOptions
+	cmd := &cobra.Command{
+		Use:   action + " -c FILE",
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return exitWith(runDeadLetters(cmd.Context(), action, o, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
 	}
-	action := args[0]
-	fs := newFlagSet("deadletters "+action, stderr)
-	path := fs.String("c", "", "configuration file (YAML)")
-	sinkName := fs.String("sink", "", "only this sink (default: every sink)")
-	limit := fs.Int("limit", 1000, "list at most this many per sink")
-	seqs := fs.String("seq", "", "requeue only these comma-separated sequence numbers (default: all)")
-	asJSON := fs.Bool("json", false, "list as JSON lines")
-	if code, ok := parseFlags(fs, args[1:]); !ok {
-		return code
+	f := cmd.Flags()
+	f.StringVarP(&o.path, "config", "c", "", "configuration `FILE` (YAML)")
+	f.StringVar(&o.sink, "sink", "", "only this sink (default: every sink)")
+	if action == "list" {
+		f.IntVar(&o.limit, "limit", 1000, "list at most this many per sink")
+		f.BoolVar(&o.asJSON, "json", false, "list as one JSON array ([] when there is none)")
+	} else {
+		f.StringVar(&o.seqs, "seq", "", "requeue only these comma-separated sequence numbers (default: all)")
 	}
-	cfg, err := loadConfig(ctx, *path, false)
+	return cli.Exits(cmd, exitFailure, exitBadInput)
+}
+
+// deadLetterJSON is one element of `deadletters list --json`.
+type deadLetterJSON struct {
+	Sink       string          `json:"sink"`
+	Seq        uint64          `json:"seq"`
+	ID         string          `json:"id"`
+	Revoke     bool            `json:"revoke"`
+	Message    string          `json:"message"`
+	RejectedAt time.Time       `json:"rejected_at"`
+	Object     json.RawMessage `json:"object"`
+}
+
+func runDeadLetters(ctx context.Context, action string, o deadLetterOptions, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(ctx, o.path, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "listener deadletters: %v\n", err)
 		return exitBadInput
 	}
 	var only []uint64
-	if *seqs != "" {
-		for _, f := range strings.Split(*seqs, ",") {
+	if o.seqs != "" {
+		for _, f := range strings.Split(o.seqs, ",") {
 			n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
 			if err != nil {
 				fmt.Fprintf(stderr, "listener deadletters: --seq: %q is not a sequence number\n", f)
@@ -56,11 +91,12 @@ func runDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 	defer st.Close()
 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	if action == "list" && !*asJSON {
+	if action == "list" && !o.asJSON {
 		fmt.Fprintln(tw, "SINK\tSEQ\tID\tREVOKE\tREJECTED AT\tMESSAGE")
 	}
+	listed := []deadLetterJSON{}
 	for _, s := range cfg.Sinks {
-		if *sinkName != "" && s.Name != *sinkName {
+		if o.sink != "" && s.Name != o.sink {
 			continue
 		}
 		if action == "requeue" {
@@ -72,22 +108,28 @@ func runDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 			fmt.Fprintf(stdout, "%s: re-queued %d\n", s.Name, n)
 			continue
 		}
-		dls, err := st.DeadLetters(s.Name, *limit)
+		dls, err := st.DeadLetters(s.Name, o.limit)
 		if err != nil {
 			fmt.Fprintf(stderr, "listener deadletters: list %s: %v\n", s.Name, err)
 			return exitFailure
 		}
 		for _, dl := range dls {
-			if *asJSON {
-				line, _ := json.Marshal(map[string]any{
-					"sink": s.Name, "seq": dl.Seq, "id": dl.ID, "revoke": dl.Revoke, "message": dl.Message,
-					"rejected_at": dl.RejectedAt, "object": json.RawMessage(dl.Object),
-				})
-				fmt.Fprintln(stdout, string(line))
+			if o.asJSON {
+				listed = append(listed, deadLetterJSON{Sink: s.Name, Seq: dl.Seq, ID: dl.ID, Revoke: dl.Revoke,
+					Message: dl.Message, RejectedAt: dl.RejectedAt, Object: json.RawMessage(dl.Object)})
 				continue
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%t\t%s\t%s\n", s.Name, dl.Seq, dl.ID, dl.Revoke, when(dl.RejectedAt), dl.Message)
 		}
+	}
+	if action == "list" && o.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(listed); err != nil {
+			fmt.Fprintf(stderr, "listener deadletters: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
 	}
 	tw.Flush()
 	return exitOK

@@ -12,16 +12,16 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
 
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/internal/cli"
 	"github.com/mispsentinel/listener/sim/lab"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
 )
 
-func init() {
-	register("demo", "run the whole pipeline against built-in MISP and Sentinel simulators", runDemo)
-}
+func init() { addCommand(newDemoCmd) }
 
 // demoSinks are the two workspaces of the demo: one gets everything, the other only what is
 // at most TLP:GREEN, to show per-sink filters.
@@ -30,21 +30,37 @@ var demoSinks = []lab.SinkSpec{
 	{Name: "partner-green", WorkspaceID: "7b3c1d9e-4f2a-4e6b-9c8d-0a1b2c3d4e5f", ExtraYAML: "filters:\n  max_tlp: tlp:green"},
 }
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("demo", stderr)
-	events := fs.Int("events", 40, "events to publish over ZeroMQ")
-	hooks := fs.Int("webhooks", 10, "events to send through the workflow webhook")
-	attrs := fs.Int("attributes", 8, "attributes per event")
-	verbose := fs.Bool("v", false, "show the daemon's log")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+// demoOptions are the flags of `listener demo`.
+type demoOptions struct {
+	events, hooks, attrs int
+	verbose              bool
+}
+
+func newDemoCmd() *cobra.Command {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole pipeline against built-in MISP and Sentinel simulators",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return exitWith(runDemo(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
 	}
-	if *events < 4 || *hooks < 1 || *attrs < 2 {
+	f := cmd.Flags()
+	f.IntVar(&o.events, "events", 40, "events to publish over ZeroMQ")
+	f.IntVar(&o.hooks, "webhooks", 10, "events to send through the workflow webhook")
+	f.IntVar(&o.attrs, "attributes", 8, "attributes per event")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "show the daemon's log")
+	return cli.Exits(cmd, exitFailure)
+}
+
+func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) int {
+	if o.events < 4 || o.hooks < 1 || o.attrs < 2 {
 		fmt.Fprintln(stderr, "listener demo: needs at least 4 events, 1 webhook and 2 attributes per event")
 		return exitUsage
 	}
-	d := &demo{out: stdout, verbose: *verbose, stderr: stderr}
-	if err := d.run(ctx, *events, *hooks, *attrs); err != nil {
+	d := &demo{out: stdout, verbose: o.verbose, stderr: stderr}
+	if err := d.run(ctx, o.events, o.hooks, o.attrs); err != nil {
 		fmt.Fprintf(stderr, "listener demo: %v\n", err)
 		return exitFailure
 	}

@@ -1,77 +1,61 @@
 // Command listener pushes threat intelligence from MISP into Microsoft Sentinel in near real
-// time. Run `listener help` for its subcommands.
+// time. Run `listener --help` for its commands; docs/CLI.md is the reference generated from the
+// command tree (go test ./cmd/listener -run TestCLIDoc -update).
+//
+// Adding a command is one file: define a constructor returning a *cobra.Command (RunE gets the
+// context from cmd.Context() and writes to cmd.OutOrStdout/ErrOrStderr) and call addCommand
+// with it from the file's init. The help walk, the reference and completion pick it up.
 package main
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"sort"
-	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mispsentinel/listener/internal/cli"
+	"github.com/mispsentinel/listener/internal/version"
 )
 
-// command is one subcommand. run returns the process exit code.
-type command struct {
-	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
-}
-
-// commands lists every subcommand; each lives in its own file.
-var commands = map[string]command{}
-
-// register adds a subcommand; each subcommand's file calls it from init.
-func register(name, summary string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) int) {
-	commands[name] = command{summary: summary, run: run}
-}
-
-// Exit codes shared by the subcommands.
+// Exit codes shared by the commands (the table lives in internal/cli).
 const (
-	exitOK       = 0
-	exitFailure  = 1 // the work failed (a sink failed, a record was rejected, a check failed)
-	exitUsage    = 2 // bad flags or arguments
-	exitBadInput = 3 // bad configuration or input file
+	exitOK       = cli.OK
+	exitFailure  = cli.Failure
+	exitUsage    = cli.Usage
+	exitBadInput = cli.BadInput
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+// commandConstructors builds each top-level command; every command's file adds its own.
+var commandConstructors []func() *cobra.Command
+
+// addCommand registers a top-level command's constructor; call it from the file's init.
+func addCommand(build func() *cobra.Command) {
+	commandConstructors = append(commandConstructors, build)
 }
 
+func main() { cli.Main(newRootCmd) }
+
+// dispatch runs the command args name and returns the process exit code.
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(stdout)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return exitOK
-	}
-	if args[0] == "--version" {
-		printVersion(stdout)
-		return exitOK
-	}
-	cmd, ok := commands[args[0]]
-	if !ok {
-		fmt.Fprintf(stderr, "listener: unknown command %q\n\n", args[0])
-		usage(stderr)
-		return exitUsage
-	}
-	return cmd.run(ctx, args[1:], stdout, stderr)
+	return cli.Execute(ctx, newRootCmd(), args, stdout, stderr)
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "listener pushes threat intelligence from MISP into Microsoft Sentinel in near real time.")
-	fmt.Fprintln(w, "\nUsage: listener <command> [flags]\n\nCommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+// newRootCmd builds a fresh command tree (flag values live in it, so each run gets its own).
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:     "listener",
+		Short:   "Push threat intelligence from MISP into Microsoft Sentinel in near real time",
+		Version: version.String(),
+		// Without a command: the help, as a usage error.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cmd.SetOut(cmd.ErrOrStderr())
+			_ = cmd.Help()
+			return cli.Exit(exitUsage)
+		},
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
+	root.SetVersionTemplate(versionLine() + "\n")
+	for _, build := range commandConstructors {
+		root.AddCommand(build())
 	}
-	fmt.Fprintln(w, "\nRun `listener <command> -h` for a command's flags.")
+	return root
 }

@@ -6,22 +6,30 @@ import (
 	"io"
 
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
 
 	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/internal/cli"
 	"github.com/mispsentinel/listener/internal/version"
 )
 
-func init() {
-	register("run", "run the daemon: real-time listeners, reconciler and pushers", runRun)
+func init() { addCommand(newRunCmd) }
+
+func newRunCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run -c FILE",
+		Short: "Run the daemon: real-time listeners, reconciler and pushers",
+		Args:  cobra.NoArgs,
+	}
+	path := configFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return exitWith(runRun(cmd.Context(), *path, cmd.ErrOrStderr()))
+	}
+	return cli.Exits(cmd, exitFailure, exitBadInput)
 }
 
-func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("run", stderr)
-	path := fs.String("c", "", "configuration file (YAML)")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	cfg, err := loadConfig(ctx, *path, true)
+func runRun(ctx context.Context, path string, stderr io.Writer) int {
+	cfg, err := loadConfig(ctx, path, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "listener run: %v\n", err)
 		return exitBadInput

@@ -10,23 +10,32 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/internal/cli"
 	"github.com/mispsentinel/listener/store"
 )
 
-func init() {
-	register("status", "per sink: outbox depth, dead letters, last upload, last reconcile", runStatus)
+func init() { addCommand(newStatusCmd) }
+
+func newStatusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status -c FILE",
+		Short: "Per sink: outbox depth, dead letters, last upload, last reconcile",
+		Args:  cobra.NoArgs,
+	}
+	path := configFlag(cmd)
+	asJSON := cmd.Flags().Bool("json", false, "print JSON")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return exitWith(runStatus(cmd.Context(), *path, *asJSON, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+	}
+	return cli.Exits(cmd, exitFailure, exitBadInput)
 }
 
-func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", stderr)
-	path := fs.String("c", "", "configuration file (YAML)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	cfg, err := loadConfig(ctx, *path, false)
+func runStatus(ctx context.Context, path string, asJSON bool, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(ctx, path, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "listener status: %v\n", err)
 		return exitBadInput
@@ -36,7 +45,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "listener status: %v\n", err)
 		return exitFailure
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(st); err != nil {

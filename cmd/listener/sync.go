@@ -7,29 +7,47 @@ import (
 	"os"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/internal/cli"
 )
 
-func init() {
-	register("sync", "one full reconcile and upload, then exit (cron-compatible)", runSync)
+func init() { addCommand(newSyncCmd) }
+
+// syncOptions are the flags of `listener sync`.
+type syncOptions struct {
+	path   string
+	event  string
+	dryRun bool
+	output string
 }
 
-func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("sync", stderr)
-	path := fs.String("c", "", "configuration file (YAML)")
-	event := fs.String("event", "", "reconcile only this event `UUID` (the other filters still apply)")
-	dryRun := fs.Bool("dry-run", false, "upload nothing; write what would be sent as one JSON document")
-	output := fs.String("output", "", "write the dry-run document to `FILE` instead of standard output")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
+func newSyncCmd() *cobra.Command {
+	var o syncOptions
+	cmd := &cobra.Command{
+		Use:   "sync -c FILE",
+		Short: "One full reconcile and upload, then exit (cron-compatible)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return exitWith(runSync(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
 	}
-	if *output != "" && !*dryRun {
+	f := cmd.Flags()
+	f.StringVarP(&o.path, "config", "c", "", "configuration `FILE` (YAML)")
+	f.StringVar(&o.event, "event", "", "reconcile only this event `UUID` (the other filters still apply)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "upload nothing; write what would be sent as one JSON document")
+	f.StringVar(&o.output, "output", "", "write the dry-run document to `FILE` instead of standard output")
+	return cli.Exits(cmd, exitFailure, exitBadInput)
+}
+
+func runSync(ctx context.Context, o syncOptions, stdout, stderr io.Writer) int {
+	if o.output != "" && !o.dryRun {
 		fmt.Fprintln(stderr, "listener sync: --output needs --dry-run")
 		return exitUsage
 	}
-	cfg, err := loadConfig(ctx, *path, true)
+	cfg, err := loadConfig(ctx, o.path, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "listener sync: %v\n", err)
 		return exitBadInput
@@ -42,7 +60,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	opts := daemon.Options{Logger: log}
 	var dry *daemon.DryRun
-	if *dryRun {
+	if o.dryRun {
 		dry, err = daemon.NewDryRun(cfg.Store.Dir, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "listener sync: %v\n", err)
@@ -59,11 +77,11 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer d.Close()
 
-	rep, searchErr := d.Sync(ctx, daemon.SyncOptions{EventUUID: *event, SkipUpload: *dryRun})
-	if *dryRun {
+	rep, searchErr := d.Sync(ctx, daemon.SyncOptions{EventUUID: o.event, SkipUpload: o.dryRun})
+	if o.dryRun {
 		out := stdout
-		if *output != "" {
-			f, err := os.Create(*output)
+		if o.output != "" {
+			f, err := os.Create(o.output)
 			if err != nil {
 				fmt.Fprintf(stderr, "listener sync: %v\n", err)
 				return exitFailure

@@ -1,24 +1,29 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
+
+	"github.com/spf13/cobra"
 
 	"github.com/mispsentinel/listener/internal/version"
 )
 
-func init() {
-	register("version", "print the version, VCS revision and Go version of this binary", runVersion)
+func init() { addCommand(newVersionCmd) }
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, VCS revision and Go version of this binary",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), versionLine())
+			return err
+		},
+	}
 }
 
-func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) int {
-	printVersion(stdout)
-	return exitOK
-}
-
-// printVersion writes the one version line `listener version` and `listener --version` share.
-func printVersion(w io.Writer) {
+// versionLine is what `listener version` and `listener --version` print.
+func versionLine() string {
 	info := version.Get()
-	fmt.Fprintf(w, "listener %s (revision %s, %s)\n", info.Version, info.Revision, info.GoVersion)
+	return fmt.Sprintf("listener %s (revision %s, %s)", info.Version, info.Revision, info.GoVersion)
 }

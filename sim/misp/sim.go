@@ -7,7 +7,6 @@ import (
 	"io"
 	"log"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sort"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	mispmodel "github.com/mispsentinel/listener/misp"
+	"github.com/mispsentinel/listener/sim/loopback"
 )
 
 // DefaultKey is the API key the simulator accepts when Options.Key is empty: 40 alphanumeric
@@ -34,7 +34,7 @@ type Options struct {
 	// Warninglist holds the values enforceWarninglist removes. For composite attributes
 	// (domain|ip, ...) a hit on either component removes the attribute.
 	Warninglist []string
-	// TLS serves HTTPS with httptest's self-signed certificate (see CertificatePEM).
+	// TLS serves HTTPS with a self-signed certificate made at start (see CertificatePEM).
 	TLS bool
 	// Now is the clock used to stamp edits; time.Now when nil.
 	Now func() time.Time
@@ -54,7 +54,7 @@ type MISP struct {
 	faults       []*Fault
 	latency      time.Duration
 	requests     []Request
-	server       *httptest.Server
+	server       *loopback.Server
 	// decaying models, by ascending id, and taxonomy numerical values (see decay.go)
 	models    []mispmodel.DecayingModel
 	tagValues map[string]float64
@@ -93,13 +93,10 @@ func (m *MISP) Start() {
 	if m.server != nil {
 		return
 	}
-	srv := httptest.NewUnstartedServer(m.Handler())
 	// Handshake failures are what TLS tests provoke on purpose; keep them out of test output.
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	if m.opts.TLS {
-		srv.StartTLS()
-	} else {
-		srv.Start()
+	srv, err := loopback.Start(m.Handler(), loopback.Options{TLS: m.opts.TLS, ErrorLog: log.New(io.Discard, "", 0)})
+	if err != nil {
+		panic(fmt.Sprintf("sim misp: %v", err)) // only when loopback has no free port
 	}
 	m.server = srv
 }
@@ -119,10 +116,10 @@ func (m *MISP) URL() string {
 func (m *MISP) Certificate() *tls.Certificate {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.server == nil || m.server.TLS == nil || len(m.server.TLS.Certificates) == 0 {
+	if m.server == nil {
 		return nil
 	}
-	return &m.server.TLS.Certificates[0]
+	return m.server.TLSCertificate()
 }
 
 // CertificatePEM returns the server's TLS certificate in PEM form (nil unless started with

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mispsentinel/listener/sim/loopback"
 )
 
 // Defaults used when Options leave a field empty. They are ordinary GUIDs and secrets made up
@@ -126,7 +126,7 @@ type Server struct {
 	// use it as the authority host and as the upload API base URL.
 	URL string
 
-	srv  *httptest.Server
+	srv  *loopback.Server
 	opts Options
 	now  func() time.Time
 
@@ -232,14 +232,11 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("POST /{workspace}/threatintelligence:upload-indicators", s.uploadHandler(apiLegacyValue))
 	mux.HandleFunc("POST /workspaces/{workspace}/threatintelligenceindicators:upload", s.uploadHandler(apiLegacyIndicators))
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := loopback.Start(mux, loopback.Options{TLS: true})
 	if err != nil {
-		return nil, fmt.Errorf("sim sentinel: listen on loopback: %w", err)
+		return nil, fmt.Errorf("sim sentinel: %w", err)
 	}
-	s.srv = httptest.NewUnstartedServer(mux)
-	s.srv.Listener.Close()
-	s.srv.Listener = ln
-	s.srv.StartTLS()
+	s.srv = srv
 	s.URL = s.srv.URL
 	return s, nil
 }
@@ -250,9 +247,7 @@ func (s *Server) Close() { s.srv.Close() }
 // CertPool returns a pool holding the simulator's self-signed certificate, for clients'
 // TLS root CAs.
 func (s *Server) CertPool() *x509.CertPool {
-	pool := x509.NewCertPool()
-	pool.AddCert(s.srv.Certificate())
-	return pool
+	return s.srv.CertPool()
 }
 
 // HTTPClient returns an HTTP client that trusts the simulator's certificate.

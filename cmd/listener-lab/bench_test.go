@@ -17,19 +17,19 @@ func TestBenchFlags(t *testing.T) {
 		wantCode int
 		wantErr  string
 	}{
-		{"unknown flag", []string{"--fast"}, exitUsage, "flag provided but not defined"},
+		{"unknown flag", []string{"--fast"}, exitUsage, "unknown flag: --fast"},
 		{"unknown measurement", []string{"--only", "conversion,warp"}, exitUsage, `unknown measurement "warp"`},
 		{"negative size", []string{"--reconcile-attributes", "-5"}, exitUsage, "must not be negative"},
-		{"help", []string{"-h"}, exitOK, "-json FILE"},
+		{"help", []string{"-h"}, exitOK, "--json FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			if code := runBench(context.Background(), tt.args, &stdout, &stderr); code != tt.wantCode {
+			if code := dispatch(context.Background(), append([]string{"bench"}, tt.args...), &stdout, &stderr); code != tt.wantCode {
 				t.Fatalf("exit %d, want %d; stderr: %s", code, tt.wantCode, stderr.String())
 			}
-			if !strings.Contains(stderr.String(), tt.wantErr) {
-				t.Errorf("stderr %q lacks %q", stderr.String(), tt.wantErr)
+			if out := stdout.String() + stderr.String(); !strings.Contains(out, tt.wantErr) {
+				t.Errorf("output %q lacks %q", out, tt.wantErr)
 			}
 		})
 	}
@@ -41,7 +41,7 @@ func TestBenchFlags(t *testing.T) {
 func TestBenchConversionWritesTableAndJSON(t *testing.T) {
 	jsonPath := filepath.Join(t.TempDir(), "bench.json")
 	var stdout, stderr bytes.Buffer
-	code := runBench(context.Background(), []string{"--quick", "--only", "conversion", "--json", jsonPath}, &stdout, &stderr)
+	code := dispatch(context.Background(), []string{"bench", "--quick", "--only", "conversion", "--json", jsonPath}, &stdout, &stderr)
 	if code != exitOK && code != exitFailure {
 		t.Fatalf("exit %d; stderr: %s", code, stderr.String())
 	}
@@ -74,8 +74,18 @@ func TestBenchConversionWritesTableAndJSON(t *testing.T) {
 func TestSoakFlags(t *testing.T) {
 	for _, args := range [][]string{{"--duration", "0s"}, {"--settle", "-1s"}, {"--bogus"}} {
 		var stdout, stderr bytes.Buffer
-		if code := runSoak(context.Background(), args, &stdout, &stderr); code != exitUsage {
+		if code := dispatch(context.Background(), append([]string{"soak"}, args...), &stdout, &stderr); code != exitUsage {
 			t.Errorf("soak %v: exit %d, want %d; stderr: %s", args, code, exitUsage, stderr.String())
+		}
+	}
+}
+
+// TestEveryCommandAnswersHelp: -h on every command of listener-lab prints the usage and exits 0.
+func TestEveryCommandAnswersHelp(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"bench", "-h"}, {"soak", "--help"}, {"help"}} {
+		var stdout, stderr bytes.Buffer
+		if code := dispatch(context.Background(), args, &stdout, &stderr); code != exitOK || !strings.Contains(stdout.String(), "Usage:") {
+			t.Errorf("listener-lab %v = %d\n%s%s", args, code, stdout.String(), stderr.String())
 		}
 	}
 }
