@@ -153,6 +153,7 @@ func (rep *Report) add(stats pipeline.Stats) {
 		s.Unchanged += d.Unchanged
 		s.Refreshed += d.Refreshed
 		s.Revoked += d.Revoked
+		s.Expired += d.Expired
 		rep.Sinks[sink] = s
 	}
 }

@@ -215,7 +215,7 @@ func (r *Reconciler) runLogged(ctx context.Context, why string, run func() (*Rep
 			"duration": rep.Finished.Sub(rep.Started).String(),
 		})
 		for sink, s := range rep.Sinks {
-			log = log.WithField("sink_"+sink, fmt.Sprintf("new=%d changed=%d unchanged=%d refreshed=%d revoked=%d", s.New, s.Changed, s.Unchanged, s.Refreshed, s.Revoked))
+			log = log.WithField("sink_"+sink, fmt.Sprintf("new=%d changed=%d unchanged=%d refreshed=%d revoked=%d expired=%d", s.New, s.Changed, s.Unchanged, s.Refreshed, s.Revoked, s.Expired))
 		}
 		for _, e := range rep.Errors {
 			r.log.WithError(e).Warn("reconcile: event not applied")

@@ -111,8 +111,10 @@ func modelLabel(e *misp.DecayScore) string {
 // score falls from the last true-positive sighting, else last_seen, else the attribute's
 // timestamp; the event does not carry sightings, so the reference time is recovered from the
 // score itself and taken to be last_seen or the timestamp when it is within
-// decayReferenceTolerance of it (to the minute otherwise). ok is false when the model's
-// parameters are not known or its score does not fall with time.
+// decayReferenceTolerance of it. Otherwise (a sighting) it is kept to the second, as MISP
+// stores sightings; the request latency then moves it by seconds, which can cost one refresh
+// upload inside the refresh window. ok is false when the model's parameters are not known or
+// its score does not fall with time.
 func (c *converter) decayUntil(attr *misp.Attribute, e *misp.DecayScore) (time.Time, bool) {
 	d := &c.opts.Decay
 	var model misp.DecayingModel
@@ -139,7 +141,7 @@ func (c *converter) decayUntil(attr *misp.Attribute, e *misp.DecayScore) (time.T
 		candidate = *attr.LastSeen
 	}
 	if candidate.IsZero() || ref.Sub(candidate).Abs() > decayReferenceTolerance {
-		candidate = ref.Round(time.Minute)
+		candidate = ref.Round(time.Second)
 	}
 	return candidate.Add(cross).UTC(), true
 }
