@@ -116,6 +116,9 @@ type Webhook struct {
 	AuthToken  Secret `yaml:"auth_token" json:"auth_token"`
 	// MaxBodyBytes caps a request body.
 	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes"`
+	// MaxInflightBytes caps the bodies of all calls being read or handled at once; a call
+	// that does not fit is answered 503 with Retry-After.
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes" json:"max_inflight_bytes"`
 	// TLSCertFile and TLSKeyFile turn on HTTPS (both or neither).
 	TLSCertFile string `yaml:"tls_cert_file" json:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file" json:"tls_key_file"`

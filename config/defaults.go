@@ -30,10 +30,11 @@ func Default() Config {
 			MaxFrameBytes:    64 << 20,
 		},
 		Webhook: Webhook{
-			Listen:       "127.0.0.1:8080",
-			Path:         "/v1/misp/webhook",
-			AuthHeader:   "Authorization",
-			MaxBodyBytes: 32 << 20,
+			Listen:           "127.0.0.1:8080",
+			Path:             "/v1/misp/webhook",
+			AuthHeader:       "Authorization",
+			MaxBodyBytes:     32 << 20,
+			MaxInflightBytes: 64 << 20,
 		},
 		Conversion: Conversion{
 			Profile:      ProfileSentinel,

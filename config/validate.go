@@ -140,6 +140,9 @@ func (c *Config) validateWebhook(errs *Errors) {
 	if w.MaxBodyBytes < 1024 || w.MaxBodyBytes > 1<<30 {
 		errs.add("webhook.max_body_bytes", "must be between 1024 and 1073741824, got %d", w.MaxBodyBytes)
 	}
+	if w.MaxInflightBytes < w.MaxBodyBytes || w.MaxInflightBytes > 1<<34 {
+		errs.add("webhook.max_inflight_bytes", "must be at least webhook.max_body_bytes (%d) and at most 17179869184, got %d", w.MaxBodyBytes, w.MaxInflightBytes)
+	}
 	if (w.TLSCertFile == "") != (w.TLSKeyFile == "") {
 		errs.add("webhook.tls_key_file", "webhook.tls_cert_file and webhook.tls_key_file must be given together")
 	}

@@ -160,14 +160,15 @@ func zeroMQConfig(z config.ZeroMQ) listener.ZeroMQConfig {
 
 func webhookConfig(w config.Webhook, ready func() error) listener.WebhookConfig {
 	return listener.WebhookConfig{
-		Addr:         w.Listen,
-		Path:         w.Path,
-		AuthHeader:   w.AuthHeader,
-		Token:        w.AuthToken.Value(),
-		MaxBodyBytes: w.MaxBodyBytes,
-		TLSCertFile:  w.TLSCertFile,
-		TLSKeyFile:   w.TLSKeyFile,
-		Ready:        ready,
+		Addr:             w.Listen,
+		Path:             w.Path,
+		AuthHeader:       w.AuthHeader,
+		Token:            w.AuthToken.Value(),
+		MaxBodyBytes:     w.MaxBodyBytes,
+		MaxInflightBytes: w.MaxInflightBytes,
+		TLSCertFile:      w.TLSCertFile,
+		TLSKeyFile:       w.TLSKeyFile,
+		Ready:            ready,
 	}
 }
 

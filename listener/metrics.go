@@ -30,6 +30,11 @@ type Metrics struct {
 	LastMessage prometheus.Gauge
 	// WebhookResponses counts webhook HTTP responses by status code.
 	WebhookResponses *prometheus.CounterVec
+	// WebhookInflightBytes is the body bytes reserved by webhook calls being read or handled.
+	WebhookInflightBytes prometheus.Gauge
+	// WebhookBudgetFull counts webhook calls refused with 503 because the in-flight body
+	// budget was full.
+	WebhookBudgetFull prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them on reg. A nil reg leaves them
@@ -82,10 +87,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: "webhook", Name: "responses_total",
 			Help: "Webhook HTTP responses by status code.",
 		}, []string{"code"}),
+		WebhookInflightBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: "webhook", Name: "inflight_body_bytes",
+			Help: "Body bytes reserved by webhook calls being read or handled.",
+		}),
+		WebhookBudgetFull: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "webhook", Name: "budget_full_total",
+			Help: "Webhook calls answered 503 because the in-flight body budget was full.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.NoticesReceived, m.Malformed, m.Ignored, m.HandlerErrors, m.Heartbeats,
-			m.Reconnects, m.DialFailures, m.Gaps, m.Connected, m.LastMessage, m.WebhookResponses)
+			m.Reconnects, m.DialFailures, m.Gaps, m.Connected, m.LastMessage, m.WebhookResponses,
+			m.WebhookInflightBytes, m.WebhookBudgetFull)
 	}
 	return m
 }

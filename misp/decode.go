@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unsafe"
 )
 
 // ErrNoEvent is returned when the input holds no MISP event.
@@ -16,8 +17,9 @@ var ErrNoEvent = errors.New("no MISP event in input")
 // {"response": [{"Event": {...}}]} holding exactly one event. Unknown keys (webhook extras such
 // as _AttributeFlattened and _allTags included) are ignored. Errors name the offending field.
 //
-// data is not retained, but the event's strings share one copy of it: an event keeps its
-// whole input alive.
+// DecodeEvent takes ownership of data: the event's strings point into it rather than into a
+// copy (a 30 MiB webhook body is not held twice), so the caller must not modify data
+// afterwards, and an event keeps its whole input alive.
 func DecodeEvent(data []byte) (*Event, error) {
 	events, err := decode(data)
 	if err != nil {
@@ -35,13 +37,15 @@ func DecodeEvent(data []byte) (*Event, error) {
 
 // DecodeEvents decodes a list of MISP events: a restSearch reply {"response": [...]} (which
 // may be empty), a JSON array of events (wrapped or bare), or a single event in any layout
-// DecodeEvent accepts.
+// DecodeEvent accepts. Like DecodeEvent, it takes ownership of data.
 func DecodeEvents(data []byte) ([]*Event, error) {
 	return decode(data)
 }
 
 func decode(data []byte) ([]*Event, error) {
-	p := &parser{data: data, src: string(data)}
+	// The decoded strings are substrings of src; data is the caller's to give away, so src
+	// shares its memory instead of copying it.
+	p := &parser{data: data, src: unsafe.String(unsafe.SliceData(data), len(data))}
 	var events []*Event
 	var err error
 	if p.ws(); p.pos == len(p.data) {
