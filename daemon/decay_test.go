@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,4 +172,21 @@ func TestDecayAcceptance(t *testing.T) {
 		"a'": {int(math.Round(score(sighted))), decayCrossing(sighted, base, 50, lifetime, speed)},
 		"d":  {50, t0.Add(365 * day)},
 	})
+
+	// Every events search asked for the scores; the models were read from MISP.
+	searches, views := 0, 0
+	for _, r := range l.MISP.Requests() {
+		switch {
+		case r.Path == "/events/restSearch":
+			searches++
+			if !strings.Contains(string(r.Body), `"includeDecayScore":true`) {
+				t.Errorf("restSearch without includeDecayScore: %s", r.Body)
+			}
+		case strings.HasPrefix(r.Path, "/decayingModel/view/"):
+			views++
+		}
+	}
+	if searches == 0 || views == 0 {
+		t.Errorf("%d searches and %d decayingModel/view requests, want both", searches, views)
+	}
 }
