@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -46,6 +47,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithNumCompactors(2).
 		WithValueLogFileSize(64 << 20).
 		WithSyncWrites(true).
+		WithChecksumVerificationMode(options.OnBlockRead).
+		WithVerifyValueChecksum(true).
 		WithLogger(badgerLogger{log.WithField("component", "badger")})
 	if opts.InMemory {
 		bopts = bopts.WithDir("").WithValueDir("").WithInMemory(true)
@@ -58,16 +61,43 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
+	var quarantine string
+	if !opts.InMemory {
+		unlock, locked, err := lockDir(dir, opts.ReadOnly)
+		if err != nil {
+			return nil, err
+		}
+		if locked { // else Badger reports who holds the store
+			quarantine, err = checkTables(dir, bopts)
+			unlock()
+			if err != nil {
+				return nil, err
+			}
+			if quarantine != "" {
+				log.WithField("quarantine", quarantine).Warn("store: table files the MANIFEST does not reference are kept aside until the store's identity is checked")
+			}
+		}
+	}
 	db, err := openBadger(bopts, log)
 	if err != nil {
 		return nil, fmt.Errorf("open badger at %q: %w", dir, err)
 	}
+	if !opts.InMemory {
+		if err := checkIdentity(db, dir, opts.ReadOnly, quarantine); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	s := &Store{
 		db:            db,
+		readOnly:      opts.ReadOnly,
 		log:           log,
 		refreshWindow: opts.RefreshWindow,
 		sinks:         make(map[string]*sinkRuntime),
 		stopGC:        make(chan struct{}),
+	}
+	if !opts.InMemory {
+		s.dir = dir
 	}
 	if opts.GCInterval > 0 && !opts.InMemory && !opts.ReadOnly {
 		s.gcDone.Add(1)
@@ -108,10 +138,24 @@ func makePrivate(dir string) error {
 // error ("Create a new file", ristretto's z.NewFile, which Badger wraps as text); the open
 // after it succeeds.
 func openBadger(bopts badger.Options, log logrus.FieldLogger) (*badger.DB, error) {
-	db, err := badger.Open(bopts)
+	db, err := openRecovering(bopts)
 	if err != nil && strings.Contains(err.Error(), z.NewFile.Error()) {
 		log.WithError(err).Warn("store: a memtable or value-log file left empty by a crash was initialised; opening again")
-		db, err = badger.Open(bopts)
+		db, err = openRecovering(bopts)
 	}
 	return db, err
 }
+
+// openRecovering turns a panic of badger.Open in this goroutine into ErrDamaged. (Panics in
+// the goroutines Badger starts cannot be recovered; checkTables reads what they would.)
+func openRecovering(bopts badger.Options) (db *badger.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, damaged(bopts.Dir, fmt.Sprintf("Badger failed opening it (%v)", oneLine(fmt.Sprint(r))))
+		}
+	}()
+	return badger.Open(bopts)
+}
+
+// ErrDamaged is returned by Open when the store's files are damaged.
+var ErrDamaged = errors.New("store is damaged")

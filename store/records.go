@@ -19,6 +19,7 @@ import (
 //	d<sink><seq:8 BE>  deadLetter: an item Sentinel rejected, with its message
 //	w<name>            watermark (sink-independent)
 //	x<scope><key>      a record a sink keeps for itself (sinkrecords.go), opaque to the store
+//	i                  the store's identity (a UUID written at creation; see integrity.go)
 const (
 	kindMeta      = 'm'
 	kindOutbox    = 'q'
@@ -28,6 +29,7 @@ const (
 	kindDead      = 'd'
 	kindWatermark = 'w'
 	kindDigest    = 'h'
+	kindIdentity  = 'i'
 	// kindSinkRecord = 'x' is declared in sinkrecords.go.
 )
 

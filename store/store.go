@@ -13,8 +13,8 @@ import (
 
 // Options configures Open. The zero value is usable.
 type Options struct {
-	// Logger receives Badger's warnings and errors (its info and debug lines are dropped) and
-	// the store's own value-log GC failures. Nil discards them.
+	// Logger receives Badger's warnings and errors (its info lines at debug level, its debug
+	// lines dropped) and the store's own warnings. Nil discards them.
 	Logger logrus.FieldLogger
 	// RefreshWindow: an unchanged indicator is re-uploaded with its new valid_until when the
 	// valid_until Sentinel holds is less than this far from now. Default 24h.
@@ -53,7 +53,9 @@ var ErrClosed = errors.New("store is closed")
 // since every key belongs to one sink (or is a watermark, written blindly and retried on
 // badger.ErrConflict), the store's own transactions never conflict.
 type Store struct {
+	dir           string // "" in memory
 	db            *badger.DB
+	readOnly      bool
 	log           logrus.FieldLogger
 	refreshWindow time.Duration
 
@@ -86,6 +88,11 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.stopGC)
 	s.gcDone.Wait()
+	if s.dir != "" && !s.readOnly {
+		if err := s.updateMarker(); err != nil {
+			s.log.WithError(err).Warn("store: could not update the identity marker")
+		}
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close badger: %w", err)
 	}
@@ -113,6 +120,9 @@ func (s *Store) Load(r io.Reader) error {
 	defer s.leave()
 	if err := s.db.Load(r, 256); err != nil {
 		return fmt.Errorf("load store snapshot: %w", err)
+	}
+	if s.dir != "" {
+		return s.adoptIdentity()
 	}
 	return nil
 }
@@ -258,13 +268,14 @@ func readIDList(txn *badger.Txn, sink, event string) ([]string, error) {
 	return ids, err
 }
 
-// badgerLogger passes Badger's warnings and errors to logrus and drops its info and debug
-// lines (badger.WithLoggingLevel only applies to Badger's own default logger).
+// badgerLogger passes Badger's warnings and errors to logrus, its info lines (tables opened,
+// compactions, files deleted) at debug level, and drops its debug lines
+// (badger.WithLoggingLevel only applies to Badger's own default logger).
 type badgerLogger struct{ l logrus.FieldLogger }
 
 func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Errorf(trimNewline(f), a...) }
 func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warningf(trimNewline(f), a...) }
-func (badgerLogger) Infof(string, ...any)          {}
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debugf(trimNewline(f), a...) }
 func (badgerLogger) Debugf(string, ...any)         {}
 
 func trimNewline(f string) string {

@@ -646,7 +646,7 @@ func TestCloseStopsEveryGoroutine(t *testing.T) {
 	}
 }
 
-func TestBadgerLoggerKeepsOnlyWarningsAndErrors(t *testing.T) {
+func TestBadgerLoggerRoutesLevels(t *testing.T) {
 	l, hook := logtest.NewNullLogger()
 	l.SetLevel(logrus.DebugLevel)
 	bl := badgerLogger{l.WithField("component", "badger")}
@@ -658,7 +658,7 @@ func TestBadgerLoggerKeepsOnlyWarningsAndErrors(t *testing.T) {
 	for _, e := range hook.AllEntries() {
 		got = append(got, e.Level.String()+":"+e.Message)
 	}
-	if want := []string{"warning:warning 3", "error:error 4"}; !slices.Equal(got, want) {
+	if want := []string{"debug:info 2", "warning:warning 3", "error:error 4"}; !slices.Equal(got, want) {
 		t.Errorf("logged %q, want %q", got, want)
 	}
 }
