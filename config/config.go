@@ -119,6 +119,8 @@ type Webhook struct {
 	// MaxInflightBytes caps the bodies of all calls being read or handled at once; a call
 	// that does not fit is answered 503 with Retry-After.
 	MaxInflightBytes int64 `yaml:"max_inflight_bytes" json:"max_inflight_bytes"`
+	// MaxConnections caps the connections the server holds open at once.
+	MaxConnections int `yaml:"max_connections" json:"max_connections"`
 	// TLSCertFile and TLSKeyFile turn on HTTPS (both or neither).
 	TLSCertFile string `yaml:"tls_cert_file" json:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file" json:"tls_key_file"`
@@ -381,6 +383,9 @@ type Pusher struct {
 type Metrics struct {
 	// Listen is host:port; empty turns the server off.
 	Listen string `yaml:"listen" json:"listen"`
+	// MaxConnections caps the connections the server holds open at once; idle keep-alive
+	// connections are closed after a minute.
+	MaxConnections int `yaml:"max_connections" json:"max_connections"`
 }
 
 // Log configures logrus.

@@ -35,6 +35,7 @@ func Default() Config {
 			AuthHeader:       "Authorization",
 			MaxBodyBytes:     32 << 20,
 			MaxInflightBytes: 64 << 20,
+			MaxConnections:   256,
 		},
 		Conversion: Conversion{
 			Profile:      ProfileSentinel,
@@ -70,7 +71,7 @@ func Default() Config {
 			GoneGrace:           time.Hour,
 		},
 		Pusher:  Pusher{Linger: time.Second},
-		Metrics: Metrics{Listen: "127.0.0.1:9464"},
+		Metrics: Metrics{Listen: "127.0.0.1:9464", MaxConnections: 64},
 		Log:     Log{Level: "info", Format: "json"},
 	}
 }

@@ -38,6 +38,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Metrics.Listen != "" {
 		checkListen(c.Metrics.Listen, "metrics.listen", &errs)
+		if c.Metrics.MaxConnections < 1 || c.Metrics.MaxConnections > 65536 {
+			errs.add("metrics.max_connections", "must be between 1 and 65536, got %d", c.Metrics.MaxConnections)
+		}
 	}
 	oneOf(c.Log.Level, "log.level", &errs, "trace", "debug", "info", "warn", "warning", "error", "fatal", "panic")
 	oneOf(c.Log.Format, "log.format", &errs, "json", "text")
@@ -142,6 +145,9 @@ func (c *Config) validateWebhook(errs *Errors) {
 	}
 	if w.MaxInflightBytes < w.MaxBodyBytes || w.MaxInflightBytes > 1<<34 {
 		errs.add("webhook.max_inflight_bytes", "must be at least webhook.max_body_bytes (%d) and at most 17179869184, got %d", w.MaxBodyBytes, w.MaxInflightBytes)
+	}
+	if w.MaxConnections < 1 || w.MaxConnections > 65536 {
+		errs.add("webhook.max_connections", "must be between 1 and 65536, got %d", w.MaxConnections)
 	}
 	if (w.TLSCertFile == "") != (w.TLSKeyFile == "") {
 		errs.add("webhook.tls_key_file", "webhook.tls_cert_file and webhook.tls_key_file must be given together")

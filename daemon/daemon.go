@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/internal/httpserve"
 	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/pipeline"
@@ -292,14 +292,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	goRun("reconciler", d.reconciler.Run)
 
 	if d.cfg.Metrics.Listen != "" {
-		ln, err := net.Listen("tcp", d.cfg.Metrics.Listen)
+		limits := httpserve.Limits{MaxConns: d.cfg.Metrics.MaxConnections}
+		ln, err := httpserve.Listen(d.cfg.Metrics.Listen, limits)
 		if err != nil {
 			cancel()
 			wg.Wait()
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		d.setAddr("metrics", ln.Addr().String())
-		srv := &http.Server{Handler: d.opsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		srv := httpserve.Server(d.opsHandler(), limits)
 		goRun("metrics server", func(ctx context.Context) error {
 			go func() { <-ctx.Done(); shutdown(srv) }()
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -166,6 +166,7 @@ func webhookConfig(w config.Webhook, ready func() error) listener.WebhookConfig 
 		Token:            w.AuthToken.Value(),
 		MaxBodyBytes:     w.MaxBodyBytes,
 		MaxInflightBytes: w.MaxInflightBytes,
+		MaxConns:         w.MaxConnections,
 		TLSCertFile:      w.TLSCertFile,
 		TLSKeyFile:       w.TLSKeyFile,
 		Ready:            ready,

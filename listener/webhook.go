@@ -19,6 +19,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/mispsentinel/listener/internal/httpserve"
 )
 
 // Defaults of WebhookConfig.
@@ -32,6 +34,7 @@ const (
 	DefaultWriteTimeout      = 2 * time.Minute
 	DefaultIdleTimeout       = 2 * time.Minute
 	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultWebhookMaxConns   = 256
 )
 
 // WebhookConfig configures the webhook source.
@@ -63,6 +66,8 @@ type WebhookConfig struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
+	// MaxConns caps the connections open at once. Default DefaultWebhookMaxConns.
+	MaxConns int
 }
 
 func (c *WebhookConfig) setDefaults() {
@@ -74,6 +79,9 @@ func (c *WebhookConfig) setDefaults() {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultWebhookMaxConns
 	}
 	if c.MaxInflightBytes == 0 {
 		c.MaxInflightBytes = max(DefaultMaxInflightBytes, c.MaxBodyBytes)
@@ -185,16 +193,16 @@ func (w *Webhook) Run(ctx context.Context) error {
 	if w.cfgErr != nil {
 		return fmt.Errorf("webhook source: %w", w.cfgErr)
 	}
-	srv := &http.Server{
-		Handler:           w.http,
+	limits := httpserve.Limits{
 		ReadHeaderTimeout: w.cfg.ReadHeaderTimeout,
 		ReadTimeout:       w.cfg.ReadTimeout,
 		WriteTimeout:      w.cfg.WriteTimeout,
 		IdleTimeout:       w.cfg.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          stdlog.New(logWriter{w.log}, "", 0),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		MaxConns:          w.cfg.MaxConns,
 	}
+	srv := httpserve.Server(w.http, limits)
+	srv.ErrorLog = stdlog.New(logWriter{w.log}, "", 0)
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	useTLS := w.cfg.TLSCertFile != ""
 	if useTLS {
 		cert, err := tls.LoadX509KeyPair(w.cfg.TLSCertFile, w.cfg.TLSKeyFile)
@@ -203,9 +211,9 @@ func (w *Webhook) Run(ctx context.Context) error {
 		}
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
-	ln, err := net.Listen("tcp", w.cfg.Addr)
+	ln, err := httpserve.Listen(w.cfg.Addr, limits)
 	if err != nil {
-		return fmt.Errorf("webhook source: listen on %s: %w", w.cfg.Addr, err)
+		return fmt.Errorf("webhook source: %w", err)
 	}
 	w.mu.Lock()
 	w.addr = ln.Addr().String()
