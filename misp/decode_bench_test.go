@@ -27,3 +27,31 @@ func BenchmarkDecodeEvents(b *testing.B) {
 	}
 	b.ReportMetric(float64(attrs)/b.Elapsed().Seconds(), "attributes/s")
 }
+
+// BenchmarkDecodeEventsWithDecayScores decodes the same page with one decay_score entry per
+// attribute, as an events search with includeDecayScore returns it.
+func BenchmarkDecodeEventsWithDecayScores(b *testing.B) {
+	events := simmisp.GenerateEvents(100, 100, 1)
+	score := []byte(`,"decay_score":[{"score":63.21457,"base_score":80,"decayed":false,"DecayingModel":{"id":"1","name":"NIDS Simple Decaying Model"}}]}`)
+	page := append([]byte(`{"response":[`), bytes.Join(events, []byte(","))...)
+	page = bytes.ReplaceAll(page, []byte(`,"Galaxy":[],"ShadowAttribute":[]}`), append([]byte(`,"Galaxy":[],"ShadowAttribute":[]`), score...))
+	page = append(page, "]}"...)
+	b.SetBytes(int64(len(page)))
+	attrs, scored := 0, 0
+	for b.Loop() {
+		evs, err := misp.DecodeEvents(page)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, ev := range evs {
+			attrs += ev.AttributeCount()
+			for i := range ev.Attributes {
+				scored += len(ev.Attributes[i].DecayScores)
+			}
+		}
+	}
+	if scored != attrs {
+		b.Fatalf("%d of %d attributes decoded with a score", scored, attrs)
+	}
+	b.ReportMetric(float64(attrs)/b.Elapsed().Seconds(), "attributes/s")
+}
