@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/daemon"
 	"github.com/mispsentinel/listener/internal/cli"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/stix"
@@ -22,6 +25,8 @@ const maxConvertInput = 512 << 20
 
 // convertOptions are the flags of `listener convert`.
 type convertOptions struct {
+	path    string
+	sink    string
 	profile string
 	explain bool
 }
@@ -29,10 +34,17 @@ type convertOptions struct {
 func newConvertCmd() *cobra.Command {
 	var o convertOptions
 	cmd := &cobra.Command{
-		Use:   "convert [flags] FILE...",
-		Short: "Convert MISP event JSON files into one STIX 2.1 bundle",
+		Use:   "convert [-c FILE] [--sink NAME] [--explain] FILE...",
+		Short: "Convert MISP event JSON files into one STIX 2.1 bundle, with a sink's options",
 		Long: "Converts MISP events ({\"Event\": ...}, bare events or restSearch replies; - reads stdin)\n" +
-			"into one STIX 2.1 bundle on stdout.",
+			"into one STIX 2.1 bundle on stdout, with exactly the options the daemon converts with for\n" +
+			"a sink: the conversion block, the sink's filters (tags, types, max_tlp, min_confidence) and\n" +
+			"lifetimes. With -c they come from the configuration (--sink chooses the sink when there are\n" +
+			"several); without, from the defaults the daemon uses with an empty configuration. Decaying\n" +
+			"models are not read from MISP: a sink's configured decay parameters apply, else only the\n" +
+			"scores the file carries.\n\n" +
+			"--explain prints, per attribute and per sink, the decision: exported with the indicator ids,\n" +
+			"or skipped with the reason (tab-separated: event, attribute, type, value, sink, decision).",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return cli.Usagef("no input file (use - for stdin)")
@@ -40,23 +52,76 @@ func newConvertCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return exitWith(runConvert(o, args, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+			if !cmd.Flags().Changed("profile") {
+				o.profile = ""
+			}
+			return exitWith(runConvert(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr()))
 		},
 	}
-	cmd.Flags().StringVar(&o.profile, "profile", string(stix.ProfileSentinel), "pattern profile: sentinel or misp-stix")
-	cmd.Flags().BoolVar(&o.explain, "explain", false, "print the decision and reason for every attribute instead of the bundle")
+	f := cmd.Flags()
+	f.StringVarP(&o.path, "config", "c", "", "convert with the options of this configuration `FILE` (default: the daemon's defaults)")
+	f.StringVar(&o.sink, "sink", "", "the sink whose options apply (default: every sink for --explain; the only sink otherwise)")
+	f.StringVar(&o.profile, "profile", string(stix.ProfileSentinel), "pattern profile, overriding the configuration's: sentinel or misp-stix")
+	f.BoolVar(&o.explain, "explain", false, "print the decision and reason for every attribute and sink instead of the bundle")
 	return cli.Exits(cmd, exitFailure, exitBadInput)
 }
 
-// runConvert converts the files names.
-func runConvert(o convertOptions, names []string, stdout, stderr io.Writer) int {
-	opts := stix.Defaults()
-	opts.Profile = stix.Profile(o.profile)
-	if err := opts.Validate(); err != nil {
-		fmt.Fprintf(stderr, "listener convert: %v\n", err)
-		return exitUsage
-	}
+// convertSink is one sink's name and the options the daemon converts with for it.
+type convertSink struct {
+	name string
+	opts stix.Options
+}
 
+// convertSinks returns the sinks convert converts for: from the configuration file, or the one
+// sink an empty configuration gives the daemon.
+func convertSinks(ctx context.Context, o convertOptions) ([]convertSink, int, error) {
+	var cfg *config.Config
+	if o.path == "" {
+		var err error
+		cfg, err = config.Parse([]byte("sinks:\n  - name: default\n"), nil)
+		if err != nil {
+			return nil, exitFailure, fmt.Errorf("default configuration: %w", err)
+		}
+	} else {
+		var err error
+		if cfg, err = loadConfig(ctx, o.path, false); err != nil {
+			return nil, exitBadInput, err
+		}
+	}
+	var sinks []convertSink
+	for _, s := range cfg.Sinks {
+		if o.sink == "" || s.Name == o.sink {
+			sinks = append(sinks, convertSink{name: s.Name, opts: daemon.ConversionOptions(cfg, s)})
+		}
+	}
+	names := make([]string, len(cfg.Sinks))
+	for i, s := range cfg.Sinks {
+		names[i] = s.Name
+	}
+	switch {
+	case len(sinks) == 0:
+		return nil, exitUsage, fmt.Errorf("--sink %q: no such sink (have %s)", o.sink, strings.Join(names, ", "))
+	case len(sinks) > 1 && !o.explain:
+		return nil, exitUsage, fmt.Errorf("the configuration has %d sinks: choose one with --sink (%s)", len(sinks), strings.Join(names, ", "))
+	}
+	for i := range sinks {
+		if o.profile != "" {
+			sinks[i].opts.Profile = stix.Profile(o.profile)
+		}
+		if err := sinks[i].opts.Validate(); err != nil {
+			return nil, exitUsage, err
+		}
+	}
+	return sinks, exitOK, nil
+}
+
+// runConvert converts the files names.
+func runConvert(ctx context.Context, o convertOptions, names []string, stdout, stderr io.Writer) int {
+	sinks, code, err := convertSinks(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "listener convert: %v\n", err)
+		return code
+	}
 	now := time.Now()
 	var objects []stix.Object
 	var explanation strings.Builder
@@ -72,14 +137,19 @@ func runConvert(o convertOptions, names []string, stdout, stderr io.Writer) int 
 			return exitBadInput
 		}
 		for _, ev := range events {
-			res := stix.Convert(ev, opts, now)
-			objects = append(objects, res.Objects...)
+			decisions := make([][]stix.Decision, len(sinks))
+			for i, s := range sinks {
+				res := stix.Convert(ev, s.opts, now)
+				decisions[i] = res.Decisions
+				if !o.explain {
+					objects = append(objects, res.Objects...)
+				}
+			}
 			if o.explain {
-				writeExplanation(&explanation, ev, res.Decisions)
+				writeExplanation(&explanation, ev, sinks, decisions)
 			}
 		}
 	}
-	var err error
 	if o.explain {
 		_, err = io.WriteString(stdout, explanation.String())
 	} else {
@@ -120,27 +190,35 @@ func readInput(name string) ([]byte, error) {
 	return data, nil
 }
 
-// writeExplanation writes one tab-separated line per attribute: event, attribute, type,
-// value, then "exported" and the indicator ids, or "skipped", the reason and its detail.
-func writeExplanation(w *strings.Builder, ev *misp.Event, decisions []stix.Decision) {
-	for _, d := range decisions {
-		attr := d.AttributeUUID
-		if d.ObjectUUID != "" {
-			attr = d.ObjectName + "/" + attr
-		}
-		value := d.Value
-		if len(value) > 120 {
-			value = value[:120] + "..."
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t", ev.UUID, attr, d.Type, strconv.Quote(value))
-		if len(d.Exported) > 0 {
-			fmt.Fprintf(w, "exported\t%s", strings.Join(d.Exported, ","))
-			if d.Detail != "" {
-				fmt.Fprintf(w, "\t%s", d.Detail)
+// writeExplanation writes one tab-separated line per attribute and sink, attribute by
+// attribute: event, attribute, type, value, sink, then "exported" and the indicator ids, or
+// "skipped", the reason and its detail. decisions[i] are sinks[i]'s, one per attribute in event
+// order (stix.Result.Decisions).
+func writeExplanation(w *strings.Builder, ev *misp.Event, sinks []convertSink, decisions [][]stix.Decision) {
+	for a := range decisions[0] {
+		for i, s := range sinks {
+			if a >= len(decisions[i]) {
+				continue
 			}
-		} else {
-			fmt.Fprintf(w, "skipped\t%s\t%s", d.Reason, d.Detail)
+			d := decisions[i][a]
+			attr := d.AttributeUUID
+			if d.ObjectUUID != "" {
+				attr = d.ObjectName + "/" + attr
+			}
+			value := d.Value
+			if len(value) > 120 {
+				value = value[:120] + "..."
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t", ev.UUID, attr, d.Type, strconv.Quote(value), s.name)
+			if len(d.Exported) > 0 {
+				fmt.Fprintf(w, "exported\t%s", strings.Join(d.Exported, ","))
+				if d.Detail != "" {
+					fmt.Fprintf(w, "\t%s", d.Detail)
+				}
+			} else {
+				fmt.Fprintf(w, "skipped\t%s\t%s", d.Reason, d.Detail)
+			}
+			w.WriteByte('\n')
 		}
-		w.WriteByte('\n')
 	}
 }

@@ -49,9 +49,9 @@ func TestExplainGivesEveryCorpusAttributeADecision(t *testing.T) {
 		for _, line := range lines {
 			fields := strings.Split(line, "\t")
 			switch {
-			case len(fields) >= 6 && fields[4] == "exported" && strings.Contains(fields[5], "--"):
+			case len(fields) >= 7 && fields[5] == "exported" && strings.Contains(fields[6], "--"):
 				exported++
-			case len(fields) >= 6 && fields[4] == "skipped" && fields[5] != "":
+			case len(fields) >= 7 && fields[5] == "skipped" && fields[6] != "":
 				skipped++
 			default:
 				t.Errorf("%s: line without a decision and reason: %q", filepath.Base(f), line)
