@@ -197,6 +197,8 @@ type Sink struct {
 	UserAgent    string `yaml:"user_agent" json:"user_agent"`
 	// BatchSize is the number of objects per upload request (at most 100).
 	BatchSize int `yaml:"batch_size" json:"batch_size"`
+	// RequestTimeout bounds each upload request.
+	RequestTimeout time.Duration `yaml:"request_timeout" json:"request_timeout"`
 	// RequestsPerMinute is the upload rate of the sink's identity; sinks sharing an identity
 	// share it and must agree on it.
 	RequestsPerMinute int        `yaml:"requests_per_minute" json:"requests_per_minute"`
@@ -373,10 +375,21 @@ type Reconcile struct {
 	GoneGrace time.Duration `yaml:"gone_grace" json:"gone_grace"`
 }
 
-// Pusher drains the outbox.
+// Pusher drains the outbox: one delivery loop per sink.
 type Pusher struct {
 	// Linger is how long a partial batch waits for more objects.
 	Linger time.Duration `yaml:"linger" json:"linger"`
+	// ShutdownGrace bounds how long the batches in flight may take to finish on shutdown.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace" json:"shutdown_grace"`
+	// RetryBackoff bounds the exponential backoff after an upload error that names no wait
+	// (5xx, timeouts, connection errors).
+	RetryBackoff Backoff `yaml:"retry_backoff" json:"retry_backoff"`
+	// MaxRetryAfter caps a wait an API asks for (Retry-After); longer requests are clamped
+	// with a warning.
+	MaxRetryAfter time.Duration `yaml:"max_retry_after" json:"max_retry_after"`
+	// QuotaHeadroom is the fraction of each identity's quota left unused to absorb network
+	// jitter (0.01: 99 of Sentinel's 100 requests per minute).
+	QuotaHeadroom float64 `yaml:"quota_headroom" json:"quota_headroom"`
 }
 
 // Metrics serves /metrics and the health endpoints.

@@ -70,7 +70,13 @@ func Default() Config {
 			Overlap:             time.Minute,
 			GoneGrace:           time.Hour,
 		},
-		Pusher:  Pusher{Linger: time.Second},
+		Pusher: Pusher{
+			Linger:        time.Second,
+			ShutdownGrace: 10 * time.Second,
+			RetryBackoff:  Backoff{Initial: time.Second, Max: time.Minute},
+			MaxRetryAfter: 10 * time.Minute,
+			QuotaHeadroom: 0.01,
+		},
 		Metrics: Metrics{Listen: "127.0.0.1:9464", MaxConnections: 64},
 		Log:     Log{Level: "info", Format: "json"},
 	}
@@ -86,6 +92,7 @@ func defaultSink() Sink {
 		SourceSystem:      "MISP",
 		UserAgent:         DefaultUserAgent,
 		BatchSize:         100,
+		RequestTimeout:    60 * time.Second,
 		RequestsPerMinute: 100,
 		// Decay is off (no model); with a model, MISP's own decayed verdict alone filters
 		// until min_score is raised.

@@ -33,9 +33,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateStore(&errs)
 	c.validateReconcile(&errs)
-	if c.Pusher.Linger <= 0 || c.Pusher.Linger > time.Minute {
-		errs.add("pusher.linger", "must be more than 0s and at most 1m, got %s", c.Pusher.Linger)
-	}
+	c.validatePusher(&errs)
 	if c.Metrics.Listen != "" {
 		checkListen(c.Metrics.Listen, "metrics.listen", &errs)
 		if c.Metrics.MaxConnections < 1 || c.Metrics.MaxConnections > 65536 {
@@ -295,6 +293,9 @@ func (c *Config) validateSink(i int, errs *Errors) {
 	if s.BatchSize < 1 || s.BatchSize > 100 {
 		errs.add(p("batch_size"), "must be between 1 and 100 (Sentinel's limit per request), got %d", s.BatchSize)
 	}
+	if s.RequestTimeout <= 0 {
+		errs.add(p("request_timeout"), "must be more than 0s, got %s", s.RequestTimeout)
+	}
 	if s.RequestsPerMinute < 1 || s.RequestsPerMinute > 100 {
 		errs.add(p("requests_per_minute"), "must be between 1 and 100 (Sentinel's quota per identity), got %d", s.RequestsPerMinute)
 	}
@@ -551,5 +552,24 @@ func validateDecay(d Decay, p func(string) string, errs *Errors) {
 		if par.Threshold < 0 || par.Threshold > 100 {
 			errs.add(p("decay.parameters.threshold"), "must be between 0 and 100, got %g", par.Threshold)
 		}
+	}
+}
+
+func (c *Config) validatePusher(errs *Errors) {
+	p := c.Pusher
+	if p.Linger <= 0 || p.Linger > time.Minute {
+		errs.add("pusher.linger", "must be more than 0s and at most 1m, got %s", p.Linger)
+	}
+	if p.ShutdownGrace <= 0 {
+		errs.add("pusher.shutdown_grace", "must be more than 0s, got %s", p.ShutdownGrace)
+	}
+	if p.RetryBackoff.Initial <= 0 || p.RetryBackoff.Max < p.RetryBackoff.Initial {
+		errs.add("pusher.retry_backoff", "initial must be more than 0s and max at least initial, got %s and %s", p.RetryBackoff.Initial, p.RetryBackoff.Max)
+	}
+	if p.MaxRetryAfter < time.Second {
+		errs.add("pusher.max_retry_after", "must be at least 1s, got %s", p.MaxRetryAfter)
+	}
+	if p.QuotaHeadroom < 0 || p.QuotaHeadroom >= 0.5 {
+		errs.add("pusher.quota_headroom", "must be within [0, 0.5), got %v", p.QuotaHeadroom)
 	}
 }

@@ -41,9 +41,10 @@ type Options struct {
 	// LimiterMinute is the length of a quota minute (simulators with a time scale); a real
 	// minute when zero.
 	LimiterMinute time.Duration
-	// LimiterHeadroom is the fraction of each identity's quota left unused to absorb network
-	// jitter (sentinel.DefaultHeadroom when zero). The default 1 % is 0.6 s of a real minute;
-	// a shortened LimiterMinute needs a larger fraction for the same absolute slack.
+	// LimiterHeadroom, when not zero, replaces pusher.quota_headroom, the fraction of each
+	// identity's quota left unused to absorb network jitter. The default 1 % is 0.6 s of a
+	// real minute; a shortened LimiterMinute needs a larger fraction for the same absolute
+	// slack.
 	LimiterHeadroom float64
 	// Store, when set, is used instead of opening cfg.Store.Dir (dry runs); the caller
 	// closes it.
@@ -68,7 +69,6 @@ type Daemon struct {
 
 	listenerMetrics *listener.Metrics
 	pusherMetrics   *pusher.Metrics
-	retryMetrics    *retryMetrics
 
 	mu      sync.Mutex
 	addrs   map[string]string // bound addresses by component, for tests and the demo
@@ -148,20 +148,19 @@ func (d *Daemon) assemble() error {
 	d.misp = mc
 
 	var sinks []pipeline.Sink
-	limiters := map[int]*sentinel.Limiters{} // per requests-per-minute setting; identities within share
+	headroom := cfg.Pusher.QuotaHeadroom
+	if d.opts.LimiterHeadroom != 0 {
+		headroom = d.opts.LimiterHeadroom
+	}
+	pacers, err := pusher.NewPacers(headroom) // shared: sinks of one identity share its quota
+	if err != nil {
+		return err
+	}
 	d.pusherMetrics = pusher.NewMetrics(reg)
-	d.retryMetrics = newRetryMetrics(reg)
 	for _, s := range cfg.Sinks {
 		sinks = append(sinks, pipeline.Sink{Name: s.Name, Options: ConversionOptions(cfg, s)})
 		run := &sinkRunner{name: s.Name}
 		d.sinks = append(d.sinks, run)
-		lim, ok := limiters[s.RequestsPerMinute]
-		if !ok {
-			lim = sentinel.NewLimiters(sentinel.LimiterOptions{
-				RequestsPerMinute: float64(s.RequestsPerMinute), Minute: d.opts.LimiterMinute, Headroom: d.opts.LimiterHeadroom,
-			})
-			limiters[s.RequestsPerMinute] = lim
-		}
 		scfg, err := SentinelConfig(s)
 		if err != nil {
 			run.err = err
@@ -170,16 +169,19 @@ func (d *Daemon) assemble() error {
 		if d.opts.SentinelRoots != nil {
 			scfg.TLSRootCAs = d.opts.SentinelRoots
 		}
-		client, err := sentinel.New(scfg, lim)
+		if d.opts.LimiterMinute > 0 {
+			scfg.QuotaMinute = d.opts.LimiterMinute
+		}
+		client, err := sentinel.New(scfg)
 		if err != nil {
 			run.err = fmt.Errorf("sink %s: %w", s.Name, err)
 			continue
 		}
 		run.client = client
-		run.pusher = pusher.New(pusher.Config{
-			Sink: s.Name, BatchSize: s.BatchSize, Linger: cfg.Pusher.Linger,
-			Retry: sentinel.RetryOptions{Notify: d.retryMetrics.notifier(s.Name, d.log)},
-		}, d.store, client, d.log, d.pusherMetrics)
+		if run.pusher, err = pusher.New(pusherConfig(cfg.Pusher, s.Name), d.store, client, pacers, d.log, d.pusherMetrics); err != nil {
+			run.err = err
+			continue
+		}
 	}
 
 	refetch := pipeline.RefetchNever

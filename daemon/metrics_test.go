@@ -2,7 +2,6 @@ package daemon_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,32 +16,11 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mispsentinel/listener/daemon"
-	"github.com/mispsentinel/listener/sentinel"
 	"github.com/mispsentinel/listener/sim/lab"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
 	"github.com/mispsentinel/listener/stix"
 	"github.com/mispsentinel/listener/store"
 )
-
-func TestRetryReason(t *testing.T) {
-	tests := []struct {
-		err  error
-		want string
-	}{
-		{&sentinel.RetryableError{Status: 429, After: time.Second, Err: errors.New("throttled")}, daemon.RetryThrottled},
-		{fmt.Errorf("deliver: %w", &sentinel.RetryableError{Status: 429}), daemon.RetryThrottled},
-		{&sentinel.RetryableError{Status: 500}, daemon.RetryServerError},
-		{&sentinel.RetryableError{Status: 503}, daemon.RetryServerError},
-		{&sentinel.RetryableError{Status: 0, Err: errors.New("connection reset")}, daemon.RetryNetwork},
-		{&sentinel.RetryableError{Status: 408}, daemon.RetryOther},
-		{errors.New("something else"), daemon.RetryOther},
-	}
-	for _, tt := range tests {
-		if got := daemon.RetryReason(tt.err); got != tt.want {
-			t.Errorf("RetryReason(%v) = %q, want %q", tt.err, got, tt.want)
-		}
-	}
-}
 
 // TestMetricsExposition runs the daemon against the simulators with a throttling storm and
 // injected server errors, a webhook, ZeroMQ and a revocation, and compares the exposition of
@@ -152,13 +130,13 @@ listener_dead_letters{sink="primary"} %d
 # TYPE listener_event_notices_applied_total counter
 listener_event_notices_applied_total{source="webhook"} 2
 listener_event_notices_applied_total{source="zeromq"} 4
-# HELP listener_indicators_rejected_total Objects Sentinel rejected and the pusher dead-lettered, per sink.
+# HELP listener_indicators_rejected_total Objects the sink rejected and the pusher dead-lettered, per sink.
 # TYPE listener_indicators_rejected_total counter
 listener_indicators_rejected_total{sink="primary"} %d
-# HELP listener_indicators_revoked_total Revocations Sentinel accepted, per sink.
+# HELP listener_indicators_revoked_total Revocations the sink accepted, per sink.
 # TYPE listener_indicators_revoked_total counter
 listener_indicators_revoked_total{sink="primary"} %d
-# HELP listener_indicators_uploaded_total Upserts Sentinel accepted, per sink (revocations are counted apart).
+# HELP listener_indicators_uploaded_total Upserts the sink accepted, per sink (revocations are counted apart).
 # TYPE listener_indicators_uploaded_total counter
 listener_indicators_uploaded_total{sink="primary"} %d
 # HELP listener_outbox_depth Objects queued for upload, per sink.
@@ -168,7 +146,7 @@ listener_outbox_depth{sink="primary"} 0
 # TYPE listener_reconcile_last_success_timestamp_seconds gauge
 listener_reconcile_last_success_timestamp_seconds{kind="full"} %d
 listener_reconcile_last_success_timestamp_seconds{kind="incremental"} %d
-# HELP listener_upload_retries_total Upload attempts Sentinel did not accept and that were retried, per sink and reason (throttled = HTTP 429, server_error = HTTP 5xx, network, other).
+# HELP listener_upload_retries_total Upload attempts the sink did not settle and that were retried, per sink and reason (throttled = HTTP 429, server_error = HTTP 5xx, network, other).
 # TYPE listener_upload_retries_total counter
 listener_upload_retries_total{reason="server_error",sink="primary"} %d
 listener_upload_retries_total{reason="throttled",sink="primary"} %d

@@ -6,16 +6,18 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
+	"github.com/mispsentinel/listener/pusher"
 	"github.com/mispsentinel/listener/sentinel"
 	"github.com/mispsentinel/listener/stix"
 )
 
-// This file maps the configuration onto each package's own options. Each package keeps its
-// defaults; the mapping passes through only what the configuration sets.
+// This file maps the configuration onto each package's own options. Defaults live in
+// config/defaults.go only; the mapping passes complete options.
 
 // ConversionOptions returns the stix options the daemon converts with for one sink, so that
 // tools (the demo, tests, benchmarks) can compute the state Sentinel should end in.
@@ -98,17 +100,20 @@ func ZeroMQConfig(z config.ZeroMQ) listener.ZeroMQConfig { return zeroMQConfig(z
 // replaces the system roots (simulators).
 func sentinelConfig(s config.Sink, roots *x509.CertPool) sentinel.Config {
 	cfg := sentinel.Config{
-		API:           sentinel.API(s.API),
-		APIVersion:    s.APIVersion,
-		Cloud:         sentinel.Cloud(s.Cloud),
-		AuthorityHost: s.Endpoints.LoginHost,
-		APIURL:        s.Endpoints.APIHost,
-		Scope:         s.Endpoints.Scope,
-		WorkspaceID:   s.WorkspaceID,
-		SourceSystem:  s.SourceSystem,
-		UserAgent:     s.UserAgent,
-		BatchSize:     s.BatchSize,
-		TLSRootCAs:    roots,
+		API:               sentinel.API(s.API),
+		APIVersion:        s.APIVersion,
+		Cloud:             s.Cloud,
+		AuthorityHost:     s.Endpoints.LoginHost,
+		APIURL:            s.Endpoints.APIHost,
+		Scope:             s.Endpoints.Scope,
+		WorkspaceID:       s.WorkspaceID,
+		SourceSystem:      s.SourceSystem,
+		UserAgent:         s.UserAgent,
+		BatchSize:         s.BatchSize,
+		RequestTimeout:    s.RequestTimeout,
+		RequestsPerMinute: s.RequestsPerMinute,
+		QuotaMinute:       time.Minute,
+		TLSRootCAs:        roots,
 		Credential: sentinel.Credential{
 			Kind:                sentinel.CredentialKind(s.Identity.Kind),
 			TenantID:            s.Identity.TenantID,
@@ -131,6 +136,18 @@ func knownAuthority(host string) bool {
 		return true
 	}
 	return false
+}
+
+// pusherConfig returns the delivery loop configuration of one sink.
+func pusherConfig(p config.Pusher, sink string) pusher.Config {
+	return pusher.Config{
+		Sink:          sink,
+		Linger:        p.Linger,
+		ShutdownGrace: p.ShutdownGrace,
+		RetryInitial:  p.RetryBackoff.Initial,
+		RetryMax:      p.RetryBackoff.Max,
+		MaxRetryAfter: p.MaxRetryAfter,
+	}
 }
 
 // mispClientConfig returns the MISP REST client configuration.

@@ -14,6 +14,7 @@ type Metrics struct {
 	revoked       *prometheus.CounterVec
 	rejected      *prometheus.CounterVec
 	fatalErrors   *prometheus.CounterVec
+	retries       *prometheus.CounterVec
 	uploadSeconds *prometheus.HistogramVec
 }
 
@@ -22,27 +23,31 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		uploaded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "listener_indicators_uploaded_total",
-			Help: "Upserts Sentinel accepted, per sink (revocations are counted apart).",
+			Help: "Upserts the sink accepted, per sink (revocations are counted apart).",
 		}, []string{"sink"}),
 		revoked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "listener_indicators_revoked_total",
-			Help: "Revocations Sentinel accepted, per sink.",
+			Help: "Revocations the sink accepted, per sink.",
 		}, []string{"sink"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "listener_indicators_rejected_total",
-			Help: "Objects Sentinel rejected and the pusher dead-lettered, per sink.",
+			Help: "Objects the sink rejected and the pusher dead-lettered, per sink.",
 		}, []string{"sink"}),
 		fatalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "listener_sink_fatal_errors_total",
 			Help: "Times a sink stopped on a configuration error (401 after refresh, 403, 404).",
 		}, []string{"sink"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "listener_upload_retries_total",
+			Help: "Upload attempts the sink did not settle and that were retried, per sink and reason (throttled = HTTP 429, server_error = HTTP 5xx, network, other).",
+		}, []string{"sink", "reason"}),
 		uploadSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "listener_upload_duration_seconds",
 			Help:    "Time to deliver one batch, retries and throttling included.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"sink"}),
 	}
-	reg.MustRegister(m.uploaded, m.revoked, m.rejected, m.fatalErrors, m.uploadSeconds)
+	reg.MustRegister(m.uploaded, m.revoked, m.rejected, m.fatalErrors, m.retries, m.uploadSeconds)
 	return m
 }
 
@@ -75,4 +80,11 @@ func (m *Metrics) fatal(sink string) {
 		return
 	}
 	m.fatalErrors.WithLabelValues(sink).Inc()
+}
+
+func (m *Metrics) retry(sink, reason string) {
+	if m == nil {
+		return
+	}
+	m.retries.WithLabelValues(sink, reason).Inc()
 }

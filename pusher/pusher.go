@@ -2,42 +2,52 @@ package pusher
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/sirupsen/logrus"
 
-	"github.com/mispsentinel/listener/sentinel"
 	"github.com/mispsentinel/listener/store"
 )
 
-// Config tunes one sink's pusher.
+// Config tunes one sink's pusher. Every field is required: the daemon passes the values of
+// config.Default(), New only validates them.
 type Config struct {
 	// Sink names the outbox to drain.
 	Sink string
-	// BatchSize is the most objects per upload (at most 100, Sentinel's limit). Default 100.
-	BatchSize int
-	// Linger is how long a partial batch may wait for more objects. Default 1 s.
+	// Linger is how long a partial batch may wait for more objects.
 	Linger time.Duration
-	// ShutdownGrace bounds how long the batch in flight may take to finish after the context
-	// ends. Default 10 s; what does not finish stays queued.
+	// ShutdownGrace bounds how long the batches in flight may take to finish after the
+	// context ends; what does not finish stays queued.
 	ShutdownGrace time.Duration
-	// Retry configures sentinel.Deliver's backoff.
-	Retry sentinel.RetryOptions
+	// RetryInitial and RetryMax bound the exponential backoff after a retryable error that
+	// names no wait (5xx, timeouts, connection errors).
+	RetryInitial, RetryMax time.Duration
+	// MaxRetryAfter caps a wait the sink's API asks for (a Retry-After of years is clamped
+	// to it, with a warning).
+	MaxRetryAfter time.Duration
 }
 
-func (c *Config) setDefaults() {
-	if c.BatchSize <= 0 || c.BatchSize > 100 {
-		c.BatchSize = 100
+func (c Config) validate() error {
+	var errs []error
+	if c.Sink == "" {
+		errs = append(errs, errors.New("sink name is empty"))
 	}
-	if c.Linger <= 0 {
-		c.Linger = time.Second
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"linger", c.Linger}, {"shutdown grace", c.ShutdownGrace}, {"retry initial", c.RetryInitial}, {"retry max", c.RetryMax}, {"max retry-after", c.MaxRetryAfter}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s %s must be positive", d.name, d.v))
+		}
 	}
-	if c.ShutdownGrace <= 0 {
-		c.ShutdownGrace = 10 * time.Second
+	if c.RetryMax < c.RetryInitial {
+		errs = append(errs, fmt.Errorf("retry max %s is below retry initial %s", c.RetryMax, c.RetryInitial))
 	}
+	return errors.Join(errs...)
 }
 
 // Outbox is the part of the store a pusher uses.
@@ -50,43 +60,75 @@ type Outbox interface {
 	Stats(sink string) (store.SinkStats, error)
 }
 
-// Pusher drains one sink's outbox. Create it with New and start it with Run.
+// Pusher drains one sink's outbox. Create it with New and start it with Run (or Drain).
 type Pusher struct {
 	cfg     Config
 	outbox  Outbox
-	up      sentinel.Uploader
+	sink    Sink
+	limits  Limits
+	pacers  *Pacers
 	log     logrus.FieldLogger
 	metrics *Metrics
 	now     func() time.Time
-	// retryPause is the pause after a store or non-retryable upload error.
-	retryPause time.Duration
+	// jitter returns the random extra wait added to a wait the API asked for, so that the
+	// sinks of one identity do not all come back at the same instant.
+	jitter func(time.Duration) time.Duration
+	// storePause is the pause after a store error.
+	storePause time.Duration
 }
 
-// New returns a pusher for cfg.Sink. metrics may be nil.
-func New(cfg Config, outbox Outbox, up sentinel.Uploader, log logrus.FieldLogger, metrics *Metrics) *Pusher {
-	cfg.setDefaults()
+// New returns a pusher draining outbox into sink, pacing requests with pacers (shared by
+// every pusher so that sinks of one identity share its quota). metrics may be nil.
+func New(cfg Config, outbox Outbox, sink Sink, pacers *Pacers, log logrus.FieldLogger, metrics *Metrics) (*Pusher, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("pusher for sink %q: %w", cfg.Sink, err)
+	}
+	if outbox == nil || sink == nil || pacers == nil {
+		return nil, fmt.Errorf("pusher for sink %q: outbox, sink and pacers are required", cfg.Sink)
+	}
+	limits := sink.Limits()
+	if limits.MaxBatch < 1 || limits.MaxBatch > store.MaxBatch {
+		return nil, fmt.Errorf("pusher for sink %q: batch size %d must be within 1..%d", cfg.Sink, limits.MaxBatch, store.MaxBatch)
+	}
+	if len(limits.Upserts) == 0 {
+		return nil, fmt.Errorf("pusher for sink %q: the sink reports no quota", cfg.Sink)
+	}
+	if err := checkQuotas(append(limits.Upserts, limits.Revocations...)); err != nil {
+		return nil, fmt.Errorf("pusher for sink %q: %w", cfg.Sink, err)
+	}
+	if limits.Revocations != nil {
+		// Batches of one kind need an outbox that can hand out upserts and revocations
+		// apart; until a sink needs it, refuse rather than mix them.
+		return nil, fmt.Errorf("pusher for sink %q: separate revocation calls are not supported yet", cfg.Sink)
+	}
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
 	return &Pusher{
 		cfg:        cfg,
 		outbox:     outbox,
-		up:         up,
+		sink:       sink,
+		limits:     limits,
+		pacers:     pacers,
 		log:        log.WithField("sink", cfg.Sink),
 		metrics:    metrics,
 		now:        time.Now,
-		retryPause: time.Second,
-	}
+		jitter:     func(d time.Duration) time.Duration { return rand.N(d/10 + 1) },
+		storePause: time.Second,
+	}, nil
 }
 
 // ErrSinkStopped wraps the fatal error that stopped a sink (bad credentials, missing role,
-// unknown workspace). Its objects stay queued for when the configuration is fixed.
+// unknown workspace, a batch the sink cannot build). Its objects stay queued for when the
+// configuration is fixed.
 var ErrSinkStopped = errors.New("sink stopped")
 
 // Run drains the outbox until ctx ends (returning nil after finishing the batch in flight) or
 // the sink fails fatally (returning an error wrapping ErrSinkStopped). A batch is sent once
-// BatchSize objects are queued or the oldest queued object has waited Linger. Store and
-// non-retryable upload errors are logged and retried after a pause.
+// a full batch is queued or the oldest queued object has waited Linger. Retryable errors
+// are retried with the same batch without limit; a store error is logged and the loop
+// tries again after a pause; a fatal or deterministic upload error stops the sink with its
+// objects queued.
 func (p *Pusher) Run(ctx context.Context) error {
 	ready := p.outbox.Ready(p.cfg.Sink)
 	timer := time.NewTimer(time.Hour)
@@ -104,7 +146,7 @@ func (p *Pusher) Run(ctx context.Context) error {
 			return err
 		case err != nil:
 			p.log.WithError(err).Error("push to sink failed; retrying")
-			wait = p.retryPause
+			wait = p.storePause
 		case wait == 0:
 			continue // a batch went out; more may be queued already
 		}
@@ -132,12 +174,12 @@ func (p *Pusher) step(ctx context.Context) (time.Duration, error) {
 	if st.OutboxDepth <= 0 {
 		return -1, nil
 	}
-	if st.OutboxDepth < int64(p.cfg.BatchSize) && !st.OldestEnqueuedAt.IsZero() {
+	if st.OutboxDepth < int64(p.limits.MaxBatch) && !st.OldestEnqueuedAt.IsZero() {
 		if until := st.OldestEnqueuedAt.Add(p.cfg.Linger).Sub(p.now()); until > 0 {
 			return until, nil
 		}
 	}
-	batch, err := p.outbox.Begin(p.cfg.Sink, p.cfg.BatchSize)
+	batch, err := p.outbox.Begin(p.cfg.Sink, p.limits.MaxBatch)
 	if err != nil {
 		return 0, fmt.Errorf("take batch from outbox: %w", err)
 	}
@@ -150,37 +192,30 @@ func (p *Pusher) step(ctx context.Context) (time.Duration, error) {
 	return 0, nil
 }
 
-// release hands a batch back untouched.
-func (p *Pusher) release(b *store.Batch) {
-	if len(b.Items) == 0 {
-		return
-	}
-	retry := make([]int, len(b.Items))
-	for i := range retry {
-		retry[i] = i
-	}
-	if err := p.outbox.End(b, store.Outcome{Retry: retry}, p.now()); err != nil {
+// keep hands a batch back untouched.
+func (p *Pusher) keep(b *store.Batch) {
+	if err := p.outbox.End(b, b.KeepAll(), p.now()); err != nil {
 		p.log.WithError(err).Error("hand batch back to outbox")
 	}
 }
 
-// send uploads one batch and commits its outcome. The upload continues for up to
+// send delivers one batch and commits its outcome. The delivery continues for up to
 // ShutdownGrace after ctx ends so that the batch in flight finishes on shutdown. It returns
 // the committed outcome; when the batch could not be settled (shutdown, error) it is handed
 // back untouched and the outcome is empty.
 func (p *Pusher) send(ctx context.Context, b *store.Batch) (store.Outcome, error) {
-	objects := make([]json.RawMessage, len(b.Items))
+	objects := make([]Object, len(b.Items))
 	for i, it := range b.Items {
-		objects[i] = it.Object
+		objects[i] = Object{ID: it.ID, Revoke: it.Revoke, Body: it.Object}
 	}
 	upCtx, cancel := graceContext(ctx, p.cfg.ShutdownGrace)
 	defer cancel()
 
 	start := p.now()
-	result, err := sentinel.Deliver(upCtx, p.up, objects, p.cfg.Retry)
+	rejected, err := p.deliver(upCtx, objects)
 	if err != nil {
-		p.release(b)
-		var fatal *sentinel.FatalError
+		p.keep(b)
+		var fatal *FatalError
 		switch {
 		case errors.As(err, &fatal):
 			p.metrics.fatal(p.cfg.Sink)
@@ -189,19 +224,19 @@ func (p *Pusher) send(ctx context.Context, b *store.Batch) (store.Outcome, error
 			// Shutting down and out of grace: the batch stays queued for the next start.
 			return store.Outcome{}, nil
 		default:
-			// Deliver retries everything that can succeed later; what is left is
-			// deterministic (a batch the client refuses to build or send). Retrying it would
-			// loop on the head of the outbox for ever, so the sink stops loudly instead, its
-			// objects kept queued.
+			// Everything that can succeed later was retried; what is left is deterministic
+			// (a batch the sink refuses to build or send). Retrying it would loop on the
+			// head of the outbox for ever, so the sink stops loudly instead, its objects
+			// kept queued.
 			p.metrics.fatal(p.cfg.Sink)
 			return store.Outcome{}, fmt.Errorf("%w: %s: upload batch of %d: %w", ErrSinkStopped, p.cfg.Sink, len(b.Items), err)
 		}
 	}
 	p.metrics.observeUpload(p.cfg.Sink, p.now().Sub(start))
 
-	outcome := outcomeOf(b, result)
-	// Sentinel has the objects; if the outcome cannot be recorded they are sent again later
+	// The API has the objects; if the outcome cannot be recorded they are sent again later
 	// (after a restart at the latest), which an upsert by id and modified makes harmless.
+	outcome := settled(b, rejected)
 	for {
 		err := p.outbox.End(b, outcome, p.now())
 		if err == nil {
@@ -214,14 +249,93 @@ func (p *Pusher) send(ctx context.Context, b *store.Batch) (store.Outcome, error
 		if b, err = p.retake(upCtx, b); err != nil {
 			return store.Outcome{}, nil
 		}
-		outcome = outcomeOf(b, result)
+		outcome = settled(b, rejected)
 	}
 	p.metrics.observeOutcome(p.cfg.Sink, b, outcome)
 	for _, r := range outcome.Rejected {
 		p.log.WithFields(logrus.Fields{"id": b.Items[r.Index].ID, "reason": r.Message}).
-			Warn("Sentinel rejected an object; dead-lettered")
+			Warn("the sink rejected an object; dead-lettered")
 	}
 	return outcome, nil
+}
+
+// settled is the outcome of a delivered batch: everything accepted but the rejected objects
+// (indices outside the batch name nothing we sent and are ignored).
+func settled(b *store.Batch, rejected []Rejection) store.Outcome {
+	o := b.AcceptAll()
+	for _, r := range rejected {
+		o = o.Reject(r.Index, r.Message)
+	}
+	return o
+}
+
+// deliver sends objects until the sink settles them, fails fatally or ctx ends. It is the
+// one retry loop: retryable errors are retried without limit, after the wait the API asked
+// for (capped at MaxRetryAfter, with jitter; a throttling wait pauses every sink sharing the
+// quota) or after an exponential backoff; nothing is ever skipped. When ctx ends first it
+// returns an error wrapping ctx's cause that names the last upload error.
+func (p *Pusher) deliver(ctx context.Context, objects []Object) ([]Rejection, error) {
+	quotas := p.limits.Upserts
+	pace := func(ctx context.Context) error { return p.pacers.Reserve(ctx, quotas) }
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = p.cfg.RetryInitial
+	bo.MaxInterval = p.cfg.RetryMax
+	bo.Reset()
+	var last error
+	for attempt := 1; ; attempt++ {
+		start := p.now()
+		rejected, err := p.sink.Send(ctx, objects, pace)
+		if err == nil {
+			p.log.WithFields(logrus.Fields{"attempt": attempt, "objects": len(objects), "rejected": len(rejected),
+				"duration": p.now().Sub(start).Round(time.Millisecond).String()}).Debug("batch delivered")
+			return rejected, nil
+		}
+		if ctx.Err() != nil {
+			if last == nil {
+				last = err
+			}
+			return nil, fmt.Errorf("deliver batch of %d objects: %w (last attempt: %v)", len(objects), context.Cause(ctx), last)
+		}
+		last = err
+		reason := retryReason(err)
+		if reason == "" {
+			return nil, err
+		}
+		wait := p.retryWait(err, bo)
+		if reason == RetryThrottled {
+			p.pacers.Pause(quotas, p.now().Add(wait))
+		}
+		p.metrics.retry(p.cfg.Sink, reason)
+		entry := p.log.WithFields(logrus.Fields{"reason": reason, "attempt": attempt, "objects": len(objects), "wait": wait.Round(time.Millisecond).String()}).WithError(err)
+		if reason == RetryThrottled {
+			entry.Info("upload throttled; waiting as the API asked")
+		} else {
+			entry.Warn("upload failed; retrying")
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("deliver batch of %d objects: %w (last attempt: %v)", len(objects), context.Cause(ctx), last)
+		}
+	}
+}
+
+// retryWait is the wait before sending a batch again after the retryable err: the wait the
+// API asked for, capped at MaxRetryAfter and with jitter added, or the next backoff step.
+func (p *Pusher) retryWait(err error, bo *backoff.ExponentialBackOff) time.Duration {
+	var re *RetryError
+	if !errors.As(err, &re) || re.After <= 0 {
+		return bo.NextBackOff()
+	}
+	after := re.After
+	if after > p.cfg.MaxRetryAfter {
+		p.log.WithFields(logrus.Fields{"asked": after.String(), "cap": p.cfg.MaxRetryAfter.String()}).
+			Warn("the API asked for a wait longer than pusher.max_retry_after; waiting the cap")
+		after = p.cfg.MaxRetryAfter
+	}
+	return after + p.jitter(after)
 }
 
 // retake waits a pause and takes the same batch again after a failed End (which released
@@ -230,7 +344,7 @@ func (p *Pusher) retake(ctx context.Context, old *store.Batch) (*store.Batch, er
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	case <-time.After(p.retryPause):
+	case <-time.After(p.storePause):
 	}
 	b, err := p.outbox.Begin(p.cfg.Sink, len(old.Items))
 	if err != nil {
@@ -241,35 +355,15 @@ func (p *Pusher) retake(ctx context.Context, old *store.Batch) (*store.Batch, er
 		same = b.Items[i].Seq == old.Items[i].Seq
 	}
 	if !same {
-		p.release(b)
+		p.keep(b)
 		return nil, errors.New("outbox head changed")
 	}
 	return b, nil
 }
 
-// outcomeOf turns Sentinel's answer into the store's outcome: everything not rejected was
-// accepted.
-func outcomeOf(b *store.Batch, result sentinel.UploadResult) store.Outcome {
-	var outcome store.Outcome
-	rejected := make(map[int]string, len(result.Rejected))
-	for _, r := range result.Rejected {
-		if r.Index >= 0 && r.Index < len(b.Items) {
-			rejected[r.Index] = r.Message
-		}
-	}
-	for i := range b.Items {
-		if msg, ok := rejected[i]; ok {
-			outcome.Rejected = append(outcome.Rejected, store.Rejection{Index: i, Message: msg})
-			continue
-		}
-		outcome.Accepted = append(outcome.Accepted, i)
-	}
-	return outcome
-}
-
 // DrainStats counts what Drain settled.
 type DrainStats struct {
-	Accepted int // upserts and revocations Sentinel accepted
+	Accepted int // upserts and revocations the sink accepted
 	Revoked  int // of which revocations
 	Rejected int // dead-lettered
 }
@@ -283,7 +377,7 @@ func (p *Pusher) Drain(ctx context.Context) (DrainStats, error) {
 		if err := ctx.Err(); err != nil {
 			return stats, err
 		}
-		b, err := p.outbox.Begin(p.cfg.Sink, p.cfg.BatchSize)
+		b, err := p.outbox.Begin(p.cfg.Sink, p.limits.MaxBatch)
 		if err != nil {
 			return stats, fmt.Errorf("take batch from outbox: %w", err)
 		}

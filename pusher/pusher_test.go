@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,16 +14,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/mispsentinel/listener/sentinel"
 	"github.com/mispsentinel/listener/stix"
 	"github.com/mispsentinel/listener/store"
 )
 
-// fakeUploader records every Upload call and answers with respond (everything accepted when
+// fakeSink records every Send call and answers with respond (everything accepted when
 // respond is nil).
-type fakeUploader struct {
-	respond func(ctx context.Context, call int, objects []json.RawMessage) (sentinel.UploadResult, error)
+type fakeSink struct {
+	respond func(ctx context.Context, call int, objects []Object) ([]Rejection, error)
 
 	mu      sync.Mutex
 	calls   []uploadCall
@@ -35,15 +36,22 @@ type uploadCall struct {
 	err error
 }
 
-func newFakeUploader(respond func(ctx context.Context, call int, objects []json.RawMessage) (sentinel.UploadResult, error)) *fakeUploader {
-	return &fakeUploader{respond: respond, changed: make(chan struct{}, 1)}
+func newFakeSink(respond func(ctx context.Context, call int, objects []Object) ([]Rejection, error)) *fakeSink {
+	return &fakeSink{respond: respond, changed: make(chan struct{}, 1)}
 }
 
-func (f *fakeUploader) Upload(ctx context.Context, objects []json.RawMessage) (sentinel.UploadResult, error) {
+func (f *fakeSink) Limits() Limits {
+	return Limits{MaxBatch: 100, Upserts: []Quota{{Key: "fake", Requests: 1e9, Per: time.Minute}}}
+}
+
+func (f *fakeSink) Send(ctx context.Context, objects []Object, pace Pace) ([]Rejection, error) {
+	if err := pace(ctx); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	call := len(f.calls)
 	f.mu.Unlock()
-	var res sentinel.UploadResult
+	var res []Rejection
 	var err error
 	if f.respond != nil {
 		res, err = f.respond(ctx, call, objects)
@@ -53,8 +61,11 @@ func (f *fakeUploader) Upload(ctx context.Context, objects []json.RawMessage) (s
 		var v struct {
 			ID string `json:"id"`
 		}
-		if jerr := json.Unmarshal(o, &v); jerr != nil {
+		if jerr := json.Unmarshal(o.Body, &v); jerr != nil {
 			panic(fmt.Sprintf("pusher sent invalid JSON: %v", jerr))
+		}
+		if v.ID != o.ID {
+			panic(fmt.Sprintf("object %s carries body of %s", o.ID, v.ID))
 		}
 		ids[i] = v.ID
 	}
@@ -68,14 +79,14 @@ func (f *fakeUploader) Upload(ctx context.Context, objects []json.RawMessage) (s
 	return res, err
 }
 
-func (f *fakeUploader) snapshot() []uploadCall {
+func (f *fakeSink) snapshot() []uploadCall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]uploadCall(nil), f.calls...)
 }
 
 // waitCalls waits until cond holds for the recorded calls. The bound is a liveness limit.
-func (f *fakeUploader) waitCalls(t *testing.T, what string, cond func([]uploadCall) bool) []uploadCall {
+func (f *fakeSink) waitCalls(t *testing.T, what string, cond func([]uploadCall) bool) []uploadCall {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {
@@ -99,6 +110,28 @@ func openStore(t *testing.T) *store.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// newPusher returns a pusher for cfg with the daemon's defaults for every duration cfg leaves
+// out, pacing with an unlimited quota.
+func newPusher(t *testing.T, cfg Config, outbox Outbox, sink Sink, m *Metrics) *Pusher {
+	t.Helper()
+	def := Config{Linger: time.Second, ShutdownGrace: 10 * time.Second, RetryInitial: time.Second, RetryMax: time.Minute, MaxRetryAfter: 10 * time.Minute}
+	for _, f := range []struct{ v, d *time.Duration }{{&cfg.Linger, &def.Linger}, {&cfg.ShutdownGrace, &def.ShutdownGrace},
+		{&cfg.RetryInitial, &def.RetryInitial}, {&cfg.RetryMax, &def.RetryMax}, {&cfg.MaxRetryAfter, &def.MaxRetryAfter}} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
+	}
+	pacers, err := NewPacers(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(cfg, outbox, sink, pacers, quietLog(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func quietLog() *logrus.Logger {
@@ -166,8 +199,8 @@ func runPusher(t *testing.T, p *Pusher) (stop func() error, done <-chan error) {
 
 func TestRunSendsFullBatchesAndHoldsThePartialOne(t *testing.T) {
 	st := openStore(t)
-	up := newFakeUploader(nil)
-	p := New(Config{Sink: "s", Linger: time.Hour}, st, up, quietLog(), nil)
+	up := newFakeSink(nil)
+	p := newPusher(t, Config{Sink: "s", Linger: time.Hour}, st, up, nil)
 	stop, _ := runPusher(t, p)
 
 	enqueue(t, st, "s", 1, 250, time.Now())
@@ -204,8 +237,8 @@ func waitDepth(t *testing.T, st *store.Store, sink string, want int64) {
 func TestRunSendsPartialBatchAfterLinger(t *testing.T) {
 	const linger = 150 * time.Millisecond
 	st := openStore(t)
-	up := newFakeUploader(nil)
-	p := New(Config{Sink: "s", Linger: linger}, st, up, quietLog(), nil)
+	up := newFakeSink(nil)
+	p := newPusher(t, Config{Sink: "s", Linger: linger}, st, up, nil)
 	runPusher(t, p)
 
 	queued := time.Now()
@@ -230,13 +263,13 @@ func TestRejectedObjectsAreDeadLetteredWithMessage(t *testing.T) {
 	st := openStore(t)
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	up := newFakeUploader(func(_ context.Context, _ int, objects []json.RawMessage) (sentinel.UploadResult, error) {
-		return sentinel.UploadResult{Rejected: []sentinel.Rejection{
+	up := newFakeSink(func(_ context.Context, _ int, objects []Object) ([]Rejection, error) {
+		return []Rejection{
 			{Index: 1, Message: "pattern: invalid"},
 			{Index: 99, Message: "out of range: ignored"},
-		}}, nil
+		}, nil
 	})
-	p := New(Config{Sink: "s", Linger: time.Millisecond}, st, up, quietLog(), m)
+	p := newPusher(t, Config{Sink: "s", Linger: time.Millisecond}, st, up, m)
 	ids := enqueue(t, st, "s", 1, 4, time.Now())
 
 	stats, err := p.Drain(context.Background())
@@ -266,17 +299,16 @@ func TestRejectedObjectsAreDeadLetteredWithMessage(t *testing.T) {
 
 func TestRetryableErrorsAreRetriedWithTheSameBatch(t *testing.T) {
 	st := openStore(t)
-	up := newFakeUploader(func(_ context.Context, call int, _ []json.RawMessage) (sentinel.UploadResult, error) {
+	up := newFakeSink(func(_ context.Context, call int, _ []Object) ([]Rejection, error) {
 		switch call {
 		case 0:
-			return sentinel.UploadResult{}, &sentinel.RetryableError{Status: 503, Err: errors.New("service unavailable")}
+			return nil, &RetryError{Reason: RetryServerError, Status: 503, Err: errors.New("service unavailable")}
 		case 1:
-			return sentinel.UploadResult{}, &sentinel.RetryableError{Status: 429, After: 5 * time.Millisecond, Err: errors.New("throttled")}
+			return nil, &RetryError{Reason: RetryThrottled, Status: 429, After: 5 * time.Millisecond, Err: errors.New("throttled")}
 		}
-		return sentinel.UploadResult{}, nil
+		return nil, nil
 	})
-	p := New(Config{Sink: "s", Retry: sentinel.RetryOptions{InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond}},
-		st, up, quietLog(), nil)
+	p := newPusher(t, Config{Sink: "s", RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond}, st, up, nil)
 	ids := enqueue(t, st, "s", 1, 7, time.Now())
 
 	stats, err := p.Drain(context.Background())
@@ -301,12 +333,12 @@ func TestFatalErrorStopsOnlyThatSinkAndKeepsItsObjects(t *testing.T) {
 	st := openStore(t)
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	fatal := newFakeUploader(func(context.Context, int, []json.RawMessage) (sentinel.UploadResult, error) {
-		return sentinel.UploadResult{}, &sentinel.FatalError{Status: 403, Cause: sentinel.CauseRole, Err: errors.New("forbidden")}
+	fatal := newFakeSink(func(context.Context, int, []Object) ([]Rejection, error) {
+		return nil, &FatalError{Status: 403, Cause: "role", Err: errors.New("forbidden")}
 	})
-	healthy := newFakeUploader(nil)
-	bad := New(Config{Sink: "bad", Linger: time.Millisecond}, st, fatal, quietLog(), m)
-	good := New(Config{Sink: "good", Linger: time.Millisecond}, st, healthy, quietLog(), m)
+	healthy := newFakeSink(nil)
+	bad := newPusher(t, Config{Sink: "bad", Linger: time.Millisecond}, st, fatal, m)
+	good := newPusher(t, Config{Sink: "good", Linger: time.Millisecond}, st, healthy, m)
 	badDone := make(chan error, 1)
 	go func() { badDone <- bad.Run(context.Background()) }()
 	stopGood, _ := runPusher(t, good)
@@ -319,8 +351,8 @@ func TestFatalErrorStopsOnlyThatSinkAndKeepsItsObjects(t *testing.T) {
 		if !errors.Is(err, ErrSinkStopped) {
 			t.Fatalf("Run of the failing sink = %v, want ErrSinkStopped", err)
 		}
-		var fe *sentinel.FatalError
-		if !errors.As(err, &fe) || fe.Cause != sentinel.CauseRole {
+		var fe *FatalError
+		if !errors.As(err, &fe) || fe.Cause != "role" {
 			t.Errorf("error %v does not carry the FatalError", err)
 		}
 	case <-time.After(20 * time.Second):
@@ -353,16 +385,16 @@ func TestShutdownFinishesTheBatchInFlight(t *testing.T) {
 	st := openStore(t)
 	started := make(chan struct{})
 	finish := make(chan struct{})
-	up := newFakeUploader(func(ctx context.Context, _ int, _ []json.RawMessage) (sentinel.UploadResult, error) {
+	up := newFakeSink(func(ctx context.Context, _ int, _ []Object) ([]Rejection, error) {
 		close(started)
 		select {
 		case <-finish:
-			return sentinel.UploadResult{}, nil
+			return nil, nil
 		case <-ctx.Done():
-			return sentinel.UploadResult{}, ctx.Err()
+			return nil, ctx.Err()
 		}
 	})
-	p := New(Config{Sink: "s", Linger: time.Millisecond, ShutdownGrace: time.Minute}, st, up, quietLog(), nil)
+	p := newPusher(t, Config{Sink: "s", Linger: time.Millisecond, ShutdownGrace: time.Minute}, st, up, nil)
 	stop, done := runPusher(t, p)
 	enqueue(t, st, "s", 1, 10, time.Now())
 	<-started
@@ -387,12 +419,12 @@ func TestShutdownFinishesTheBatchInFlight(t *testing.T) {
 func TestShutdownGraceExpiredKeepsTheBatchQueued(t *testing.T) {
 	st := openStore(t)
 	started := make(chan struct{})
-	up := newFakeUploader(func(ctx context.Context, _ int, _ []json.RawMessage) (sentinel.UploadResult, error) {
+	up := newFakeSink(func(ctx context.Context, _ int, _ []Object) ([]Rejection, error) {
 		close(started)
 		<-ctx.Done()
-		return sentinel.UploadResult{}, ctx.Err()
+		return nil, ctx.Err()
 	})
-	p := New(Config{Sink: "s", Linger: time.Millisecond, ShutdownGrace: 20 * time.Millisecond}, st, up, quietLog(), nil)
+	p := newPusher(t, Config{Sink: "s", Linger: time.Millisecond, ShutdownGrace: 20 * time.Millisecond}, st, up, nil)
 	stop, _ := runPusher(t, p)
 	enqueue(t, st, "s", 1, 10, time.Now())
 	<-started
@@ -411,8 +443,8 @@ func TestDrainSettlesUpsertsAndRevocations(t *testing.T) {
 	st := openStore(t)
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	up := newFakeUploader(nil)
-	p := New(Config{Sink: "s", Linger: time.Hour}, st, up, quietLog(), m)
+	up := newFakeSink(nil)
+	p := newPusher(t, Config{Sink: "s", Linger: time.Hour}, st, up, m)
 
 	now := time.Now()
 	enqueue(t, st, "s", 1, 230, now)
@@ -454,15 +486,15 @@ func TestDrainSettlesUpsertsAndRevocations(t *testing.T) {
 func TestDrainFatalAndCancelled(t *testing.T) {
 	st := openStore(t)
 	enqueue(t, st, "s", 1, 3, time.Now())
-	fatal := New(Config{Sink: "s"}, st, newFakeUploader(func(context.Context, int, []json.RawMessage) (sentinel.UploadResult, error) {
-		return sentinel.UploadResult{}, &sentinel.FatalError{Status: 404, Cause: sentinel.CauseWorkspaceOrPath, Err: errors.New("not found")}
-	}), quietLog(), nil)
+	fatal := newPusher(t, Config{Sink: "s"}, st, newFakeSink(func(context.Context, int, []Object) ([]Rejection, error) {
+		return nil, &FatalError{Status: 404, Cause: "workspace_or_path", Err: errors.New("not found")}
+	}), nil)
 	if _, err := fatal.Drain(context.Background()); !errors.Is(err, ErrSinkStopped) {
 		t.Errorf("drain with a fatal error = %v, want ErrSinkStopped", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	ok := New(Config{Sink: "s"}, st, newFakeUploader(nil), quietLog(), nil)
+	ok := newPusher(t, Config{Sink: "s"}, st, newFakeSink(nil), nil)
 	if _, err := ok.Drain(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("drain with a cancelled context = %v, want context.Canceled", err)
 	}
@@ -502,9 +534,9 @@ func (f *flakyOutbox) End(b *store.Batch, o store.Outcome, now time.Time) error 
 func TestOutcomeIsRecordedAfterAFailedEnd(t *testing.T) {
 	st := openStore(t)
 	ob := &flakyOutbox{Store: st, failures: 2}
-	up := newFakeUploader(nil)
-	p := New(Config{Sink: "s"}, ob, up, quietLog(), nil)
-	p.retryPause = time.Millisecond
+	up := newFakeSink(nil)
+	p := newPusher(t, Config{Sink: "s"}, ob, up, nil)
+	p.storePause = time.Millisecond
 	enqueue(t, st, "s", 1, 5, time.Now())
 	stats, err := p.Drain(context.Background())
 	if err != nil {
@@ -518,34 +550,36 @@ func TestOutcomeIsRecordedAfterAFailedEnd(t *testing.T) {
 	}
 }
 
-func TestOutcomeOf(t *testing.T) {
+func TestSettled(t *testing.T) {
 	b := &store.Batch{Items: make([]store.Item, 4)}
 	tests := []struct {
 		name     string
-		rejected []sentinel.Rejection
+		rejected []Rejection
 		accepted []int
 		dead     []store.Rejection
 	}{
 		{"all accepted", nil, []int{0, 1, 2, 3}, nil},
-		{"some rejected", []sentinel.Rejection{{Index: 3, Message: "b"}, {Index: 0, Message: "a"}}, []int{1, 2},
+		{"some rejected", []Rejection{{Index: 3, Message: "b"}, {Index: 0, Message: "a"}}, []int{1, 2},
 			[]store.Rejection{{Index: 0, Message: "a"}, {Index: 3, Message: "b"}}},
-		{"out of range ignored", []sentinel.Rejection{{Index: -1}, {Index: 4}}, []int{0, 1, 2, 3}, nil},
+		{"out of range ignored", []Rejection{{Index: -1}, {Index: 4}}, []int{0, 1, 2, 3}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			o := outcomeOf(b, sentinel.UploadResult{Rejected: tc.rejected})
-			if fmt.Sprint(o.Accepted) != fmt.Sprint(tc.accepted) || fmt.Sprint(o.Rejected) != fmt.Sprint(tc.dead) || o.Retry != nil {
+			o := settled(b, tc.rejected)
+			if fmt.Sprint(o.Accepted) != fmt.Sprint(tc.accepted) || fmt.Sprint(o.Rejected) != fmt.Sprint(tc.dead) || len(o.Retry) != 0 {
 				t.Errorf("outcome = %+v, want accepted %v rejected %v", o, tc.accepted, tc.dead)
 			}
 		})
 	}
 }
 
-func TestConfigDefaults(t *testing.T) {
-	c := Config{BatchSize: 500}
-	c.setDefaults()
-	if c.BatchSize != 100 || c.Linger != time.Second || c.ShutdownGrace != 10*time.Second {
-		t.Errorf("defaults = %+v", c)
+func TestNewValidatesConfig(t *testing.T) {
+	pacers, _ := NewPacers(0)
+	st := openStore(t)
+	for _, c := range []Config{{}, {Sink: "s"}, {Sink: "s", Linger: time.Second, ShutdownGrace: time.Second, RetryInitial: time.Minute, RetryMax: time.Second, MaxRetryAfter: time.Minute}} {
+		if _, err := New(c, st, newFakeSink(nil), pacers, quietLog(), nil); err == nil {
+			t.Errorf("New(%+v) accepted an incomplete configuration", c)
+		}
 	}
 }
 
@@ -554,10 +588,10 @@ func TestConfigDefaults(t *testing.T) {
 // sink stops loudly with its objects queued instead of looping on the head of the outbox.
 func TestDeterministicUploadErrorStopsTheSink(t *testing.T) {
 	st := openStore(t)
-	broken := newFakeUploader(func(context.Context, int, []json.RawMessage) (sentinel.UploadResult, error) {
-		return sentinel.UploadResult{}, errors.New("encode request: unsupported value")
+	broken := newFakeSink(func(context.Context, int, []Object) ([]Rejection, error) {
+		return nil, errors.New("encode request: unsupported value")
 	})
-	p := New(Config{Sink: "s", Linger: time.Millisecond}, st, broken, quietLog(), nil)
+	p := newPusher(t, Config{Sink: "s", Linger: time.Millisecond}, st, broken, nil)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(context.Background()) }()
 	enqueue(t, st, "s", 1, 3, time.Now())
@@ -574,5 +608,106 @@ func TestDeterministicUploadErrorStopsTheSink(t *testing.T) {
 	}
 	if d := depth(t, st, "s"); d != 3 {
 		t.Errorf("outbox depth = %d, want the 3 objects still queued", d)
+	}
+}
+
+// TestRetryAfterIsCappedWithAWarning: a sink asking for a wait of years (a hostile or broken
+// Retry-After) is obeyed only up to MaxRetryAfter, and the clamp is logged as a warning.
+func TestRetryAfterIsCappedWithAWarning(t *testing.T) {
+	st := openStore(t)
+	up := newFakeSink(func(_ context.Context, call int, _ []Object) ([]Rejection, error) {
+		if call == 0 {
+			return nil, &RetryError{Reason: RetryThrottled, Status: 429, After: 999999999 * time.Second, Err: errors.New("throttled")}
+		}
+		return nil, nil
+	})
+	p := newPusher(t, Config{Sink: "s", MaxRetryAfter: 20 * time.Millisecond}, st, up, nil)
+	hook := test.NewLocal(p.log.(*logrus.Entry).Logger)
+	enqueue(t, st, "s", 1, 3, time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // a hang guard
+	defer cancel()
+	if stats, err := p.Drain(ctx); err != nil || stats.Accepted != 3 {
+		t.Fatalf("drain = %+v, %v; want the batch accepted after the capped wait", stats, err)
+	}
+	warned := false
+	for _, e := range hook.AllEntries() {
+		warned = warned || (e.Level == logrus.WarnLevel && e.Data["asked"] == (999999999*time.Second).String())
+	}
+	if !warned {
+		t.Error("no warning names the clamped wait")
+	}
+}
+
+// TestThrottlingPausesEverySinkOfTheQuota: a 429 on one sink holds the other sinks of the
+// same identity too, not only the one that was throttled.
+func TestThrottlingPausesEverySinkOfTheQuota(t *testing.T) {
+	st := openStore(t)
+	pacers, _ := NewPacers(0)
+	throttled := newFakeSink(func(_ context.Context, call int, _ []Object) ([]Rejection, error) {
+		if call == 0 {
+			return nil, &RetryError{Reason: RetryThrottled, Status: 429, After: time.Hour, Err: errors.New("throttled")}
+		}
+		return nil, nil
+	})
+	cfg := Config{Linger: time.Millisecond, ShutdownGrace: time.Second, RetryInitial: time.Millisecond, RetryMax: time.Millisecond, MaxRetryAfter: time.Hour}
+	cfg.Sink = "a"
+	a, err := New(cfg, st, throttled, pacers, quietLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, st, "a", 1, 1, time.Now())
+	runPusher(t, a)
+	throttled.waitCalls(t, "the throttled upload", func(c []uploadCall) bool { return len(c) == 1 })
+
+	other := newFakeSink(nil)
+	cfg.Sink = "b"
+	b, err := New(cfg, st, other, pacers, quietLog(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	enqueue(t, st, "b", 2, 1, time.Now())
+	if _, err := b.Drain(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("drain of the other sink = %v, want it held by the identity's pause", err)
+	}
+	if n := len(other.snapshot()); n != 0 {
+		t.Fatalf("the other sink of the identity sent %d requests during the pause", n)
+	}
+}
+
+// TestDeliverStopsOnContextEndNamingTheLastError: a shutdown in the middle of retries ends
+// delivery with the context's error, naming what the last attempt failed with.
+func TestDeliverStopsOnContextEndNamingTheLastError(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sink := newFakeSink(func(_ context.Context, call int, _ []Object) ([]Rejection, error) {
+		if call == 2 {
+			cancel()
+		}
+		return nil, &RetryError{Reason: RetryServerError, Status: 500, Err: errors.New("HTTP 500: internal error")}
+	})
+	p := newPusher(t, Config{Sink: "s", RetryInitial: time.Millisecond, RetryMax: time.Millisecond}, openStore(t), sink, nil)
+	_, err := p.deliver(ctx, []Object{{ID: "x", Body: json.RawMessage(`{"id":"x"}`)}})
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "HTTP 500") {
+		t.Fatalf("deliver = %v, want context.Canceled naming the last 500", err)
+	}
+}
+
+func TestRetryReason(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{&RetryError{Reason: RetryThrottled}, RetryThrottled},
+		{fmt.Errorf("deliver: %w", &RetryError{Reason: RetryServerError}), RetryServerError},
+		{&RetryError{Reason: RetryNetwork}, RetryNetwork},
+		{&RetryError{Reason: "made-up"}, RetryOther},
+		{&FatalError{Cause: "role"}, ""},
+		{errors.New("something else"), ""},
+	}
+	for _, tt := range tests {
+		if got := retryReason(tt.err); got != tt.want {
+			t.Errorf("retryReason(%v) = %q, want %q", tt.err, got, tt.want)
+		}
 	}
 }

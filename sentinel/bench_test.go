@@ -10,7 +10,7 @@ import (
 )
 
 // BenchmarkUploadQuota delivers a 20,000-indicator backlog through two sinks (two
-// workspaces, one Entra identity, two workers each) against a simulator enforcing
+// workspaces, one Entra identity, one pusher each) against a simulator enforcing
 // Sentinel's quota of 100 requests per sliding minute per identity, with the minute scaled
 // down 6x. It fails on any 429 or below 98 % quota utilisation and reports:
 //
@@ -36,10 +36,11 @@ func BenchmarkUploadQuota(b *testing.B) {
 			TimeScale:  timeScale,
 			Workspaces: []simsentinel.Workspace{{ID: simsentinel.DefaultWorkspaceID}, {ID: secondWorkspace}},
 		})
-		clients := sinks(b, sim, NewLimiters(LimiterOptions{Minute: sim.Minute()}))
+		clients := sinks(b, sim)
+		bl := queueBacklog(b, objects, len(clients))
 		b.StartTimer()
 
-		got := deliverBacklog(context.Background(), clients, objects, 2, RetryOptions{})
+		got := bl.deliver(context.Background(), b, clients, pusherConfig(), 0.01, nil)
 
 		b.StopTimer()
 		if got.err != nil || len(got.rejected) != 0 {

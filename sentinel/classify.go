@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"slices"
@@ -14,11 +15,18 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/mispsentinel/listener/pusher"
 )
 
 // DefaultThrottleWait is the wait after a 429 that names no wait in either the Retry-After
 // header or the body: the length of Sentinel's quota window.
 const DefaultThrottleWait = time.Minute
+
+// maxThrottleWait is the longest wait a 429 can name here (about 31.7 years); the pusher
+// caps what it obeys far lower (pusher.max_retry_after). It only keeps huge values from
+// overflowing a Duration.
+const maxThrottleWait = 1e9 * time.Second
 
 // minThrottleWait is the shortest wait after a 429.
 const minThrottleWait = time.Second
@@ -50,39 +58,39 @@ const (
 
 type verdict struct {
 	action action
-	// result holds rejections indexed into the request's batch.
-	result UploadResult
-	err    error
+	// rejected holds rejections indexed into the request's batch.
+	rejected []pusher.Rejection
+	err      error
 }
 
-// classify is the one place that decides what an upload outcome means. Upload carries the
-// decision out: it refreshes the token, bisects, adds jitter to throttling waits and maps
-// indices back to the caller's batch.
+// classify is the one place that decides what an upload outcome means. Send carries the
+// decision out: it refreshes the token, bisects and maps indices back to the caller's batch;
+// the pusher carries out the waits.
 func (c *Client) classify(x exchange) verdict {
 	if x.tokenErr != nil {
 		return verdict{err: c.classifyTokenError(x.tokenErr)}
 	}
 	if x.sendErr != nil {
 		if errors.Is(x.sendErr, context.DeadlineExceeded) {
-			return verdict{err: &RetryableError{Err: fmt.Errorf("upload to %s timed out after %s: %w", c.host(), c.cfg.RequestTimeout, x.sendErr)}}
+			return verdict{err: &pusher.RetryError{Reason: pusher.RetryNetwork, Err: fmt.Errorf("upload to %s timed out after %s: %w", c.host(), c.cfg.RequestTimeout, x.sendErr)}}
 		}
-		return verdict{err: &RetryableError{Err: fmt.Errorf("upload to %s: %w", c.host(), x.sendErr)}}
+		return verdict{err: &pusher.RetryError{Reason: pusher.RetryNetwork, Err: fmt.Errorf("upload to %s: %w", c.host(), x.sendErr)}}
 	}
 
 	switch s := x.status; {
 	case s >= 200 && s < 300:
 		rejected, ok := parseRecordErrors(x.body, x.batchLen)
 		if !ok {
-			return verdict{err: &RetryableError{Status: s, Err: fmt.Errorf("unreadable HTTP %d answer from %s: %q", s, c.host(), snippet(x.body))}}
+			return verdict{err: &pusher.RetryError{Reason: pusher.RetryOther, Status: s, Err: fmt.Errorf("unreadable HTTP %d answer from %s: %q", s, c.host(), snippet(x.body))}}
 		}
-		return verdict{result: UploadResult{Rejected: rejected}}
+		return verdict{rejected: rejected}
 
 	case s == http.StatusBadRequest || s == http.StatusRequestEntityTooLarge:
 		if rejected, ok := parseRecordErrors(x.body, x.batchLen); ok && len(rejected) == x.batchLen {
-			return verdict{result: UploadResult{Rejected: rejected}}
+			return verdict{rejected: rejected}
 		}
 		if x.batchLen == 1 {
-			return verdict{result: UploadResult{Rejected: []Rejection{{Index: 0, Message: fmt.Sprintf("HTTP %d: %s", s, errorMessage(x.body))}}}}
+			return verdict{rejected: []pusher.Rejection{{Index: 0, Message: wholeRequestMessage(s, x.body)}}}
 		}
 		return verdict{action: actBisect}
 
@@ -90,29 +98,32 @@ func (c *Client) classify(x exchange) verdict {
 		if !x.refreshed {
 			return verdict{action: actRefreshToken}
 		}
-		return verdict{err: &FatalError{Status: s, Cause: CauseCredential, Err: fmt.Errorf(
+		return verdict{err: &pusher.FatalError{Status: s, Cause: CauseCredential, Err: fmt.Errorf(
 			"%s refused a freshly issued token for %s (%s): check that the tenant, the token scope %s and the API host belong to the same cloud",
 			c.host(), c.identity, errorMessage(x.body), c.cfg.Scope)}}
 
 	case s == http.StatusForbidden:
-		return verdict{err: &FatalError{Status: s, Cause: CauseRole, Err: fmt.Errorf(
+		return verdict{err: &pusher.FatalError{Status: s, Cause: CauseRole, Err: fmt.Errorf(
 			"identity %s may not upload to workspace %s (%s): grant it the Microsoft Sentinel Contributor role on the workspace",
 			c.identity, c.cfg.WorkspaceID, errorMessage(x.body))}}
 
 	case s == http.StatusNotFound:
-		return verdict{err: &FatalError{Status: s, Cause: CauseWorkspaceOrPath, Err: fmt.Errorf(
+		return verdict{err: &pusher.FatalError{Status: s, Cause: CauseWorkspaceOrPath, Err: fmt.Errorf(
 			"%s answered not found (%s): check that %s is the Log Analytics workspace ID (a GUID, not the name), that the API host belongs to cloud %s and that api-version %s exists",
-			c.host(), errorMessage(x.body), c.cfg.WorkspaceID, c.cfg.Cloud, c.cfg.APIVersion)}}
+			c.host(), errorMessage(x.body), c.cfg.WorkspaceID, c.cloud(), c.cfg.APIVersion)}}
 
 	case s == http.StatusTooManyRequests:
 		wait := throttleWait(x.header, x.body, x.now)
-		return verdict{err: &RetryableError{Status: s, After: wait, Err: fmt.Errorf("throttled by %s: %s", c.host(), errorMessage(x.body))}}
+		return verdict{err: &pusher.RetryError{Reason: pusher.RetryThrottled, Status: s, After: wait, Err: fmt.Errorf("throttled by %s: %s", c.host(), errorMessage(x.body))}}
 
-	case s == http.StatusRequestTimeout || s >= 500:
-		return verdict{err: &RetryableError{Status: s, Err: fmt.Errorf("%s answered HTTP %d: %s", c.host(), s, errorMessage(x.body))}}
+	case s >= 500:
+		return verdict{err: &pusher.RetryError{Reason: pusher.RetryServerError, Status: s, Err: fmt.Errorf("%s answered HTTP %d: %s", c.host(), s, errorMessage(x.body))}}
+
+	case s == http.StatusRequestTimeout:
+		return verdict{err: &pusher.RetryError{Reason: pusher.RetryOther, Status: s, Err: fmt.Errorf("%s answered HTTP %d: %s", c.host(), s, errorMessage(x.body))}}
 
 	default:
-		return verdict{err: &FatalError{Status: s, Cause: CauseUnexpectedStatus, Err: fmt.Errorf(
+		return verdict{err: &pusher.FatalError{Status: s, Cause: CauseUnexpectedStatus, Err: fmt.Errorf(
 			"%s answered HTTP %d (%s): check the API host and upload API settings", c.host(), s, errorMessage(x.body))}}
 	}
 }
@@ -121,9 +132,9 @@ func (c *Client) classify(x exchange) verdict {
 // unreachable or failing (retryable).
 func (c *Client) classifyTokenError(err error) error {
 	if CredentialRefused(err) {
-		return &FatalError{Cause: CauseCredential, Err: fmt.Errorf("entra refused the credential of %s: %w", c.identity, err)}
+		return &pusher.FatalError{Cause: CauseCredential, Err: fmt.Errorf("entra refused the credential of %s: %w", c.identity, err)}
 	}
-	return &RetryableError{Err: fmt.Errorf("acquire token for %s: %w", c.identity, err)}
+	return &pusher.RetryError{Reason: pusher.RetryNetwork, Err: fmt.Errorf("acquire token for %s: %w", c.identity, err)}
 }
 
 // CredentialRefused reports whether a token error means Entra refused the credential (a 4xx
@@ -149,7 +160,7 @@ type recordErrors struct {
 // parseRecordErrors reads a success body leniently: empty, null, {} and a body without
 // errors mean everything was accepted. Entries whose index is missing or outside the batch
 // name no record we sent and are ignored. ok is false when the body is not a JSON object.
-func parseRecordErrors(body []byte, batchLen int) (rejected []Rejection, ok bool) {
+func parseRecordErrors(body []byte, batchLen int) (rejected []pusher.Rejection, ok bool) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || bytes.Equal(body, []byte("null")) {
 		return nil, true
@@ -170,9 +181,9 @@ func parseRecordErrors(body []byte, batchLen int) (rejected []Rejection, ok bool
 		if msg == "" {
 			msg = "rejected by Sentinel without a message"
 		}
-		rejected = append(rejected, Rejection{Index: i, Message: msg})
+		rejected = append(rejected, pusher.Rejection{Index: i, Message: msg})
 	}
-	slices.SortFunc(rejected, func(a, b Rejection) int { return a.Index - b.Index })
+	slices.SortFunc(rejected, func(a, b pusher.Rejection) int { return a.Index - b.Index })
 	return rejected, true
 }
 
@@ -186,20 +197,39 @@ func throttleWait(h http.Header, body []byte, now time.Time) time.Duration {
 	found := false
 	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
 		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 {
-			wait, found = time.Duration(secs*float64(time.Second)), true
+			wait, found = seconds(secs), true
 		} else if t, err := http.ParseTime(v); err == nil {
 			wait, found = max(0, t.Sub(now)), true
 		}
 	}
 	if m := tryAgainIn.FindSubmatch([]byte(errorMessage(body))); m != nil {
 		if secs, err := strconv.ParseFloat(string(m[1]), 64); err == nil {
-			wait, found = max(wait, time.Duration(secs*float64(time.Second))), true
+			wait, found = max(wait, seconds(secs)), true
 		}
 	}
 	if !found {
 		return DefaultThrottleWait
 	}
 	return max(wait, minThrottleWait)
+}
+
+// seconds converts a non-negative number of seconds to a Duration, saturating instead of
+// overflowing (a Retry-After of 9223372036 seconds is longer than a Duration can hold).
+func seconds(secs float64) time.Duration {
+	if math.IsNaN(secs) || secs <= 0 {
+		return 0
+	}
+	if secs >= maxThrottleWait.Seconds() {
+		return maxThrottleWait
+	}
+	// secs < 1e9: secs * 1e9 nanoseconds stays far below the int64 limit.
+	return time.Duration(secs * float64(time.Second))
+}
+
+// wholeRequestMessage is the dead-letter message of a record refused alone without per-record
+// errors.
+func wholeRequestMessage(status int, body []byte) string {
+	return fmt.Sprintf("HTTP %d: %s", status, errorMessage(body))
 }
 
 // errorMessage returns the "message" of an APIM-style error body, or a snippet of the body.
@@ -230,4 +260,12 @@ func snippet(b []byte) string {
 // second, DefaultThrottleWait when neither says anything.
 func ThrottleWait(h http.Header, body []byte, now time.Time) time.Duration {
 	return throttleWait(h, body, now)
+}
+
+// cloud names the sink's cloud for messages.
+func (c *Client) cloud() string {
+	if c.cfg.Cloud == "" {
+		return "of the token scope"
+	}
+	return c.cfg.Cloud
 }

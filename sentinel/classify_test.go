@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mispsentinel/listener/internal/version"
+	"github.com/mispsentinel/listener/pusher"
 )
 
 // reply is what the scripted server does with one upload request.
@@ -21,7 +22,7 @@ type reply struct {
 	status int
 	header map[string]string
 	body   string
-	hang   bool // block until the client gives up
+	hang   bool // block until the client gives up, then abort without an answer
 	reset  bool // close the connection without an answer
 }
 
@@ -52,6 +53,7 @@ func TestUploadOutcomes(t *testing.T) {
 	tests := []struct {
 		name      string
 		batch     int
+		timeout   time.Duration // the request timeout; a minute unless set
 		respond   func(n int, req scriptedRequest) reply
 		refused   bool // point the client at a closed port
 		rejected  []Rejection
@@ -84,8 +86,21 @@ func TestUploadOutcomes(t *testing.T) {
 				}
 				return reply{status: 200}
 			},
-			// [0 1 2 3] 400, [0 1] 200, [2 3] 400, [2] 400, [3] 200
-			rejected: []Rejection{{Index: 2, Message: "HTTP 400: Bad format."}}, requests: 5},
+			// [0 1 2 3] 400, probe [0] 200: a record is fine, so the data is at fault;
+			// [0 1] 200, [2 3] 400, [2] 400, [3] 200
+			rejected: []Rejection{{Index: 2, Message: "HTTP 400: Bad format."}}, requests: 6},
+		{name: "400 whole batch, a probe accepted: bisect finds the one bad record", batch: 4,
+			respond: func(_ int, req scriptedRequest) reply {
+				if contains(req.ids, testID(0)) {
+					return reply{status: 400, body: `{"statusCode":400,"message":"Bad format."}`}
+				}
+				return reply{status: 200}
+			},
+			// [0 1 2 3] 400, probe [0] 400, probe [3] 200, then [0 1] 400, [0] 400, [1] 200, [2 3] 200
+			rejected: []Rejection{{Index: 0, Message: "HTTP 400: Bad format."}}, requests: 7},
+		{name: "400 for the request and every record alike: whole-request fault, 4 requests for 100", batch: 100,
+			respond: fixed(reply{status: 400, body: `{"statusCode":400,"message":"Invalid sourcesystem."}`}),
+			errKind: "fatal", status: 400, cause: CauseWholeRequest, errText: "Invalid sourcesystem.", requests: 4},
 		{name: "400 naming every record: no bisection", batch: 2,
 			respond:  fixed(reply{status: 400, body: `{"errors":[{"recordIndex":0,"errorMessages":["a"]},{"recordIndex":1,"errorMessages":["b"]}]}`}),
 			rejected: []Rejection{{Index: 0, Message: "a"}, {Index: 1, Message: "b"}}, requests: 1},
@@ -115,6 +130,15 @@ func TestUploadOutcomes(t *testing.T) {
 		{name: "429 Retry-After as HTTP date", batch: 1,
 			respond: fixed(reply{status: 429, header: map[string]string{"Retry-After": now.Add(42 * time.Second).Format(http.TimeFormat)}}),
 			errKind: "retryable", status: 429, after: 42 * time.Second, requests: 1},
+		{name: "429 Retry-After of years: passed on whole, the pusher caps it", batch: 1,
+			respond: fixed(reply{status: 429, header: map[string]string{"Retry-After": "999999999"}}),
+			errKind: "retryable", status: 429, after: 999999999 * time.Second, requests: 1},
+		{name: "429 Retry-After beyond a Duration: saturates, no overflow", batch: 1,
+			respond: fixed(reply{status: 429, header: map[string]string{"Retry-After": "9223372036"}}),
+			errKind: "retryable", status: 429, after: maxThrottleWait, requests: 1},
+		{name: "429 Retry-After of 1e300 seconds: saturates", batch: 1,
+			respond: fixed(reply{status: 429, header: map[string]string{"Retry-After": "1e300"}}),
+			errKind: "retryable", status: 429, after: maxThrottleWait, requests: 1},
 		{name: "429 naming no wait: one quota window", batch: 1, respond: fixed(reply{status: 429}),
 			errKind: "retryable", status: 429, after: DefaultThrottleWait, requests: 1},
 		{name: "500 APIM body", batch: 2, respond: fixed(reply{status: 500, body: `{"statusCode":500,"message":"Internal server error","activityId":"x"}`}),
@@ -123,7 +147,7 @@ func TestUploadOutcomes(t *testing.T) {
 			errKind: "retryable", status: 503, errText: "empty body", requests: 1},
 		{name: "307 redirect: fatal", batch: 1, respond: fixed(reply{status: 307, header: map[string]string{"Location": "https://elsewhere.example/"}}),
 			errKind: "fatal", status: 307, cause: CauseUnexpectedStatus, requests: 1},
-		{name: "timeout", batch: 1, respond: fixed(reply{hang: true}),
+		{name: "timeout", batch: 1, timeout: time.Second, respond: fixed(reply{hang: true}),
 			errKind: "retryable", errText: "timed out", requests: 1},
 		{name: "connection reset", batch: 1, respond: fixed(reply{reset: true}),
 			errKind: "retryable", requests: 1},
@@ -159,8 +183,10 @@ func TestUploadOutcomes(t *testing.T) {
 				rep := tt.respond(n, req)
 				switch {
 				case rep.hang:
+					// Never answer: wait until the client gave up, then abort the response so
+					// that no implicit 200 can ever reach a client still listening.
 					<-r.Context().Done()
-					return
+					panic(http.ErrAbortHandler)
 				case rep.reset:
 					conn, _, err := w.(http.Hijacker).Hijack()
 					if err == nil {
@@ -189,16 +215,22 @@ func TestUploadOutcomes(t *testing.T) {
 				ln.Close()
 			}
 			cred := &stubCredential{}
-			c, err := NewWithCredential(Config{
-				APIURL: apiURL, WorkspaceID: "5a1d3e7c-9b24-4f6a-8c0e-2d4f6a8b0c1e", SourceSystem: "MISP",
-				RequestTimeout: 300 * time.Millisecond, Transport: srv.Client().Transport,
-			}, cred, Identity{TenantID: "t", ClientID: "c"}, unlimited())
+			// A generous timeout: under load a TLS handshake alone can take longer than a
+			// tight one, and a timed-out request would turn any case into "timeout". Only
+			// the hanging case waits for it.
+			timeout := time.Minute
+			if tt.timeout > 0 {
+				timeout = tt.timeout
+			}
+			c, err := NewWithCredential(complete(Config{
+				APIURL: apiURL, WorkspaceID: "5a1d3e7c-9b24-4f6a-8c0e-2d4f6a8b0c1e",
+				RequestTimeout: timeout, Transport: srv.Client().Transport,
+			}), cred, Identity{TenantID: "t", ClientID: "c"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			c.now = func() time.Time { return now }
-			c.jitter = func(time.Duration) time.Duration { return 0 }
 
 			res, err := c.Upload(context.Background(), testBatch(tt.batch, now))
 
@@ -220,6 +252,19 @@ func TestUploadOutcomes(t *testing.T) {
 				}
 				if re.Status != tt.status || re.After != tt.after {
 					t.Errorf("retryable status %d after %s, want %d after %s", re.Status, re.After, tt.status, tt.after)
+				}
+				// The retry metric's reason follows the status.
+				wantReason := pusher.RetryOther
+				switch {
+				case tt.status == 429:
+					wantReason = pusher.RetryThrottled
+				case tt.status >= 500:
+					wantReason = pusher.RetryServerError
+				case tt.status == 0:
+					wantReason = pusher.RetryNetwork
+				}
+				if re.Reason != wantReason {
+					t.Errorf("retry reason %q, want %q", re.Reason, wantReason)
 				}
 			case "fatal":
 				if !errors.As(err, &fe) {
@@ -260,8 +305,8 @@ func TestUploadRefusesOversizedBatchAndRejectsInvalidJSONLocally(t *testing.T) {
 		w.WriteHeader(200)
 	}))
 	defer srv.Close()
-	c, err := NewWithCredential(Config{APIURL: srv.URL, WorkspaceID: "5a1d3e7c-9b24-4f6a-8c0e-2d4f6a8b0c1e", SourceSystem: "MISP",
-		BatchSize: 3, Transport: srv.Client().Transport}, &stubCredential{}, Identity{}, unlimited())
+	c, err := NewWithCredential(complete(Config{APIURL: srv.URL, WorkspaceID: "5a1d3e7c-9b24-4f6a-8c0e-2d4f6a8b0c1e",
+		BatchSize: 3, Transport: srv.Client().Transport}), &stubCredential{}, Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}

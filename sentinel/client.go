@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -17,39 +16,14 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/mispsentinel/listener/internal/version"
+	"github.com/mispsentinel/listener/pusher"
 )
-
-// Rejection is one object Sentinel refused, with its reasons.
-type Rejection struct {
-	// Index is the object's position in the batch passed to Upload.
-	Index int
-	// Message is Sentinel's error messages for the object, joined by "; ".
-	Message string
-}
-
-// UploadResult is the outcome of a batch Sentinel answered: every index not listed in
-// Rejected was accepted.
-type UploadResult struct {
-	Rejected []Rejection
-}
-
-// Uploader uploads batches of STIX objects to one Sentinel workspace.
-type Uploader interface {
-	// Upload sends one batch (≤ 100 objects) once (plus the single token refresh on 401 and
-	// the bisection of a whole-batch 400). A nil error means every object was accepted or is
-	// listed in Rejected. A *RetryableError means nothing was accepted; try the same batch
-	// again after err.After (429: longer of Retry-After and the seconds in the body's
-	// message, plus jitter; 5xx/timeouts/connection errors: zero, the caller backs off). A
-	// *FatalError means the sink is misconfigured (401 after refresh, 403, 404): stop the
-	// sink loudly. Any other error (ctx ended, batch larger than the limit) is returned as is.
-	Upload(ctx context.Context, objects []json.RawMessage) (UploadResult, error)
-}
 
 // maxResponseBytes bounds how much of an answer is read.
 const maxResponseBytes = 1 << 20
 
-// Client uploads to one workspace through one upload API. It is safe for concurrent use;
-// all Clients of one Entra identity should share a Limiters registry.
+// Client uploads to one workspace through one upload API: it is the pusher.Sink of a
+// Sentinel sink. It is safe for concurrent use.
 type Client struct {
 	cfg      Config
 	endpoint string
@@ -57,17 +31,13 @@ type Client struct {
 	identity Identity
 	http     *http.Client
 	tokens   *tokenSource
-	limit    *IdentityLimit
 	now      func() time.Time
-	// jitter returns the random extra wait added to a throttling wait.
-	jitter func(time.Duration) time.Duration
 }
 
-var _ Uploader = (*Client)(nil)
+var _ pusher.Sink = (*Client)(nil)
 
-// New validates cfg, builds its azidentity credential and returns a Client. limiters is the
-// registry shared by every sink; nil gives the Client a limiter of its own.
-func New(cfg Config, limiters *Limiters) (*Client, error) {
+// New validates cfg, builds its azidentity credential and returns a Client.
+func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sentinel config: %w", err)
 	}
@@ -75,26 +45,22 @@ func New(cfg Config, limiters *Limiters) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newClient(cfg, cred, cfg.Credential.Identity(), limiters)
+	return newClient(cfg, cred, cfg.Credential.Identity())
 }
 
 // NewWithCredential is New with a credential built by the caller (for example a stub in
 // tests); cfg.Credential is ignored except for naming the identity.
-func NewWithCredential(cfg Config, cred azcore.TokenCredential, identity Identity, limiters *Limiters) (*Client, error) {
+func NewWithCredential(cfg Config, cred azcore.TokenCredential, identity Identity) (*Client, error) {
 	if err := cfg.validate(false); err != nil {
 		return nil, fmt.Errorf("sentinel config: %w", err)
 	}
 	if cred == nil {
 		return nil, errors.New("sentinel: nil credential")
 	}
-	return newClient(cfg, cred, identity, limiters)
+	return newClient(cfg, cred, identity)
 }
 
-func newClient(cfg Config, cred azcore.TokenCredential, identity Identity, limiters *Limiters) (*Client, error) {
-	cfg = cfg.WithDefaults()
-	if limiters == nil {
-		limiters = NewLimiters(LimiterOptions{})
-	}
+func newClient(cfg Config, cred azcore.TokenCredential, identity Identity) (*Client, error) {
 	endpoint, err := uploadURL(cfg)
 	if err != nil {
 		return nil, err
@@ -114,9 +80,7 @@ func newClient(cfg Config, cred azcore.TokenCredential, identity Identity, limit
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		tokens: &tokenSource{cred: cred, scope: cfg.Scope, now: time.Now},
-		limit:  limiters.For(identity),
 		now:    time.Now,
-		jitter: func(d time.Duration) time.Duration { return rand.N(d/10 + 1) },
 	}, nil
 }
 
@@ -148,8 +112,16 @@ func transportFor(cfg Config) http.RoundTripper {
 // Identity returns the Entra identity the client authenticates as.
 func (c *Client) Identity() Identity { return c.identity }
 
-// BatchSize returns the largest batch Upload accepts.
-func (c *Client) BatchSize() int { return c.cfg.BatchSize }
+// Limits implements pusher.Sink: batches of up to BatchSize objects, revocations mixed with
+// upserts (a revocation is an upsert with "revoked": true), and one quota per Entra identity
+// (Sentinel's limit applies per identity, so every workspace the identity uploads to
+// shares it).
+func (c *Client) Limits() pusher.Limits {
+	return pusher.Limits{
+		MaxBatch: c.cfg.BatchSize,
+		Upserts:  []pusher.Quota{{Key: "sentinel:" + c.identity.String(), Requests: c.cfg.RequestsPerMinute, Per: c.cfg.QuotaMinute}},
+	}
+}
 
 // Close releases idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
@@ -161,87 +133,149 @@ func (c *Client) host() string {
 	return c.cfg.APIURL
 }
 
-// Upload implements Uploader.
-func (c *Client) Upload(ctx context.Context, objects []json.RawMessage) (UploadResult, error) {
-	if len(objects) > c.cfg.BatchSize {
-		return UploadResult{}, fmt.Errorf("sentinel upload: batch of %d objects exceeds the batch size %d", len(objects), c.cfg.BatchSize)
+// Send implements pusher.Sink: it uploads one batch once (plus the single token refresh on
+// 401 and the splitting of a batch Sentinel refuses whole), calling pace before every
+// request. An object that is not valid JSON is rejected without being sent: it would make
+// Sentinel refuse the whole request.
+func (c *Client) Send(ctx context.Context, batch []pusher.Object, pace pusher.Pace) ([]pusher.Rejection, error) {
+	if len(batch) > c.cfg.BatchSize {
+		return nil, fmt.Errorf("sentinel upload: batch of %d objects exceeds the batch size %d", len(batch), c.cfg.BatchSize)
 	}
-	var rejected []Rejection
-	send := make([]int, 0, len(objects))
-	for i, o := range objects {
-		if !json.Valid(o) {
-			// Sending it would make Sentinel refuse the whole request.
-			rejected = append(rejected, Rejection{Index: i, Message: "not valid JSON; not sent"})
+	var rejected []pusher.Rejection
+	send := make([]int, 0, len(batch))
+	for i, o := range batch {
+		if !json.Valid(o.Body) {
+			rejected = append(rejected, pusher.Rejection{Index: i, Message: "not valid JSON; not sent"})
 			continue
 		}
 		send = append(send, i)
 	}
 	if len(send) > 0 {
-		r, err := c.upload(ctx, objects, send)
-		if err != nil {
-			return UploadResult{}, err
-		}
-		rejected = append(rejected, r...)
-	}
-	slices.SortFunc(rejected, func(a, b Rejection) int { return a.Index - b.Index })
-	return UploadResult{Rejected: rejected}, nil
-}
-
-// upload sends objects[idx...] and returns rejections indexed into objects. A 400 that does
-// not say which records are wrong is bisected: each half is sent on its own until the
-// records Sentinel refuses alone are found, so one bad record never costs the other 99. A
-// retryable error part-way through discards the halves already accepted; re-sending them
-// with the whole batch is an idempotent upsert.
-func (c *Client) upload(ctx context.Context, objects []json.RawMessage, idx []int) ([]Rejection, error) {
-	body, err := c.encode(objects, idx)
-	if err != nil {
-		return nil, err
-	}
-	var rejectedToken string
-	for {
-		x, token, err := c.send(ctx, body, rejectedToken)
+		u := &upload{c: c, batch: batch, pace: pace}
+		r, err := u.split(ctx, send)
 		if err != nil {
 			return nil, err
 		}
+		rejected = append(rejected, r...)
+	}
+	slices.SortFunc(rejected, func(a, b pusher.Rejection) int { return a.Index - b.Index })
+	return rejected, nil
+}
+
+// upload is one Send: the batch, the pacing of its requests, and what bisection learned.
+type upload struct {
+	c     *Client
+	batch []pusher.Object
+	pace  pusher.Pace
+}
+
+// split sends batch[idx...] and returns rejections indexed into the batch. A 400 that does
+// not say which records are wrong is split. Single records are probed first (the first, the
+// last and the middle one): when each fails alone with the message the whole request got,
+// the fault is the request's, not the records' (a wrong source system, an API change), and
+// the sink is misconfigured: a FatalError costing 4 requests, instead of a batch of dead
+// letters bought with 2n-1. Otherwise each half is sent on its own until the records
+// Sentinel refuses alone are found, so one bad record never costs the other 99; the halves
+// go in batch order, so the last version of an id sent is the batch's last. A retryable
+// error part-way through discards what was already accepted; sending it again with the
+// whole batch is an idempotent upsert.
+func (u *upload) split(ctx context.Context, idx []int) ([]pusher.Rejection, error) {
+	v, err := u.request(ctx, idx)
+	if err != nil || v.action != actBisect {
+		return v.rejected, err
+	}
+	probed := map[int]bool{}
+	for _, k := range []int{0, len(idx) - 1, len(idx) / 2} {
+		if probed[k] {
+			continue
+		}
+		probed[k] = true
+		p, err := u.request(ctx, idx[k:k+1])
+		if err != nil {
+			return nil, err
+		}
+		if len(p.rejected) == 0 || p.rejected[0].Message != v.message {
+			return u.bisect(ctx, idx)
+		}
+	}
+	return nil, &pusher.FatalError{Status: v.status, Cause: CauseWholeRequest, Err: fmt.Errorf(
+		"%s refused a request of %d objects, and each object alone, with the same message (%s): the request, not the data, is wrong; check source_system, api and api_version",
+		u.c.host(), len(idx), v.message)}
+}
+
+// bisect sends the two halves of batch[idx...] on their own.
+func (u *upload) bisect(ctx context.Context, idx []int) ([]pusher.Rejection, error) {
+	mid := len(idx) / 2
+	left, err := u.halves(ctx, idx[:mid])
+	if err != nil {
+		return nil, err
+	}
+	right, err := u.halves(ctx, idx[mid:])
+	if err != nil {
+		return nil, err
+	}
+	return append(left, right...), nil
+}
+
+// halves sends batch[idx...], splitting it in two halves as long as Sentinel refuses it
+// whole.
+func (u *upload) halves(ctx context.Context, idx []int) ([]pusher.Rejection, error) {
+	v, err := u.request(ctx, idx)
+	if err != nil || v.action != actBisect {
+		return v.rejected, err
+	}
+	return u.bisect(ctx, idx)
+}
+
+// answer is one request's classified outcome, rejections indexed into the batch.
+type answer struct {
+	action   action // actDone or actBisect
+	rejected []pusher.Rejection
+	status   int
+	message  string // the whole-request message of a bisect answer (or a lone record's)
+}
+
+// request sends batch[idx...] once (again with a fresh token after a 401) and classifies
+// the answer.
+func (u *upload) request(ctx context.Context, idx []int) (answer, error) {
+	c := u.c
+	body, err := c.encode(u.batch, idx)
+	if err != nil {
+		return answer{}, err
+	}
+	var rejectedToken string
+	for {
+		if err := u.pace(ctx); err != nil {
+			return answer{}, fmt.Errorf("sentinel upload: %w", err)
+		}
+		x, token, err := c.send(ctx, body, rejectedToken)
+		if err != nil {
+			return answer{}, err
+		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("sentinel upload: %w", context.Cause(ctx))
+			return answer{}, fmt.Errorf("sentinel upload: %w", context.Cause(ctx))
 		}
 		x.batchLen = len(idx)
 		x.refreshed = rejectedToken != ""
 		v := c.classify(x)
-		switch v.action {
-		case actRefreshToken:
+		switch {
+		case v.action == actRefreshToken:
 			rejectedToken = token
 			continue
-		case actBisect:
-			mid := len(idx) / 2
-			left, err := c.upload(ctx, objects, idx[:mid])
-			if err != nil {
-				return nil, err
-			}
-			right, err := c.upload(ctx, objects, idx[mid:])
-			if err != nil {
-				return nil, err
-			}
-			return append(left, right...), nil
+		case v.action == actBisect:
+			return answer{action: actBisect, status: x.status, message: wholeRequestMessage(x.status, x.body)}, nil
+		case v.err != nil:
+			return answer{}, v.err
 		}
-		if v.err != nil {
-			var re *RetryableError
-			if errors.As(v.err, &re) && re.After > 0 {
-				re.After += c.jitter(re.After)
-				c.limit.Pause(c.now().Add(re.After))
-			}
-			return nil, v.err
+		out := make([]pusher.Rejection, len(v.rejected))
+		for i, r := range v.rejected {
+			out[i] = pusher.Rejection{Index: idx[r.Index], Message: r.Message}
 		}
-		out := make([]Rejection, len(v.result.Rejected))
-		for i, r := range v.result.Rejected {
-			out[i] = Rejection{Index: idx[r.Index], Message: r.Message}
-		}
-		return out, nil
+		return answer{rejected: out, status: x.status}, nil
 	}
 }
 
-func (c *Client) encode(objects []json.RawMessage, idx []int) ([]byte, error) {
+func (c *Client) encode(batch []pusher.Object, idx []int) ([]byte, error) {
 	var buf bytes.Buffer
 	ss, err := json.Marshal(c.cfg.SourceSystem)
 	if err != nil {
@@ -254,15 +288,14 @@ func (c *Client) encode(objects []json.RawMessage, idx []int) ([]byte, error) {
 		if n > 0 {
 			buf.WriteByte(',')
 		}
-		buf.Write(objects[i])
+		buf.Write(batch[i].Body)
 	}
 	buf.WriteString("]}")
 	return buf.Bytes(), nil
 }
 
-// send waits for the identity's rate limit and posts body once. The returned error is set
-// only when ctx ended or the limiter cannot be satisfied before ctx's deadline; every other
-// failure is in the exchange for classify. token is the token the request carried.
+// send posts body once. The returned error is set only when ctx ended; every other failure
+// is in the exchange for classify. token is the token the request carried.
 func (c *Client) send(ctx context.Context, body []byte, rejectedToken string) (x exchange, token string, err error) {
 	tokenCtx, cancelToken := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	token, err = c.tokens.token(tokenCtx, rejectedToken)
@@ -272,9 +305,6 @@ func (c *Client) send(ctx context.Context, body []byte, rejectedToken string) (x
 			return exchange{}, "", fmt.Errorf("sentinel upload: %w", context.Cause(ctx))
 		}
 		return exchange{tokenErr: err}, "", nil
-	}
-	if err := c.limit.Wait(ctx); err != nil {
-		return exchange{}, "", fmt.Errorf("sentinel upload: %w", err)
 	}
 	reqCtx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()

@@ -23,81 +23,25 @@ const (
 	APILegacy API = "legacy"
 )
 
-// Default api-versions: the only ones Microsoft has documented for each API.
-const (
-	DefaultSTIXAPIVersion   = "2024-02-01-preview"
-	DefaultLegacyAPIVersion = "2022-07-01"
-)
-
-// Cloud names an Azure cloud; a cloud fixes the Entra authority host, the upload API host and
-// the token scope together, because mixing clouds is the usual cause of 401 and 404.
-type Cloud string
-
-const (
-	CloudPublic Cloud = "public"
-	CloudUSGov  Cloud = "usgov"
-	CloudChina  Cloud = "china"
-)
-
-// Endpoints are the hosts and scope of one cloud.
-type Endpoints struct {
-	// AuthorityHost is the Entra authority, e.g. https://login.microsoftonline.com/.
-	AuthorityHost string
-	// APIURL is the base URL of the STIX objects upload API.
-	APIURL string
-	// LegacyAPIURL is the base URL of the legacy upload-indicators API ("" when unknown).
-	LegacyAPIURL string
-	// Scope is the token scope both upload APIs accept.
-	Scope string
-}
-
-// CloudEndpoints returns the preset endpoints of c. The China authority host is the one
-// azcore's cloud.AzureChina uses; no legacy API host is documented outside the public cloud.
-func CloudEndpoints(c Cloud) (Endpoints, bool) {
-	switch c {
-	case CloudPublic, "":
-		return Endpoints{
-			AuthorityHost: "https://login.microsoftonline.com/",
-			APIURL:        "https://api.ti.sentinel.azure.com",
-			LegacyAPIURL:  "https://sentinelus.azure-api.net",
-			Scope:         "https://management.azure.com/.default",
-		}, true
-	case CloudUSGov:
-		return Endpoints{
-			AuthorityHost: "https://login.microsoftonline.us/",
-			APIURL:        "https://api.ti.sentinel.azure.us",
-			Scope:         "https://management.usgovcloudapi.net/.default",
-		}, true
-	case CloudChina:
-		return Endpoints{
-			AuthorityHost: "https://login.chinacloudapi.cn/",
-			APIURL:        "https://api.ti.sentinel.azure.cn",
-			Scope:         "https://management.chinacloudapi.cn/.default",
-		}, true
-	}
-	return Endpoints{}, false
-}
-
 // ReservedSourceSystem is the sourcesystem value Sentinel reserves for itself.
 const ReservedSourceSystem = "Microsoft Sentinel"
 
-// Defaults applied by Config.WithDefaults.
-const (
-	DefaultBatchSize      = 100
-	MaxBatchSize          = 100
-	DefaultRequestTimeout = 60 * time.Second
-	DefaultUserAgent      = "mispsentinel-listener"
-)
+// MaxBatchSize is the most objects Sentinel takes in one upload request.
+const MaxBatchSize = 100
 
-// Config configures one sink's upload client. Validate it (or let New do it) before use.
+// Config configures one sink's upload client. Every field is required (except the TLS
+// overrides): the daemon fills it from the configuration, whose defaults (cloud presets,
+// api-versions, timeouts, quotas) live in config/defaults.go. New validates, it never fills
+// in.
 type Config struct {
-	// API selects the upload API; default APISTIXObjects.
+	// API selects the upload API.
 	API API
-	// APIVersion is the api-version query parameter; default per API.
+	// APIVersion is the api-version query parameter.
 	APIVersion string
-	// Cloud selects the preset endpoints; default CloudPublic.
-	Cloud Cloud
-	// AuthorityHost, APIURL and Scope override the cloud preset one by one.
+	// Cloud names the sink's cloud in error messages.
+	Cloud string
+	// AuthorityHost (Entra), APIURL (the upload API's base URL) and Scope (the token scope)
+	// must belong to the same cloud.
 	AuthorityHost string
 	APIURL        string
 	Scope         string
@@ -107,13 +51,18 @@ type Config struct {
 	// SourceSystem is the source name Sentinel stores with every object. Keep it constant:
 	// it is part of every object's identity in Sentinel. "Microsoft Sentinel" is reserved.
 	SourceSystem string
-	// UserAgent is sent with every upload; default DefaultUserAgent.
+	// UserAgent is sent with every upload.
 	UserAgent string
-	// RequestTimeout bounds each HTTP request (not the wait for the rate limiter); default
-	// DefaultRequestTimeout.
+	// RequestTimeout bounds each HTTP request (not the wait for the quota).
 	RequestTimeout time.Duration
-	// BatchSize is the largest batch Upload accepts (1..100); default 100.
+	// BatchSize is the largest batch Send accepts (1..MaxBatchSize).
 	BatchSize int
+	// RequestsPerMinute is the upload quota of the sink's Entra identity (Sentinel's is
+	// 100); sinks of one identity share it.
+	RequestsPerMinute int
+	// QuotaMinute is the length of a quota minute: time.Minute, shorter only for simulators
+	// with a time scale.
+	QuotaMinute time.Duration
 
 	// Credential selects and configures the Entra credential.
 	Credential Credential
@@ -125,53 +74,10 @@ type Config struct {
 	Transport http.RoundTripper
 }
 
-// WithDefaults returns c with every empty field set to its default. It is the one place
-// defaults live.
-func (c Config) WithDefaults() Config {
-	if c.API == "" {
-		c.API = APISTIXObjects
-	}
-	if c.APIVersion == "" {
-		c.APIVersion = DefaultSTIXAPIVersion
-		if c.API == APILegacy {
-			c.APIVersion = DefaultLegacyAPIVersion
-		}
-	}
-	if c.Cloud == "" {
-		c.Cloud = CloudPublic
-	}
-	if ep, ok := CloudEndpoints(c.Cloud); ok {
-		if c.AuthorityHost == "" {
-			c.AuthorityHost = ep.AuthorityHost
-		}
-		if c.APIURL == "" {
-			c.APIURL = ep.APIURL
-			if c.API == APILegacy {
-				c.APIURL = ep.LegacyAPIURL
-			}
-		}
-		if c.Scope == "" {
-			c.Scope = ep.Scope
-		}
-	}
-	if c.UserAgent == "" {
-		c.UserAgent = DefaultUserAgent
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	return c
-}
-
-// Validate reports every problem of c (after defaults) with the field it concerns. It does
-// no I/O.
+// Validate reports every problem of c with the field it concerns. It does no I/O.
 func (c Config) Validate() error { return c.validate(true) }
 
 func (c Config) validate(withCredential bool) error {
-	c = c.WithDefaults()
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
@@ -181,15 +87,8 @@ func (c Config) validate(withCredential bool) error {
 	default:
 		bad("api", "unknown upload API %q (want %q or %q)", c.API, APISTIXObjects, APILegacy)
 	}
-	if _, ok := CloudEndpoints(c.Cloud); !ok {
-		bad("cloud", "unknown cloud %q (want public, usgov or china)", c.Cloud)
-	}
 	for _, u := range []struct{ field, value string }{{"authority_host", c.AuthorityHost}, {"api_url", c.APIURL}} {
 		if err := checkHTTPSURL(u.value); err != nil {
-			if u.field == "api_url" && u.value == "" && c.API == APILegacy {
-				bad(u.field, "no legacy upload API host is known for cloud %q: set it explicitly", c.Cloud)
-				continue
-			}
 			bad(u.field, "%v", err)
 		}
 	}
@@ -210,11 +109,17 @@ func (c Config) validate(withCredential bool) error {
 	case ss != c.SourceSystem:
 		bad("source_system", "%q has leading or trailing spaces", c.SourceSystem)
 	}
-	if strings.ContainsAny(c.UserAgent, "\r\n") {
-		bad("user_agent", "must be a single line")
+	if c.UserAgent == "" || strings.ContainsAny(c.UserAgent, "\r\n") {
+		bad("user_agent", "must be a single, non-empty line")
 	}
-	if c.RequestTimeout < 0 {
-		bad("request_timeout", "%s must not be negative", c.RequestTimeout)
+	if c.RequestTimeout <= 0 {
+		bad("request_timeout", "%s must be positive", c.RequestTimeout)
+	}
+	if c.RequestsPerMinute <= 0 {
+		bad("requests_per_minute", "%d must be positive", c.RequestsPerMinute)
+	}
+	if c.QuotaMinute <= 0 {
+		bad("quota_minute", "%s must be positive", c.QuotaMinute)
 	}
 	if c.BatchSize < 1 || c.BatchSize > MaxBatchSize {
 		bad("batch_size", "%d must be within 1..%d", c.BatchSize, MaxBatchSize)

@@ -1,23 +1,22 @@
 package sentinel
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mispsentinel/listener/pusher"
 )
 
 func validConfig() Config {
-	return Config{
-		WorkspaceID:  "5a1d3e7c-9b24-4f6a-8c0e-2d4f6a8b0c1e",
-		SourceSystem: "MISP",
+	return complete(Config{
+		WorkspaceID: "5a1d3e7c-9b24-4f6a-8c0e-2d4f6a8b0c1e",
 		Credential: Credential{
 			Kind: CredentialClientSecret, TenantID: "8f2b0a52-5d36-4c1e-9b6f-0c7a4e3d2f10",
 			ClientID: "3c9e7b14-2a6f-4d58-8e01-b7f5c2d9a463", ClientSecret: "s3cret",
 		},
-	}
+	})
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -35,8 +34,11 @@ func TestConfigValidate(t *testing.T) {
 		{"empty source system", func(c *Config) { c.SourceSystem = "" }, "source_system: must not be empty"},
 		{"workspace name instead of id", func(c *Config) { c.WorkspaceID = "my-workspace" }, "workspace_id"},
 		{"unknown api", func(c *Config) { c.API = "graph" }, "api: unknown upload API"},
-		{"unknown cloud", func(c *Config) { c.Cloud = "germany" }, "cloud: unknown cloud"},
-		{"legacy without a known host", func(c *Config) { c.API, c.Cloud = APILegacy, CloudUSGov }, "no legacy upload API host"},
+		{"no api url", func(c *Config) { c.APIURL = "" }, "api_url: must not be empty"},
+		{"no quota", func(c *Config) { c.RequestsPerMinute = 0 }, "requests_per_minute"},
+		{"no quota minute", func(c *Config) { c.QuotaMinute = 0 }, "quota_minute"},
+		{"no timeout", func(c *Config) { c.RequestTimeout = 0 }, "request_timeout"},
+		{"no batch size", func(c *Config) { c.BatchSize = 0 }, "batch_size"},
 		{"plain http api url", func(c *Config) { c.APIURL = "http://127.0.0.1:8080" }, "api_url"},
 		{"plain http authority", func(c *Config) { c.AuthorityHost = "http://login.example/" }, "authority_host"},
 		{"bad scope", func(c *Config) { c.Scope = "https://management.azure.com/" }, "scope"},
@@ -69,36 +71,12 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestCloudPresetsSetAllThreeEndpoints(t *testing.T) {
-	tests := []struct {
-		cloud                    Cloud
-		authority, upload, scope string
-	}{
-		{CloudPublic, "https://login.microsoftonline.com/", "https://api.ti.sentinel.azure.com/workspaces/", "https://management.azure.com/.default"},
-		{CloudUSGov, "https://login.microsoftonline.us/", "https://api.ti.sentinel.azure.us/workspaces/", "https://management.usgovcloudapi.net/.default"},
-		{CloudChina, "https://login.chinacloudapi.cn/", "https://api.ti.sentinel.azure.cn/workspaces/", "https://management.chinacloudapi.cn/.default"},
-	}
-	for _, tt := range tests {
-		t.Run(string(tt.cloud), func(t *testing.T) {
-			c := validConfig()
-			c.Cloud = tt.cloud
-			c = c.WithDefaults()
-			u, err := uploadURL(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c.AuthorityHost != tt.authority || c.Scope != tt.scope || !strings.HasPrefix(u, tt.upload) {
-				t.Fatalf("authority %s scope %s url %s", c.AuthorityHost, c.Scope, u)
-			}
-			if want := c.WorkspaceID + "/threat-intelligence-stix-objects:upload?api-version=2024-02-01-preview"; !strings.HasSuffix(u, want) {
-				t.Fatalf("url %s, want suffix %s", u, want)
-			}
-		})
-	}
+func TestLegacyUploadURL(t *testing.T) {
 	c := validConfig()
 	c.API = APILegacy
 	c.APIURL = "https://sentinel.example"
-	u, err := uploadURL(c.WithDefaults())
+	c.APIVersion = "2022-07-01"
+	u, err := uploadURL(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,36 +103,26 @@ func TestCertificateCredentialReportsUnreadableFile(t *testing.T) {
 	}
 }
 
-func TestLimitersSharePerIdentity(t *testing.T) {
-	l := NewLimiters(LimiterOptions{})
-	a := Identity{TenantID: "t", ClientID: "a"}
-	if l.For(a) != l.For(a) {
-		t.Fatal("one identity got two limiters")
-	}
-	if l.For(a) == l.For(Identity{TenantID: "t", ClientID: "b"}) {
-		t.Fatal("two identities share a limiter")
-	}
-	if got, want := l.Interval(), time.Minute/99; got.Round(time.Microsecond) != want.Round(time.Microsecond) {
-		t.Fatalf("interval %s, want %s (100/min less 1 %% headroom)", got, want)
-	}
-	// Clients built from configs naming the same app share its limit.
-	c1, c2 := validConfig(), validConfig()
+func TestSinksOfOneIdentityShareAQuota(t *testing.T) {
+	c1, c2, other := validConfig(), validConfig(), validConfig()
 	c2.WorkspaceID = "7b3c5d9e-1f20-4a6b-8c4d-0e2f4a6c8e00"
-	if l.For(c1.Credential.Identity()) != l.For(c2.Credential.Identity()) {
-		t.Fatal("two sinks of one app got different limiters")
+	other.Credential.ClientID = "another-app"
+	var quotas []pusher.Quota
+	for _, c := range []Config{c1, c2, other} {
+		client, err := NewWithCredential(c, &stubCredential{}, c.Credential.Identity())
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := client.Limits()
+		if l.MaxBatch != 100 || len(l.Upserts) != 1 || l.Revocations != nil {
+			t.Fatalf("limits %+v, want batches of 100 and one quota for upserts and revocations", l)
+		}
+		quotas = append(quotas, l.Upserts[0])
 	}
-}
-
-func TestIdentityLimitPauseHoldsEveryWaiter(t *testing.T) {
-	lim := NewLimiters(LimiterOptions{RequestsPerMinute: 1e9}).For(Identity{ClientID: "x"})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if err := lim.Wait(ctx); err != nil {
-		t.Fatalf("unpaused wait: %v", err)
+	if quotas[0] != quotas[1] || quotas[0].Requests != 100 || quotas[0].Per != time.Minute {
+		t.Fatalf("two sinks of one app report %+v and %+v, want one shared 100/min quota", quotas[0], quotas[1])
 	}
-	lim.Pause(time.Now().Add(time.Hour))
-	lim.Pause(time.Now()) // never shortens
-	if err := lim.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("paused wait: %v, want the context deadline", err)
+	if quotas[0].Key == quotas[2].Key {
+		t.Fatalf("two identities share quota key %q", quotas[0].Key)
 	}
 }

@@ -153,7 +153,6 @@ func (c Credential) Identity() Identity {
 // NewCredential builds the azidentity credential cfg.Credential describes, using cfg's
 // authority host and transport. It does not contact Entra: the first token request does.
 func NewCredential(cfg Config) (azcore.TokenCredential, error) {
-	cfg = cfg.WithDefaults()
 	c := cfg.Credential
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("sentinel credential: %w", err)

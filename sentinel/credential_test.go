@@ -22,7 +22,7 @@ import (
 // simConfig returns a sink configuration pointing at the simulator with a client-secret
 // credential, as an operator would write it for a private cloud.
 func simConfig(sim *simsentinel.Server) Config {
-	return Config{
+	return complete(Config{
 		AuthorityHost: sim.URL + "/",
 		APIURL:        sim.URL,
 		WorkspaceID:   simsentinel.DefaultWorkspaceID,
@@ -35,7 +35,8 @@ func simConfig(sim *simsentinel.Server) Config {
 			ClientSecret:             simsentinel.DefaultClientSecret,
 			DisableInstanceDiscovery: true,
 		},
-	}
+		Scope: simsentinel.ManagementScope,
+	})
 }
 
 func startSim(t testing.TB, opts simsentinel.Options) *simsentinel.Server {
@@ -79,7 +80,7 @@ func TestClientSecretCredentialObtainsAndRefreshesTokens(t *testing.T) {
 
 func TestClientRefreshesAnInvalidatedTokenOnce(t *testing.T) {
 	sim := startSim(t, simsentinel.Options{}) // one-hour tokens: cached by azidentity
-	c, err := New(simConfig(sim), unlimited())
+	c, err := New(simConfig(sim))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,15 +128,15 @@ func TestMisconfigurationIsFatal(t *testing.T) {
 			sim := startSim(t, simsentinel.Options{})
 			cfg := simConfig(sim)
 			tt.edit(&cfg, sim)
-			c, err := New(cfg, unlimited())
+			c, err := New(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			_, err = Deliver(context.Background(), c, testBatch(1, time.Now()), RetryOptions{InitialInterval: time.Millisecond})
+			_, err = c.Upload(context.Background(), testBatch(1, time.Now()))
 			var fe *FatalError
 			if !errors.As(err, &fe) || fe.Status != tt.status || fe.Cause != tt.cause {
-				t.Fatalf("Deliver error %v, want fatal HTTP %d cause %s", err, tt.status, tt.cause)
+				t.Fatalf("Upload error %v, want fatal HTTP %d cause %s", err, tt.status, tt.cause)
 			}
 		})
 	}
@@ -144,8 +145,8 @@ func TestMisconfigurationIsFatal(t *testing.T) {
 func TestLegacyAPIThroughSimulator(t *testing.T) {
 	sim := startSim(t, simsentinel.Options{})
 	cfg := simConfig(sim)
-	cfg.API = APILegacy
-	c, err := New(cfg, unlimited())
+	cfg.API, cfg.APIVersion = APILegacy, "2022-07-01"
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func TestClientCertificateCredentialAgainstSimulator(t *testing.T) {
 			cfg := simConfig(sim)
 			cfg.Credential = Credential{Kind: CredentialClientCertificate, TenantID: sim.TenantID(), ClientID: certApp,
 				CertificatePath: tt.path, DisableInstanceDiscovery: true}
-			c, err := New(cfg, unlimited())
+			c, err := New(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -239,7 +240,7 @@ func TestWorkloadIdentityCredentialAgainstSimulator(t *testing.T) {
 	cfg := simConfig(sim)
 	cfg.Credential = Credential{Kind: CredentialWorkloadIdentity, TenantID: sim.TenantID(), ClientID: app,
 		TokenFilePath: tokenFile, DisableInstanceDiscovery: true}
-	c, err := New(cfg, unlimited())
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestManagedIdentityCredentialAgainstSimulator(t *testing.T) {
 	t.Setenv("IDENTITY_HEADER", simsentinel.DefaultManagedIdentityHeader)
 	cfg := simConfig(sim)
 	cfg.Credential = Credential{Kind: CredentialManagedIdentity, ClientID: simsentinel.DefaultManagedIdentityClientID}
-	c, err := New(cfg, unlimited())
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +286,7 @@ func TestDefaultAzureCredentialAgainstSimulator(t *testing.T) {
 	t.Setenv("AZURE_CLIENT_SECRET", simsentinel.DefaultClientSecret)
 	cfg := simConfig(sim)
 	cfg.Credential = Credential{Kind: CredentialDefault, DisableInstanceDiscovery: true}
-	c, err := New(cfg, unlimited())
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

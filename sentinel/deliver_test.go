@@ -5,25 +5,33 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/mispsentinel/listener/pusher"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
+	"github.com/mispsentinel/listener/stix"
+	"github.com/mispsentinel/listener/store"
 )
 
 const secondWorkspace = "7b3c5d9e-1f20-4a6b-8c4d-0e2f4a6c8e00"
 
 // sinks returns one Client per simulator workspace, all with the same Entra identity and so
-// sharing one limiter from limiters.
-func sinks(t testing.TB, sim *simsentinel.Server, limiters *Limiters) []*Client {
+// sharing one quota.
+func sinks(t testing.TB, sim *simsentinel.Server) []*Client {
 	t.Helper()
 	var out []*Client
 	for _, ws := range []string{simsentinel.DefaultWorkspaceID, secondWorkspace} {
 		cfg := simConfig(sim)
 		cfg.WorkspaceID = ws
-		c, err := New(cfg, limiters)
+		cfg.QuotaMinute = sim.Minute()
+		c, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,43 +46,81 @@ type delivered struct {
 	err      error
 }
 
-// deliverBacklog splits objects into batches of 100 and delivers them with workers
-// goroutines per sink, batch k going to sink k % len(sinks). It returns the rejections by
-// index into objects.
-func deliverBacklog(ctx context.Context, clients []*Client, objects []json.RawMessage, workersPerSink int, retry RetryOptions) delivered {
-	type batch struct{ start, end int }
-	queues := make([]chan batch, len(clients))
-	for i := range queues {
-		queues[i] = make(chan batch, len(objects)/100+1)
+// backlog is objects queued in batches of 100 in an in-memory store, batch k for sink
+// k % sinks, as the daemon's diff would queue them.
+type backlog struct {
+	store *store.Store
+	index map[string]int // object id -> position in objects
+}
+
+func queueBacklog(t testing.TB, objects []json.RawMessage, sinks int) backlog {
+	t.Helper()
+	st, err := store.Open("", store.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { st.Close() })
+	bl := backlog{store: st, index: make(map[string]int, len(objects))}
+	now := time.Now()
 	for k, start := 0, 0; start < len(objects); k, start = k+1, start+100 {
-		queues[k%len(clients)] <- batch{start, min(start+100, len(objects))}
+		var objs []stix.Object
+		for i := start; i < min(start+100, len(objects)); i++ {
+			var v struct{ ID string }
+			if err := json.Unmarshal(objects[i], &v); err != nil {
+				t.Fatal(err)
+			}
+			bl.index[v.ID] = i
+			objs = append(objs, stix.Object{ID: v.ID, Type: "indicator", EventUUID: fmt.Sprint(k), Hash: v.ID, Body: objects[i]})
+		}
+		if _, err := st.Apply(fmt.Sprint("ws", k%sinks), fmt.Sprint("event-", k), objs, now); err != nil {
+			t.Fatal(err)
+		}
 	}
+	return bl
+}
+
+// deliver drains the backlog through one pusher per client, all sharing one set of pacers
+// (one identity), and returns the rejections by index into the queued objects.
+func (bl backlog) deliver(ctx context.Context, t testing.TB, clients []*Client, cfg pusher.Config, headroom float64, m *pusher.Metrics) delivered {
+	t.Helper()
+	pacers, err := pusher.NewPacers(headroom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
 	var (
 		mu  sync.Mutex
 		out = delivered{rejected: make(map[int]string)}
 		wg  sync.WaitGroup
 	)
 	for i, c := range clients {
-		close(queues[i])
-		for range workersPerSink {
-			wg.Go(func() {
-				for b := range queues[i] {
-					res, err := Deliver(ctx, c, objects[b.start:b.end], retry)
-					mu.Lock()
-					if err != nil && out.err == nil {
-						out.err = err
-					}
-					for _, r := range res.Rejected {
-						out.rejected[b.start+r.Index] = r.Message
-					}
-					mu.Unlock()
-				}
-			})
+		cfg := cfg
+		cfg.Sink = fmt.Sprint("ws", i)
+		p, err := pusher.New(cfg, bl.store, c, pacers, log, m)
+		if err != nil {
+			t.Fatal(err)
 		}
+		wg.Go(func() {
+			_, err := p.Drain(ctx)
+			dead, derr := bl.store.DeadLetters(cfg.Sink, 0)
+			mu.Lock()
+			defer mu.Unlock()
+			if err = errors.Join(err, derr); err != nil && out.err == nil {
+				out.err = err
+			}
+			for _, d := range dead {
+				out.rejected[bl.index[d.ID]] = d.Message
+			}
+		})
 	}
 	wg.Wait()
 	return out
+}
+
+// pusherConfig is the daemon's default delivery loop configuration with a faster backoff.
+func pusherConfig() pusher.Config {
+	return pusher.Config{Linger: time.Second, ShutdownGrace: 10 * time.Second, RetryInitial: 5 * time.Millisecond, RetryMax: 100 * time.Millisecond, MaxRetryAfter: 10 * time.Minute}
 }
 
 // TestTenThousandIndicatorsThroughFaults is the delivery acceptance test: 10,000 indicators
@@ -87,8 +133,7 @@ func TestTenThousandIndicatorsThroughFaults(t *testing.T) {
 		Workspaces: []simsentinel.Workspace{{ID: simsentinel.DefaultWorkspaceID}, {ID: secondWorkspace}},
 		Faults:     simsentinel.Faults{ServerErrorRate: 0.10, DropRate: 0.02},
 	})
-	limiters := NewLimiters(LimiterOptions{Minute: sim.Minute()})
-	clients := sinks(t, sim, limiters)
+	clients := sinks(t, sim)
 
 	const n = 10_000
 	now := time.Now()
@@ -121,23 +166,9 @@ func TestTenThousandIndicatorsThroughFaults(t *testing.T) {
 		}
 		sim.ThrottleStorm(1500 * time.Millisecond)
 	}()
-	var (
-		retriesMu sync.Mutex
-		retries   = map[string]int{}
-	)
-	got := deliverBacklog(ctx, clients, objects, 2, RetryOptions{
-		InitialInterval: 5 * time.Millisecond, MaxInterval: 100 * time.Millisecond,
-		Notify: func(err error, _ time.Duration) {
-			var re *RetryableError
-			if !errors.As(err, &re) {
-				t.Errorf("Notify got %T %v, want *RetryableError", err, err)
-				return
-			}
-			retriesMu.Lock()
-			retries[fmt.Sprint(re.Status)]++
-			retriesMu.Unlock()
-		},
-	})
+	bl := queueBacklog(t, objects, len(clients))
+	reg := prometheus.NewRegistry()
+	got := bl.deliver(ctx, t, clients, pusherConfig(), 0.01, pusher.NewMetrics(reg))
 	<-stormed
 	if got.err != nil {
 		t.Fatalf("deliver: %v", got.err)
@@ -165,44 +196,53 @@ func TestTenThousandIndicatorsThroughFaults(t *testing.T) {
 			t.Errorf("invalid object %d stored", i)
 		case !bad && !ok:
 			t.Errorf("object %d never stored", i)
-		case !bad && string(rec.Object) != string(obj):
+		case !bad && !samePattern(rec.Object, obj):
 			t.Errorf("object %d stored as %s", i, rec.Object)
 		}
 	}
 	st := sim.Stats()
-	t.Logf("stored %d, rejected %d; simulator: %d requests, %d served, %d 500s, %d drops, %d 429s; client retries by status %v",
+	retries := map[string]float64{}
+	for _, reason := range []string{pusher.RetryThrottled, pusher.RetryServerError, pusher.RetryNetwork} {
+		retries[reason] = retriesOf(t, reg, reason)
+	}
+	t.Logf("stored %d, rejected %d; simulator: %d requests, %d served, %d 500s, %d drops, %d 429s; retries by reason %v",
 		len(stored), len(got.rejected), st.UploadRequests, st.Served, st.ServerErrors, st.Dropped, st.Throttled, retries)
 	if len(stored) != n-len(wantRejected) {
 		t.Errorf("%d stored, want %d", len(stored), n-len(wantRejected))
 	}
-	if st.ServerErrors == 0 || st.Dropped == 0 || st.Throttled == 0 || retries["429"] == 0 || retries["500"] == 0 {
+	if st.ServerErrors == 0 || st.Dropped == 0 || st.Throttled == 0 || retries[pusher.RetryThrottled] == 0 || retries[pusher.RetryServerError] == 0 {
 		t.Errorf("faults not exercised: %+v, retries %v", st, retries)
 	}
 }
 
 func stixTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
-func TestDeliverStopsOnContextEnd(t *testing.T) {
-	sim := startSim(t, simsentinel.Options{Faults: simsentinel.Faults{ServerErrorRate: 1}})
-	c, err := New(simConfig(sim), unlimited())
+// samePattern reports whether two STIX objects have the same id and pattern (the store
+// stamps modified, so the bodies differ).
+func samePattern(a, b []byte) bool {
+	var x, y struct{ ID, Pattern string }
+	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && x == y
+}
+
+// retriesOf reads listener_upload_retries_total summed over sinks for reason.
+func retriesOf(t testing.TB, reg *prometheus.Registry, reason string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	attempts := 0
-	_, err = Deliver(ctx, c, testBatch(1, time.Now()), RetryOptions{
-		InitialInterval: time.Millisecond,
-		Notify: func(error, time.Duration) {
-			if attempts++; attempts == 3 {
-				cancel()
+	var n float64
+	for _, f := range families {
+		if f.GetName() != "listener_upload_retries_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					n += m.GetCounter().GetValue()
+				}
 			}
-		},
-	})
-	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "500") {
-		t.Fatalf("Deliver error %v, want context.Canceled naming the last 500", err)
+		}
 	}
-	if len(sim.Objects(simsentinel.DefaultWorkspaceID)) != 0 {
-		t.Fatal("objects stored despite 500s")
-	}
+	return n
 }

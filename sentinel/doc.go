@@ -1,9 +1,11 @@
-// Package sentinel uploads batches of STIX objects to Microsoft Sentinel's threat-intelligence
-// upload APIs (STIX objects, or the legacy upload-indicators API), authenticating with Entra ID
-// through azidentity and pacing requests with one rate limiter per Entra identity. It owns the
-// single classification of every upload outcome (accepted, rejected by index, retry after a
-// wait, fatal misconfiguration) and the one retry loop, Deliver.
+// Package sentinel speaks Microsoft Sentinel's threat-intelligence upload APIs (STIX
+// objects, or the legacy upload-indicators API): Client is the pusher.Sink of a Sentinel
+// workspace. It owns what is Sentinel's and nothing else: building upload requests,
+// authenticating with Entra ID through azidentity (one forced token refresh after a 401),
+// the single classification of every answer (classify: accepted, rejected by index, retry
+// after a wait, fatal misconfiguration), and splitting a batch Sentinel refuses whole. It
+// reports Sentinel's limits (100 objects per request, 100 requests per minute per Entra
+// identity) to the pusher.
 //
-// It never queues, persists or decides what to send: the caller (the pusher) owns batching and
-// acknowledgement.
+// It never queues, persists, paces, waits or retries: the pusher owns the delivery loop.
 package sentinel

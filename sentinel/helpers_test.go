@@ -11,6 +11,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"go.uber.org/goleak"
+
+	"github.com/mispsentinel/listener/pusher"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -67,7 +69,66 @@ func (s *stubCredential) GetToken(_ context.Context, opts policy.TokenRequestOpt
 	return azcore.AccessToken{Token: fmt.Sprintf("token-%d", s.calls), ExpiresOn: time.Now().Add(time.Hour)}, nil
 }
 
-// unlimited is a registry whose limiters never make a test wait.
-func unlimited() *Limiters {
-	return NewLimiters(LimiterOptions{RequestsPerMinute: 1e9})
+// Aliases keep the tests in the words of the classification they check.
+type (
+	Rejection      = pusher.Rejection
+	RetryableError = pusher.RetryError
+	FatalError     = pusher.FatalError
+)
+
+// uploadResult is what a test upload returns.
+type uploadResult struct{ Rejected []Rejection }
+
+// Upload sends objects through Send once, without pacing: the tests that use it make a
+// handful of requests.
+func (c *Client) Upload(ctx context.Context, objects []json.RawMessage) (uploadResult, error) {
+	batch := make([]pusher.Object, len(objects))
+	for i, o := range objects {
+		var v struct{ ID string }
+		_ = json.Unmarshal(o, &v)
+		batch[i] = pusher.Object{ID: v.ID, Body: o}
+	}
+	rejected, err := c.Send(ctx, batch, func(context.Context) error { return nil })
+	return uploadResult{Rejected: rejected}, err
+}
+
+// complete fills the fields the daemon always sets with the values of config.Default().
+func complete(c Config) Config {
+	if c.API == "" {
+		c.API = APISTIXObjects
+	}
+	if c.APIVersion == "" {
+		c.APIVersion = "2024-02-01-preview"
+		if c.API == APILegacy {
+			c.APIVersion = "2022-07-01"
+		}
+	}
+	if c.AuthorityHost == "" {
+		c.AuthorityHost = "https://login.microsoftonline.com/"
+	}
+	if c.APIURL == "" {
+		c.APIURL = "https://api.ti.sentinel.azure.com"
+	}
+	if c.Scope == "" {
+		c.Scope = "https://management.azure.com/.default"
+	}
+	if c.SourceSystem == "" {
+		c.SourceSystem = "MISP"
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "mispsentinel-listener"
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = time.Minute
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 100
+	}
+	if c.RequestsPerMinute == 0 {
+		c.RequestsPerMinute = 100
+	}
+	if c.QuotaMinute == 0 {
+		c.QuotaMinute = time.Minute
+	}
+	return c
 }

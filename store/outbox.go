@@ -221,73 +221,74 @@ func (s *Store) end(b *Batch, verdict []verdictKind, o Outcome, now time.Time) e
 		}
 	}
 	w := newChunkWriter(s.db, b.Sink, &meta)
+	defer w.abort() // discards the uncommitted chunk on an early return; a no-op after finish
 	newHead := b.Items[len(b.Items)-1].Seq + 1
 	for i, v := range verdict {
 		seq := b.Items[i].Seq
-		if v == verdictRetry {
-			if decided[b.Items[i].ID] > seq {
-				if err := w.reserve(1, 64); err != nil {
-					w.abort()
-					return err
-				}
-				if err := w.delete(seqKey(kindOutbox, b.Sink, seq)); err != nil {
-					w.abort()
-					return err
-				}
-				meta.Depth--
-				continue
+		switch {
+		case v == verdictRetry && decided[b.Items[i].ID] > seq:
+			if err := w.reserve(1, 64); err != nil {
+				return err
 			}
+			if err := w.delete(seqKey(kindOutbox, b.Sink, seq)); err != nil {
+				return err
+			}
+			meta.Depth--
+		case v == verdictRetry:
 			newHead = min(newHead, seq)
-			continue
-		}
-		oi := &b.items[i]
-		var dead []byte
-		if v == verdictRejected {
-			dead = (&deadRecord{Item: *oi, Message: messages[i], RejectedAt: now.UTC()}).encode()
-		}
-		if err := w.reserve(4, len(dead)+len(oi.Object)+256); err != nil {
-			w.abort()
-			return err
-		}
-		st, found, err := readState(w.txn, b.Sink, oi.Base)
-		if err != nil {
-			w.abort()
-			return err
-		}
-		if found {
-			if st.PendingSeq == seq {
-				st.PendingSeq = 0
-			}
-			current := st.Gen == oi.Gen && st.Modified.Equal(oi.Modified)
-			switch {
-			case current && v == verdictAccepted:
-				st.SentModified = oi.Modified
-				st.Rejected = false
-			case current && v == verdictRejected:
-				st.Rejected = true
-			}
-			if err := w.set(stateKey(b.Sink, oi.Base), st.encode()); err != nil {
-				w.abort()
+		default:
+			if err := settleItem(w, b.Sink, seq, &b.items[i], v, messages[i], now); err != nil {
 				return err
 			}
-		}
-		if err := w.delete(seqKey(kindOutbox, b.Sink, seq)); err != nil {
-			w.abort()
-			return err
-		}
-		meta.Depth--
-		if v == verdictAccepted {
-			meta.LastAccepted = now.UTC()
-		} else {
-			if err := w.set(seqKey(kindDead, b.Sink, seq), dead); err != nil {
-				w.abort()
-				return err
-			}
-			meta.Dead++
 		}
 	}
 	meta.Head = max(meta.Head, newHead)
 	return w.finish()
+}
+
+// settleItem takes one accepted or rejected item out of the outbox: its state records the
+// version as sent (or as rejected) and a rejected item becomes a dead letter.
+func settleItem(w *chunkWriter, sink string, seq uint64, oi *outboxItem, v verdictKind, message string, now time.Time) error {
+	var dead []byte
+	if v == verdictRejected {
+		dead = (&deadRecord{Item: *oi, Message: message, RejectedAt: now.UTC()}).encode()
+	}
+	if err := w.reserve(4, len(dead)+len(oi.Object)+256); err != nil {
+		return err
+	}
+	st, found, err := readState(w.txn, sink, oi.Base)
+	if err != nil {
+		return err
+	}
+	if found {
+		if st.PendingSeq == seq {
+			st.PendingSeq = 0
+		}
+		current := st.Gen == oi.Gen && st.Modified.Equal(oi.Modified)
+		switch {
+		case current && v == verdictAccepted:
+			st.SentModified = oi.Modified
+			st.Rejected = false
+		case current && v == verdictRejected:
+			st.Rejected = true
+		}
+		if err := w.set(stateKey(sink, oi.Base), st.encode()); err != nil {
+			return err
+		}
+	}
+	if err := w.delete(seqKey(kindOutbox, sink, seq)); err != nil {
+		return err
+	}
+	w.meta.Depth--
+	if v == verdictAccepted {
+		w.meta.LastAccepted = now.UTC()
+		return nil
+	}
+	if err := w.set(seqKey(kindDead, sink, seq), dead); err != nil {
+		return err
+	}
+	w.meta.Dead++
+	return nil
 }
 
 // DeadLetters lists up to limit (all when limit <= 0) of sink's dead letters, oldest first.
@@ -381,28 +382,25 @@ func (s *Store) requeue(rt *sinkRuntime, sink string, seqs []uint64, now time.Ti
 		return 0, err
 	}
 	w := newChunkWriter(s.db, sink, &meta)
+	defer w.abort() // discards the uncommitted chunk on an early return; a no-op after finish
 	requeued := 0
 	for _, seq := range targets {
 		if err := w.reserve(4, 8<<10); err != nil {
-			w.abort()
 			return 0, err
 		}
 		rec, found, err := readDead(w.txn, sink, seq)
 		if err != nil {
-			w.abort()
 			return 0, err
 		}
 		if !found {
 			continue
 		}
 		if err := w.delete(seqKey(kindDead, sink, seq)); err != nil {
-			w.abort()
 			return 0, err
 		}
 		meta.Dead--
 		st, found, err := readState(w.txn, sink, rec.Item.Base)
 		if err != nil {
-			w.abort()
 			return 0, err
 		}
 		switch {
@@ -418,7 +416,6 @@ func (s *Store) requeue(rt *sinkRuntime, sink string, seqs []uint64, now time.Ti
 			continue // superseded
 		}
 		if err != nil {
-			w.abort()
 			return 0, err
 		}
 		requeued++
@@ -448,4 +445,50 @@ func (s *Store) requeueOldRevocation(w *chunkWriter, it outboxItem, now time.Tim
 
 func readDead(txn *badger.Txn, sink string, seq uint64) (deadRecord, bool, error) {
 	return readRecord(txn, seqKey(kindDead, sink, seq), fmt.Sprintf("dead letter %d", seq), decodeDead)
+}
+
+// AcceptAll is the outcome of a batch the sink accepted whole.
+func (b *Batch) AcceptAll() Outcome {
+	o := Outcome{Accepted: make([]int, len(b.Items))}
+	for i := range o.Accepted {
+		o.Accepted[i] = i
+	}
+	return o
+}
+
+// KeepAll is the outcome that hands a batch back untouched: every item stays queued, in
+// order, to be handed out again.
+func (b *Batch) KeepAll() Outcome {
+	o := Outcome{Retry: make([]int, len(b.Items))}
+	for i := range o.Retry {
+		o.Retry[i] = i
+	}
+	return o
+}
+
+// Reject returns o with item index moved to the rejected items, with message. An index that
+// o names nowhere (outside the batch) or already rejected leaves o unchanged.
+func (o Outcome) Reject(index int, message string) Outcome {
+	for _, r := range o.Rejected {
+		if r.Index == index {
+			return o
+		}
+	}
+	drop := func(list []int) ([]int, bool) {
+		for k, i := range list {
+			if i == index {
+				return append(slices.Clone(list[:k]), list[k+1:]...), true
+			}
+		}
+		return list, false
+	}
+	var found bool
+	if o.Accepted, found = drop(o.Accepted); !found {
+		if o.Retry, found = drop(o.Retry); !found {
+			return o
+		}
+	}
+	o.Rejected = append(slices.Clone(o.Rejected), Rejection{Index: index, Message: message})
+	slices.SortFunc(o.Rejected, func(a, b Rejection) int { return a.Index - b.Index })
+	return o
 }

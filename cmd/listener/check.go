@@ -17,6 +17,7 @@ import (
 	"github.com/mispsentinel/listener/internal/cli"
 	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
+	"github.com/mispsentinel/listener/pusher"
 	"github.com/mispsentinel/listener/sentinel"
 )
 
@@ -141,23 +142,24 @@ func checkToken(ctx context.Context, scfg sentinel.Config) error {
 	if err != nil {
 		return err
 	}
-	scfg = scfg.WithDefaults()
 	_, err = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scfg.Scope}})
 	return err
 }
 
 func checkWorkspace(ctx context.Context, scfg sentinel.Config) error {
-	client, err := sentinel.New(scfg, sentinel.NewLimiters(sentinel.LimiterOptions{}))
+	client, err := sentinel.New(scfg)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	res, err := client.Upload(ctx, []json.RawMessage{probeObject})
+	// One probe request: far below any quota, so it needs no pacing.
+	noPacing := func(context.Context) error { return nil }
+	rejected, err := client.Send(ctx, []pusher.Object{{ID: "probe", Body: probeObject}}, noPacing)
 	if err != nil {
 		return err
 	}
-	if len(res.Rejected) > 0 {
-		return fmt.Errorf("probe object rejected: %s", res.Rejected[0].Message)
+	if len(rejected) > 0 {
+		return fmt.Errorf("probe object rejected: %s", rejected[0].Message)
 	}
 	return nil
 }
