@@ -36,7 +36,8 @@ func (d DiffStats) Enqueued() int { return d.New + d.Changed + d.Refreshed + d.R
 // upsert for every object that is new or whose Hash changed, a revocation (revoked: true, new
 // modified) for every object the event yielded before and no longer does (Shared objects are
 // never revoked), a refresh upsert for an unchanged object whose valid_until in Sentinel is
-// inside the refresh window and which now has a later one, and nothing for the rest.
+// inside the refresh window and which now has a later one, or which now has an earlier one
+// (see needsRefresh), and nothing for the rest.
 //
 // Expired, not revoked: an object the event no longer yields whose last queued valid_until is
 // not after now is already expired in Sentinel (for example a decaying indicator whose
@@ -372,6 +373,9 @@ func (s *Store) unchangedEvent(sink, event string, sum [32]byte, desired []stix.
 		if !d.MinValidUntil.IsZero() && d.MinValidUntil.Sub(now) < s.refreshWindow {
 			return nil
 		}
+		if earlier := minDesiredValidUntil(desired); !earlier.IsZero() && (d.MinValidUntil.IsZero() || d.MinValidUntil.Sub(earlier) > validUntilSlack) {
+			return nil // some object now ends earlier than Sentinel was told
+		}
 		for _, o := range desired {
 			if !o.Shared {
 				continue
@@ -415,14 +419,35 @@ func minValidUntil(planned []plannedObject) time.Time {
 	return m
 }
 
-// needsRefresh reports whether an unchanged object must be re-sent so that Sentinel does not
-// expire it: the valid_until Sentinel holds is inside the refresh window and the desired one
-// is later. Objects whose last version was rejected are not refreshed.
+// validUntilSlack is how much earlier than the valid_until Sentinel holds a desired one must be
+// to be re-sent: a decay-bound valid_until recovered from a MISP score moves by seconds
+// between searches, and must not cost an upload each time.
+const validUntilSlack = time.Minute
+
+// needsRefresh reports whether an unchanged object must be re-sent for its valid_until: the
+// one Sentinel holds is inside the refresh window and the desired one is later (so that
+// Sentinel does not expire it), or the desired one is earlier by more than validUntilSlack (a
+// decaying model now ends it sooner, so that Sentinel stops matching it on time). Objects
+// whose last version was rejected are not re-sent.
 func (s *Store) needsRefresh(st *indicatorState, o stix.Object, now time.Time) bool {
-	if st.Rejected || st.ValidUntil.IsZero() || o.ValidUntil.IsZero() {
+	if st.Rejected || o.ValidUntil.IsZero() {
 		return false
 	}
+	if st.ValidUntil.IsZero() || st.ValidUntil.Sub(o.ValidUntil) > validUntilSlack {
+		return o.ValidUntil.After(now)
+	}
 	return st.ValidUntil.Sub(now) < s.refreshWindow && o.ValidUntil.After(st.ValidUntil)
+}
+
+// minDesiredValidUntil is the earliest non-zero valid_until of the desired objects.
+func minDesiredValidUntil(desired []stix.Object) time.Time {
+	var m time.Time
+	for _, o := range desired {
+		if !o.ValidUntil.IsZero() && (m.IsZero() || o.ValidUntil.Before(m)) {
+			m = o.ValidUntil
+		}
+	}
+	return m
 }
 
 // enqueue stamps the state's current version (st.Gen, st.Body, st.Revoked) with a

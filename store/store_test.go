@@ -756,3 +756,38 @@ func TestExpiredNotRevoked(t *testing.T) {
 		t.Errorf("re-activation uploads %+v, want %s", got, stix.GenerationID(id1, 1))
 	}
 }
+
+// TestEarlierValidUntilIsSent: an unchanged object whose desired valid_until moves earlier
+// (a decaying model now ends it sooner) is re-sent once, fast path or not; a move of seconds
+// (a score-derived time recovered again) is not.
+func TestEarlierValidUntilIsSent(t *testing.T) {
+	s := openTest(t, Options{RefreshWindow: 24 * time.Hour})
+	id := indicatorID(1)
+	far := t0.Add(180 * 24 * time.Hour)
+	apply := func(until time.Time, now time.Time) DiffStats {
+		t.Helper()
+		st, err := s.Apply("a", "ev", []stix.Object{indicator(id, "h1", until)}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	apply(far, t0)
+	drain(t, s, "a", t0)
+	if st := apply(far, t0); st.Unchanged != 1 { // records the digest for the fast path
+		t.Fatalf("stats %+v", st)
+	}
+	soon := t0.Add(3 * 24 * time.Hour)
+	if st := apply(soon, t0.Add(time.Minute)); st.Refreshed != 1 {
+		t.Errorf("earlier valid_until: stats %+v, want one re-send", st)
+	}
+	got := drain(t, s, "a", t0)
+	if len(got) != 1 || got[0].ID != id {
+		t.Fatalf("uploads %+v", got)
+	}
+	for _, jitter := range []time.Duration{-20 * time.Second, 20 * time.Second, 0} {
+		if st := apply(soon.Add(jitter), t0.Add(2*time.Minute)); st.Enqueued() != 0 {
+			t.Errorf("valid_until moved by %s: stats %+v, want nothing queued", jitter, st)
+		}
+	}
+}
