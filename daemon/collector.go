@@ -13,7 +13,7 @@ type storeCollector struct {
 	store *store.Store
 	sinks []string
 
-	depth, dead, live, lastAccepted *prometheus.Desc
+	depth, dead, live, lastAccepted, free *prometheus.Desc
 }
 
 func newStoreCollector(st *store.Store, cfg *config.Config) *storeCollector {
@@ -25,6 +25,7 @@ func newStoreCollector(st *store.Store, cfg *config.Config) *storeCollector {
 	c.dead = prometheus.NewDesc("listener_dead_letters", "Objects Sentinel rejected that wait in the dead-letter list, per sink.", []string{"sink"}, nil)
 	c.live = prometheus.NewDesc("listener_live_objects", "Objects exported and not revoked, per sink.", []string{"sink"}, nil)
 	c.lastAccepted = prometheus.NewDesc("listener_last_upload_timestamp_seconds", "Unix time of the last batch Sentinel accepted, per sink.", []string{"sink"}, nil)
+	c.free = prometheus.NewDesc("listener_store_free_bytes", "Free bytes on the store's file system; below the store's reserve new data is refused with \"disk full\".", nil, nil)
 	return c
 }
 
@@ -33,9 +34,15 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.dead
 	ch <- c.live
 	ch <- c.lastAccepted
+	ch <- c.free
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	if free, err := c.store.FreeBytes(); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.free, err)
+	} else {
+		ch <- prometheus.MustNewConstMetric(c.free, prometheus.GaugeValue, float64(free))
+	}
 	for _, sink := range c.sinks {
 		st, err := c.store.Stats(sink)
 		if err != nil {

@@ -353,7 +353,7 @@ func (d *Daemon) readiness() error {
 	if !d.ready {
 		return errors.New("starting")
 	}
-	return nil
+	return d.store.Writable() // a full disk refuses intake: not ready for more
 }
 
 // opsHandler serves /metrics, /healthz and /readyz.

@@ -62,6 +62,9 @@ func (s *Store) Apply(sink, eventUUID string, desired []stix.Object, now time.Ti
 		return DiffStats{}, errors.New("apply: empty event uuid")
 	}
 	objects, err := checkDesired(desired)
+	if err == nil {
+		err = s.space.checkIntake()
+	}
 	if err != nil {
 		return DiffStats{}, fmt.Errorf("apply event %s to sink %s: %w", eventUUID, sink, err)
 	}
@@ -77,6 +80,9 @@ func (s *Store) Apply(sink, eventUUID string, desired []stix.Object, now time.Ti
 func (s *Store) RemoveEvent(sink, eventUUID string, now time.Time) (DiffStats, error) {
 	if eventUUID == "" {
 		return DiffStats{}, errors.New("remove event: empty event uuid")
+	}
+	if err := s.space.checkIntake(); err != nil {
+		return DiffStats{}, fmt.Errorf("remove event %s from sink %s: %w", eventUUID, sink, err)
 	}
 	stats, err := s.apply(sink, eventUUID, nil, now)
 	if err != nil {

@@ -61,6 +61,10 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
+	space := newSpace(dir, opts)
+	if err := space.checkAny(); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	var quarantine string
 	if !opts.InMemory {
 		unlock, locked, err := lockDir(dir, opts.ReadOnly)
@@ -91,6 +95,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{
 		db:            db,
 		readOnly:      opts.ReadOnly,
+		space:         space,
 		log:           log,
 		refreshWindow: opts.RefreshWindow,
 		sinks:         make(map[string]*sinkRuntime),

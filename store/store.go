@@ -31,6 +31,12 @@ type Options struct {
 	// ReadOnly opens an existing store without writing to it (for copying it with Backup).
 	// It fails while another process has the store open for writing.
 	ReadOnly bool
+	// MinFreeBytes is the free space the store keeps on its file system (see ErrDiskFull).
+	// Default DefaultMinFreeBytes; negative disables the check.
+	MinFreeBytes int64
+
+	// freeSpace replaces the file system query (tests).
+	freeSpace func(dir string) (uint64, error)
 }
 
 // DefaultRefreshWindow is the RefreshWindow used when Options leaves it zero.
@@ -56,6 +62,7 @@ type Store struct {
 	dir           string // "" in memory
 	db            *badger.DB
 	readOnly      bool
+	space         *space // nil: no free-space check (in memory, read-only)
 	log           logrus.FieldLogger
 	refreshWindow time.Duration
 
@@ -181,6 +188,10 @@ func (s *Store) lockSink(sink string) (*sinkRuntime, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
+	if err := s.space.checkAny(); err != nil {
+		s.leave()
+		return nil, err
+	}
 	s.mu.Lock()
 	rt := s.runtime(sink)
 	s.mu.Unlock()
@@ -219,8 +230,12 @@ func (rt *sinkRuntime) signal() {
 	}
 }
 
-// update runs fn in a read-write transaction, retrying on badger.ErrConflict.
+// update runs fn in a read-write transaction, retrying on badger.ErrConflict. It refuses
+// when the disk is full (see ErrDiskFull).
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	if err := s.space.checkIntake(); err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
 		err := s.db.Update(fn)
 		if errors.Is(err, badger.ErrConflict) && attempt < 100 {
