@@ -183,6 +183,10 @@ type Sink struct {
 	// Name identifies the sink in logs, metrics and the store. Never rename a sink that has
 	// state: its progress is keyed by name.
 	Name string `yaml:"name" json:"name"`
+	// Kind is sentinel (a Sentinel workspace) or defender (Defender for Endpoint indicators
+	// of the identity's tenant, settings in Defender).
+	Kind     string   `yaml:"kind" json:"kind"`
+	Defender Defender `yaml:"defender" json:"defender"`
 	// WorkspaceID is the Log Analytics workspace ID (a GUID, not a resource ID).
 	WorkspaceID string `yaml:"workspace_id" json:"workspace_id"`
 	// Cloud is public, usgov or china; it selects the Endpoints defaults.

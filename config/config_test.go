@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -96,6 +97,16 @@ func TestInvalidConfigs(t *testing.T) {
 		{"store-dir", []string{"store.dir: is required"}},
 		{"store-refresh-window", []string{"store.refresh_window: 168h0m0s is not shorter than the shortest indicator"}},
 		{"tenants-bad-ref", []string{"tenants: keyvault://x/tenants: vault name \"x\" must be 3-24 letters,"}},
+		{"defender-action", []string{
+			"sinks[0].defender.actions_by_type.Url: Url indicators cannot take BlockAndRemediate",
+			"sinks[0].defender.action: IpAddress, DomainName indicators cannot take BlockAndRemediate: set defender.actions_by_type for them",
+		}},
+		{"defender-budget-disagree", []string{"sinks[1].defender.budget: is 5000 but sinks[0] feeds the same tenant with 14000"}},
+		{"defender-cloud-budget", []string{
+			"sinks[0].workspace_id: is a Sentinel setting",
+			"sinks[0].cloud: must be one of public, public-legacy, gcc, gcc-high, dod",
+			"sinks[0].defender.budget: must be between 1 and 15000 (the tenant's cap), got 16000",
+		}},
 		{"tenants-bad-workspace", []string{"tenants[0].workspaceId: must be a GUID (the Log Analytics workspace ID, not its"}},
 		{"tenants-missing-key", []string{"tenants[0].secret: is required"}},
 		{"tenants-old-dict", []string{"tenants: is a JSON object (the old dict format keyed by tenant id);"}},
@@ -203,6 +214,10 @@ func TestExampleIsCompleteAndValid(t *testing.T) {
 		if rest, ok := strings.CutPrefix(p, "sinks[0].conversion."); ok {
 			p = "conversion." + rest
 		}
+		// A Defender sink's keys are documented on the example's defender sink.
+		if rest, ok := strings.CutPrefix(p, "sinks[0].defender."); ok {
+			p = fmt.Sprintf("sinks[%d].defender.%s", exampleDefenderSink(t, cfg), rest)
+		}
 		keys := strings.Split(strings.ReplaceAll(strings.ReplaceAll(p, "[", "."), "]", ""), ".")
 		if lookup(doc.Content[0], keys...) == nil {
 			t.Errorf("config.example.yaml does not document %s", p)
@@ -239,4 +254,16 @@ func TestEnvNamesAreUnique(t *testing.T) {
 			t.Errorf("%s (%s) is not covered by the unknown-variable check", name, p)
 		}
 	}
+}
+
+// exampleDefenderSink returns the index of the example's first defender sink.
+func exampleDefenderSink(t *testing.T, cfg *Config) int {
+	t.Helper()
+	for i, s := range cfg.Sinks {
+		if s.Kind == SinkDefender {
+			return i
+		}
+	}
+	t.Fatal("config.example.yaml shows no sink of kind defender")
+	return 0
 }

@@ -87,6 +87,7 @@ func Default() Config {
 // (see fillDerived).
 func defaultSink() Sink {
 	return Sink{
+		Kind:              SinkSentinel,
 		Cloud:             CloudPublic,
 		API:               APISTIXObjects,
 		SourceSystem:      "MISP",
@@ -135,6 +136,10 @@ const keyVaultSuffix = ".vault.azure.net"
 // fillDerived sets the sink fields whose defaults depend on other fields: the endpoints of
 // its cloud and the api-version of its API. Fields already set are kept.
 func (s *Sink) fillDerived() {
+	if s.Kind == SinkDefender {
+		s.fillDefenderDerived()
+		return
+	}
 	preset, ok := cloudPresets[s.Cloud]
 	if ok && s.API == APILegacy && s.Cloud == CloudPublic {
 		preset.APIHost = legacyAPIHost
@@ -142,16 +147,86 @@ func (s *Sink) fillDerived() {
 	if ok && s.API == APILegacy && s.Cloud != CloudPublic {
 		preset.APIHost = "" // no legacy API outside the public cloud; Validate asks for one
 	}
-	if s.Endpoints.LoginHost == "" {
-		s.Endpoints.LoginHost = preset.LoginHost
-	}
-	if s.Endpoints.APIHost == "" {
-		s.Endpoints.APIHost = preset.APIHost
-	}
-	if s.Endpoints.Scope == "" {
-		s.Endpoints.Scope = preset.Scope
-	}
+	s.Endpoints.fillFrom(preset)
 	if s.APIVersion == "" {
 		s.APIVersion = apiVersions[s.API]
+	}
+}
+
+// defaultDefenderSink returns the defaults of a sink of kind defender: Audit with alerts,
+// severity from the MISP threat level, a budget of 15,000 less 1,000 slots of headroom for
+// other tools' indicators, a swap margin of 0.02, and the score weights documented in
+// docs/MAPPING.md.
+func defaultDefenderSink() Sink {
+	s := defaultSink()
+	// Sentinel's settings do not apply.
+	s.API, s.SourceSystem, s.RequestsPerMinute = "", "", 0
+	s.Kind, s.Cloud, s.BatchSize = SinkDefender, DefenderCloudPublic, 500
+	s.Defender = Defender{
+		Action:        "Audit",
+		GenerateAlert: true,
+		Application:   "MISP",
+		Budget:        14000,
+		SwapMargin:    0.02,
+		Score: DefenderScore{
+			Confidence: 0.4, Decay: 0.2, Recency: 0.2, ThreatLevel: 0.2,
+			RecencyHalfLife: 30 * 24 * time.Hour,
+		},
+		MaxDefer:         time.Minute,
+		ReadBackInterval: time.Hour,
+	}
+	return s
+}
+
+// defenderCloudPresets are the Entra authority, Defender for Endpoint API host and token
+// scope of each cloud (shared/spec/defender-api.md §1.2, §2). The scope is the legacy
+// resource even on the new host: Microsoft says some MDE APIs answer 403 to other audiences.
+var defenderCloudPresets = map[string]Endpoints{
+	DefenderCloudPublic: {
+		LoginHost: "https://login.microsoftonline.com",
+		APIHost:   "https://api.security.microsoft.com",
+		Scope:     "https://api.securitycenter.microsoft.com/.default",
+	},
+	DefenderCloudPublicLegacy: {
+		LoginHost: "https://login.microsoftonline.com",
+		APIHost:   "https://api.securitycenter.microsoft.com",
+		Scope:     "https://api.securitycenter.microsoft.com/.default",
+	},
+	DefenderCloudGCC: {
+		LoginHost: "https://login.microsoftonline.com",
+		APIHost:   "https://api-gcc.securitycenter.microsoft.us",
+		Scope:     "https://api-gcc.securitycenter.microsoft.us/.default",
+	},
+	DefenderCloudGCCHigh: {
+		LoginHost: "https://login.microsoftonline.us",
+		APIHost:   "https://api-gov.securitycenter.microsoft.us",
+		Scope:     "https://api-gov.securitycenter.microsoft.us/.default",
+	},
+	DefenderCloudDoD: {
+		LoginHost: "https://login.microsoftonline.us",
+		APIHost:   "https://api-gov.securitycenter.microsoft.us",
+		Scope:     "https://api-gov.securitycenter.microsoft.us/.default",
+	},
+}
+
+// fillDefenderDerived sets the endpoints of a defender sink's cloud (and region).
+func (s *Sink) fillDefenderDerived() {
+	preset := defenderCloudPresets[s.Cloud]
+	if s.Defender.Region != "" && s.Cloud == DefenderCloudPublic {
+		preset.APIHost = "https://" + s.Defender.Region + ".api.security.microsoft.com"
+	}
+	s.Endpoints.fillFrom(preset)
+}
+
+// fillFrom sets the addresses left empty to the preset's.
+func (e *Endpoints) fillFrom(preset Endpoints) {
+	if e.LoginHost == "" {
+		e.LoginHost = preset.LoginHost
+	}
+	if e.APIHost == "" {
+		e.APIHost = preset.APIHost
+	}
+	if e.Scope == "" {
+		e.Scope = preset.Scope
 	}
 }

@@ -149,6 +149,11 @@ var sinkConversionPath = regexp.MustCompile(`^sinks\[\d+\]\.conversion(\.|$)`)
 func (s *Sink) UnmarshalYAML(n *yaml.Node) error {
 	type plain Sink
 	p := plain(defaultSink())
+	for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "kind" && n.Content[i+1].Value == SinkDefender {
+			p = plain(defaultDefenderSink())
+		}
+	}
 	if err := n.Decode(&p); err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ func (c *Config) Validate() error {
 		c.validateSink(i, &errs)
 	}
 	c.validateSinkSet(&errs)
+	c.validateDefenderSinkSet(&errs)
 	if err := c.Tenants.checkReference(); err != nil {
 		errs.add("tenants", "%v", err)
 	}
@@ -260,6 +261,13 @@ func (c *Config) validateSink(i int, errs *Errors) {
 	if !sinkNamePattern.MatchString(s.Name) {
 		errs.add(p("name"), "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, got %q", s.Name)
 	}
+	if !oneOf(s.Kind, p("kind"), errs, SinkSentinel, SinkDefender) {
+		return
+	}
+	if s.Kind == SinkDefender {
+		c.validateDefenderSink(i, errs)
+		return
+	}
 	if !guidPattern.MatchString(s.WorkspaceID) {
 		errs.add(p("workspace_id"), "must be a GUID (the Log Analytics workspace ID, not its resource ID), got %q", s.WorkspaceID)
 	}
@@ -269,16 +277,7 @@ func (c *Config) validateSink(i int, errs *Errors) {
 		errs.add(p("endpoints.api_host"), "is required: the legacy upload API exists in the public cloud only")
 	}
 	if cloudOK {
-		checkURL(s.Endpoints.LoginHost, p("endpoints.login_host"), apiOK, errs, "https")
-		checkURL(s.Endpoints.APIHost, p("endpoints.api_host"), false, errs, "https")
-		if s.Endpoints.CAFile != "" && !filepath.IsAbs(s.Endpoints.CAFile) {
-			errs.add(p("endpoints.ca_file"), "must be an absolute path, got %q", s.Endpoints.CAFile)
-		}
-		if s.Endpoints.Scope == "" {
-			errs.add(p("endpoints.scope"), "is required")
-		} else if u, err := url.Parse(s.Endpoints.Scope); err != nil || u.Scheme != "https" || !strings.HasSuffix(s.Endpoints.Scope, "/.default") {
-			errs.add(p("endpoints.scope"), "must be an https resource followed by /.default, got %q", s.Endpoints.Scope)
-		}
+		validateEndpoints(s.Endpoints, p, apiOK, false, errs)
 	}
 	if apiOK && !apiVersionPattern.MatchString(s.APIVersion) {
 		errs.add(p("api_version"), "must look like 2024-02-01-preview, got %q", s.APIVersion)
@@ -300,6 +299,11 @@ func (c *Config) validateSink(i int, errs *Errors) {
 		errs.add(p("requests_per_minute"), "must be between 1 and 100 (Sentinel's quota per identity), got %d", s.RequestsPerMinute)
 	}
 	validateIdentity(s.Identity, p, errs)
+	c.validateSinkFilters(s, p, errs)
+}
+
+// validateSinkFilters checks what every kind of sink shares: filters and conversion.
+func (c *Config) validateSinkFilters(s Sink, p func(string) string, errs *Errors) {
 	f := s.Filters
 	for j, t := range f.IncludeTags {
 		if slices.ContainsFunc(f.ExcludeTags, func(x string) bool { return strings.EqualFold(x, t) }) {
@@ -385,6 +389,9 @@ func (c *Config) validateSinkSet(errs *Errors) {
 			errs.add(p("name"), "%q is already the name of sinks[%d]", s.Name, j)
 		} else {
 			names[strings.ToLower(s.Name)] = i
+		}
+		if s.Kind == SinkDefender {
+			continue // Defender's limits are per call type and fixed; validateDefenderSinkSet
 		}
 		target := strings.ToLower(s.Endpoints.APIHost + "|" + s.WorkspaceID + "|" + strings.TrimSpace(s.SourceSystem))
 		if j, dup := targets[target]; dup && s.WorkspaceID != "" {
@@ -571,5 +578,19 @@ func (c *Config) validatePusher(errs *Errors) {
 	}
 	if p.QuotaHeadroom < 0 || p.QuotaHeadroom >= 0.5 {
 		errs.add("pusher.quota_headroom", "must be within [0, 0.5), got %v", p.QuotaHeadroom)
+	}
+}
+
+// validateEndpoints checks a sink's addresses after its cloud preset filled them in.
+func validateEndpoints(e Endpoints, p func(string) string, loginRequired, apiRequired bool, errs *Errors) {
+	checkURL(e.LoginHost, p("endpoints.login_host"), loginRequired, errs, "https")
+	checkURL(e.APIHost, p("endpoints.api_host"), apiRequired, errs, "https")
+	if e.CAFile != "" && !filepath.IsAbs(e.CAFile) {
+		errs.add(p("endpoints.ca_file"), "must be an absolute path, got %q", e.CAFile)
+	}
+	if e.Scope == "" {
+		errs.add(p("endpoints.scope"), "is required")
+	} else if u, err := url.Parse(e.Scope); err != nil || u.Scheme != "https" || !strings.HasSuffix(e.Scope, "/.default") {
+		errs.add(p("endpoints.scope"), "must be an https resource followed by /.default, got %q", e.Scope)
 	}
 }

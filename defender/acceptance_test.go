@@ -96,7 +96,7 @@ func (p *pipeline) drain() []Rejection {
 		for i, it := range b.Items {
 			batch[i] = Object{ID: it.ID, Revoke: it.Revoke, Body: it.Object}
 		}
-		rej, err := p.tenant.Apply(context.Background(), sinkName, batch)
+		rej, err := p.tenant.Apply(context.Background(), sinkName, batch, false)
 		if err != nil {
 			p.t.Fatal(err)
 		}

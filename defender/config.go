@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -24,19 +23,8 @@ const (
 	TenantCap = 15000
 )
 
-// Cloud names a Microsoft cloud with a Defender for Endpoint API.
-type Cloud string
-
-const (
-	CloudPublic Cloud = "public"
-	// CloudPublicLegacy is the commercial cloud through the older API host most clients use.
-	CloudPublicLegacy Cloud = "public-legacy"
-	CloudGCC          Cloud = "gcc"
-	CloudGCCHigh      Cloud = "gcc-high"
-	CloudDoD          Cloud = "dod"
-)
-
-// Endpoints are the Entra authority, API base URL and token scope of one cloud.
+// Endpoints are the Entra authority, API base URL and token scope of one tenant's cloud
+// (the table of clouds is config's defenderCloudPresets).
 type Endpoints struct {
 	AuthorityHost string
 	APIURL        string
@@ -46,43 +34,6 @@ type Endpoints struct {
 // legacyScope is the token audience Microsoft says some MDE APIs still require even on the
 // new host (a token for another audience is answered 403).
 const legacyScope = "https://api.securitycenter.microsoft.com/.default"
-
-// cloudEndpoints is the one table of MDE clouds (spec §2). Azure China has no documented
-// MDE API and is not listed.
-var cloudEndpoints = map[Cloud]Endpoints{
-	CloudPublic:       {"https://login.microsoftonline.com/", "https://api.security.microsoft.com", legacyScope},
-	CloudPublicLegacy: {"https://login.microsoftonline.com/", "https://api.securitycenter.microsoft.com", legacyScope},
-	CloudGCC:          {"https://login.microsoftonline.com/", "https://api-gcc.securitycenter.microsoft.us", "https://api-gcc.securitycenter.microsoft.us/.default"},
-	CloudGCCHigh:      {"https://login.microsoftonline.us/", "https://api-gov.securitycenter.microsoft.us", "https://api-gov.securitycenter.microsoft.us/.default"},
-	CloudDoD:          {"https://login.microsoftonline.us/", "https://api-gov.securitycenter.microsoft.us", "https://api-gov.securitycenter.microsoft.us/.default"},
-}
-
-// Regions are the regional prefixes of the commercial API host ("for better performance").
-var Regions = []string{"us", "eu", "uk", "au", "swa", "ina", "aea"}
-
-// CloudEndpoints returns the endpoints of cloud c; region, when set, selects a regional host
-// of the commercial cloud (us.api.security.microsoft.com, ...).
-func CloudEndpoints(c Cloud, region string) (Endpoints, error) {
-	ep, ok := cloudEndpoints[c]
-	if !ok {
-		names := make([]string, 0, len(cloudEndpoints))
-		for n := range cloudEndpoints {
-			names = append(names, string(n))
-		}
-		slices.Sort(names)
-		return Endpoints{}, fmt.Errorf("unknown Defender cloud %q (want one of %s; Azure China has no Defender for Endpoint API)", c, strings.Join(names, ", "))
-	}
-	if region != "" {
-		if c != CloudPublic {
-			return Endpoints{}, fmt.Errorf("region %q exists only in cloud %q", region, CloudPublic)
-		}
-		if !slices.Contains(Regions, region) {
-			return Endpoints{}, fmt.Errorf("unknown region %q (want one of %s)", region, strings.Join(Regions, ", "))
-		}
-		ep.APIURL = "https://" + region + ".api.security.microsoft.com"
-	}
-	return ep, nil
-}
 
 // RateLimits are the per-identity limits of each call type, in calls per Minute. Each is
 // the tighter of the documented per-minute and per-hour limits, less headroom.

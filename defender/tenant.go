@@ -29,7 +29,11 @@ type TenantOptions struct {
 	// Margin is the hysteresis of swaps (see Budget).
 	Margin  float64
 	Weights ScoreWeights
-	// Now is the clock of the recency term; default time.Now.
+	// MaxDefer is how long Apply may put MDE calls off while a backlog is being drained
+	// (Apply's backlog argument), so that a large initial load is ranked before anything is
+	// imported; 0 never defers.
+	MaxDefer time.Duration
+	// Now is the clock of the recency term and of MaxDefer; default time.Now.
 	Now func() time.Time
 }
 
@@ -67,6 +71,7 @@ type Tenant struct {
 	pending map[string]bool       // keys whose MDE state may differ from the decision
 	dirty   map[string]bool       // keys whose record must be written
 	foreign int                   // indicators other tools hold (last read-back)
+	synced  time.Time             // when MDE was last brought in line
 	stats   TenantStats
 }
 
@@ -203,8 +208,10 @@ func (t *Tenant) dropOwner(owner string) {
 // Apply takes a batch of one sink's upserts and revocations, updates the budget and makes
 // MDE hold what it decides. It returns the objects MDE refused (with MDE's reason), or a
 // *RetryableError / *FatalError / context error from the client (the decisions made so far
-// are kept and persisted; MDE is brought in line on the next call).
-func (t *Tenant) Apply(ctx context.Context, sink string, batch []Object) ([]Rejection, error) {
+// are kept and persisted; MDE is brought in line on the next call). With backlog true (more
+// is queued behind this batch) the MDE calls are put off for up to MaxDefer: the decisions
+// are durable, and the next call brings MDE in line with all of them at once.
+func (t *Tenant) Apply(ctx context.Context, sink string, batch []Object, backlog bool) ([]Rejection, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	origin := map[string][]int{}
@@ -235,7 +242,14 @@ func (t *Tenant) Apply(ctx context.Context, sink string, batch []Object) ([]Reje
 		origin[key] = append(origin[key], i)
 		t.rescore(key)
 	}
-	refusedNow, err := t.sync(ctx)
+	var refusedNow map[string]string
+	var err error
+	if now := t.opts.Now(); !backlog || t.opts.MaxDefer <= 0 || now.Sub(t.synced) >= t.opts.MaxDefer {
+		refusedNow, err = t.sync(ctx)
+		if err == nil {
+			t.synced = now
+		}
+	}
 	for key, reason := range refusedNow {
 		for _, i := range origin[key] {
 			rejected = append(rejected, Rejection{Index: i, Message: reason})
