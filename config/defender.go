@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mispsentinel/listener/defender"
 )
 
 // Values of Sink.Kind.
@@ -68,29 +70,33 @@ type DefenderScore struct {
 	TypeWeights     map[string]float64 `yaml:"type_weights" json:"type_weights"`
 }
 
-// Facts of the Defender for Endpoint API the validation checks against (spec §3, §5, §6, §9).
-var (
-	defenderTypes      = []string{"FileSha1", "FileSha256", "FileMd5", "CertificateThumbprint", "IpAddress", "DomainName", "Url"}
-	defenderActions    = []string{"Audit", "Warn", "Block", "BlockAndRemediate", "Allowed"}
-	defenderSeverities = []string{"Informational", "Low", "Medium", "High"}
-	defenderRegions    = []string{"us", "eu", "uk", "au", "swa", "ina", "aea"}
-)
+// defenderRegions are the regional hosts of the public cloud (spec §2).
+var defenderRegions = []string{"us", "eu", "uk", "au", "swa", "ina", "aea"}
 
-const (
-	defenderTenantCap = 15000
-	defenderMaxBatch  = 500
-)
-
-// defenderCanTake reports whether MDE indicators of type t take action a: BlockAndRemediate
-// only for file hashes and certificates, certificates only Audit, BlockAndRemediate, Allowed.
-func defenderCanTake(t, a string) bool {
-	switch {
-	case strings.HasPrefix(t, "File"):
-		return true
-	case t == "CertificateThumbprint":
-		return a == "Audit" || a == "BlockAndRemediate" || a == "Allowed"
+func names[T ~string](vs []T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
 	}
-	return a != "BlockAndRemediate"
+	return out
+}
+
+// defenderTypesOf returns the MDE indicator types a sink can produce: those of its
+// attribute_types filter, or every type.
+func defenderTypesOf(f Filters) []defender.Type {
+	if len(f.AttributeTypes) == 0 {
+		return defender.Types
+	}
+	var out []defender.Type
+	for _, t := range f.AttributeTypes {
+		if dt, ok := defender.MappedMISPTypes()[t]; ok && !slices.Contains(out, dt) {
+			out = append(out, dt)
+		}
+		if t == "domain|ip" && !slices.Contains(out, defender.TypeIPAddress) {
+			out = append(out, defender.TypeIPAddress)
+		}
+	}
+	return out
 }
 
 func (c *Config) validateDefenderSink(i int, errs *Errors) {
@@ -113,41 +119,45 @@ func (c *Config) validateDefenderSink(i int, errs *Errors) {
 		validateEndpoints(s.Endpoints, p, true, true, errs)
 	}
 	checkNotEmpty(s.UserAgent, p("user_agent"), errs)
-	if s.BatchSize < 1 || s.BatchSize > defenderMaxBatch {
-		errs.add(p("batch_size"), "must be between 1 and %d (Defender's limit per import), got %d", defenderMaxBatch, s.BatchSize)
+	if s.BatchSize < 1 || s.BatchSize > defender.MaxImportBatch {
+		errs.add(p("batch_size"), "must be between 1 and %d (Defender's limit per import), got %d", defender.MaxImportBatch, s.BatchSize)
+	}
+	if s.RequestTimeout <= 0 {
+		errs.add(p("request_timeout"), "must be more than 0s, got %s", s.RequestTimeout)
 	}
 	validateIdentity(s.Identity, p, errs)
 
-	// Every MDE type the sink can produce must take its action.
-	actionOK := oneOf(d.Action, p("defender.action"), errs, defenderActions...)
-	types := slices.Clone(defenderTypes)
+	// Every MDE type the sink can produce must take its action (defender.MapOptions.Validate
+	// words it; this maps its findings to key paths).
+	actionOK := oneOf(d.Action, p("defender.action"), errs, names(defender.Actions)...)
+	byType := map[defender.Type]defender.Action{}
 	for t, a := range d.ActionsByType {
 		path := p("defender.actions_by_type." + t)
-		if !slices.Contains(defenderTypes, t) {
-			errs.add(path, "unknown indicator type (want one of %s)", strings.Join(defenderTypes, ", "))
+		if !slices.Contains(defender.Types, defender.Type(t)) {
+			errs.add(path, "unknown indicator type (want one of %s)", strings.Join(names(defender.Types), ", "))
 			continue
 		}
-		if oneOf(a, path, errs, defenderActions...) && !defenderCanTake(t, a) {
-			errs.add(path, "%s indicators cannot take %s", t, a)
+		if oneOf(a, path, errs, names(defender.Actions)...) && !defender.CanTake(defender.Type(t), defender.Action(a)) {
+			errs.add(path, "%s indicators cannot take %s (allowed: %s)", t, a, strings.Join(names(defender.AllowedActions(defender.Type(t))), ", "))
 		}
-		types = slices.DeleteFunc(types, func(x string) bool { return x == t })
+		byType[defender.Type(t)] = defender.Action(a)
 	}
 	if actionOK {
 		var cannot []string
-		for _, t := range types {
-			if !defenderCanTake(t, d.Action) {
-				cannot = append(cannot, t)
+		for _, t := range defenderTypesOf(s.Filters) {
+			if _, ok := byType[t]; !ok && !defender.CanTake(t, defender.Action(d.Action)) {
+				cannot = append(cannot, string(t))
 			}
 		}
 		if len(cannot) > 0 {
-			errs.add(p("defender.action"), "%s indicators cannot take %s: set defender.actions_by_type for them", strings.Join(cannot, ", "), d.Action)
+			errs.add(p("defender.action"), "%s indicators cannot take %s: set defender.actions_by_type for them, or narrow filters.attribute_types", strings.Join(cannot, ", "), d.Action)
 		}
 	}
 	if d.Severity != "" {
-		oneOf(d.Severity, p("defender.severity"), errs, defenderSeverities...)
+		oneOf(d.Severity, p("defender.severity"), errs, names(defender.Severities)...)
 	}
-	if d.Budget < 1 || d.Budget > defenderTenantCap {
-		errs.add(p("defender.budget"), "must be between 1 and %d (the tenant's cap), got %d", defenderTenantCap, d.Budget)
+	if d.Budget < 1 || d.Budget > defender.TenantCap {
+		errs.add(p("defender.budget"), "must be between 1 and %d (the tenant's cap), got %d", defender.TenantCap, d.Budget)
 	}
 	if d.SwapMargin < 0 || d.SwapMargin > 1 {
 		errs.add(p("defender.swap_margin"), "must be between 0 and 1, got %v", d.SwapMargin)
@@ -168,8 +178,8 @@ func (c *Config) validateDefenderSink(i int, errs *Errors) {
 		errs.add(p("defender.score.recency_half_life"), "must be positive when recency counts")
 	}
 	for t, w := range sc.TypeWeights {
-		if !slices.Contains(defenderTypes, t) {
-			errs.add(p("defender.score.type_weights."+t), "unknown indicator type (want one of %s)", strings.Join(defenderTypes, ", "))
+		if !slices.Contains(defender.Types, defender.Type(t)) {
+			errs.add(p("defender.score.type_weights."+t), "unknown indicator type (want one of %s)", strings.Join(names(defender.Types), ", "))
 		} else if w < 0 {
 			errs.add(p("defender.score.type_weights."+t), "must not be negative, got %v", w)
 		}

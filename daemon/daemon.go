@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/defender"
 	"github.com/mispsentinel/listener/internal/httpserve"
 	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
@@ -79,9 +80,11 @@ type Daemon struct {
 // sinkRunner is one sink's upload client and pusher.
 type sinkRunner struct {
 	name   string
-	client *sentinel.Client
+	client interface{ Close() }
 	pusher *pusher.Pusher
-	err    error // set when the sink could not be built; it then never runs
+	// defender is set for a sink of kind defender (its read-back runs beside the pusher).
+	defender *defenderSink
+	err      error // set when the sink could not be built; it then never runs
 
 	mu      sync.Mutex
 	stopped error // the fatal error that stopped the running sink, nil while it runs
@@ -157,10 +160,26 @@ func (d *Daemon) assemble() error {
 		return err
 	}
 	d.pusherMetrics = pusher.NewMetrics(reg)
+	defenders := &defenderWiring{tenants: map[string]*defender.Tenant{}}
 	for _, s := range cfg.Sinks {
-		sinks = append(sinks, pipeline.Sink{Name: s.Name, Options: ConversionOptions(cfg, s)})
+		ps := pipeline.Sink{Name: s.Name, Options: ConversionOptions(cfg, s)}
 		run := &sinkRunner{name: s.Name}
 		d.sinks = append(d.sinks, run)
+		if s.Kind == config.SinkDefender {
+			ps.Adapt = defender.Adapt(DefenderMapOptions(cfg, s))
+			sinks = append(sinks, ps)
+			sink, client, err := d.newDefenderSink(s, defenders)
+			if err != nil {
+				run.err = err
+				continue
+			}
+			run.client, run.defender = client, sink
+			if run.pusher, err = pusher.New(pusherConfig(cfg.Pusher, s.Name), d.store, sink, pacers, d.log, d.pusherMetrics); err != nil {
+				run.err = err
+			}
+			continue
+		}
+		sinks = append(sinks, ps)
 		scfg, err := SentinelConfig(s)
 		if err != nil {
 			run.err = err
@@ -280,6 +299,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			continue
 		}
 		s := s
+		if s.defender != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d.runReadBack(ctx, s.name, s.defender)
+			}()
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -80,14 +80,23 @@ func conversionOptions(c config.Conversion, f config.Filters, mispURL string) st
 // SentinelConfig returns the upload client configuration of one sink, with the trust roots of
 // its endpoints.ca_file when it names one.
 func SentinelConfig(s config.Sink) (sentinel.Config, error) {
-	var roots *x509.CertPool
-	if s.Endpoints.CAFile != "" {
-		var err error
-		if roots, err = loadCertPool(s.Endpoints.CAFile); err != nil {
-			return sentinel.Config{}, fmt.Errorf("sink %s: endpoints.ca_file: %w", s.Name, err)
-		}
+	roots, err := sinkRoots(s)
+	if err != nil {
+		return sentinel.Config{}, err
 	}
 	return sentinelConfig(s, roots), nil
+}
+
+// sinkRoots returns the trust roots of a sink's endpoints.ca_file, nil for the system roots.
+func sinkRoots(s config.Sink) (*x509.CertPool, error) {
+	if s.Endpoints.CAFile == "" {
+		return nil, nil
+	}
+	roots, err := loadCertPool(s.Endpoints.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("sink %s: endpoints.ca_file: %w", s.Name, err)
+	}
+	return roots, nil
 }
 
 // MISPClientConfig returns the MISP REST client configuration.

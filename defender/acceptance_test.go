@@ -3,13 +3,17 @@ package defender
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/mispsentinel/listener/misp"
+	"github.com/mispsentinel/listener/pusher"
 	simdefender "github.com/mispsentinel/listener/sim/defender"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
 	"github.com/mispsentinel/listener/stix"
@@ -67,7 +71,7 @@ func (p *pipeline) restart() {
 }
 
 // publish converts ev for the sink, diffs it in the store and delivers the outbox.
-func (p *pipeline) publish(ev *misp.Event) []Rejection {
+func (p *pipeline) publish(ev *misp.Event) []store.DeadLetter {
 	p.t.Helper()
 	res := stix.Convert(ev, stix.Defaults(), p.now)
 	cands, _ := Map(ev, res, p.mapOpt)
@@ -81,41 +85,38 @@ func (p *pipeline) publish(ev *misp.Event) []Rejection {
 	return p.drain()
 }
 
-func (p *pipeline) drain() []Rejection {
+// drain delivers the sink's outbox through the pusher (the one delivery loop) and returns
+// the dead letters it added.
+func (p *pipeline) drain() []store.DeadLetter {
 	p.t.Helper()
-	var all []Rejection
-	for {
-		b, err := p.st.Begin(sinkName, MaxImportBatch)
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		if len(b.Items) == 0 {
-			return all
-		}
-		batch := make([]Object, len(b.Items))
-		for i, it := range b.Items {
-			batch[i] = Object{ID: it.ID, Revoke: it.Revoke, Body: it.Object}
-		}
-		rej, err := p.tenant.Apply(context.Background(), sinkName, batch, false)
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		var out store.Outcome
-		bad := map[int]bool{}
-		for _, r := range rej {
-			bad[r.Index] = true
-			out.Rejected = append(out.Rejected, store.Rejection{Index: r.Index, Message: r.Message})
-		}
-		for i := range b.Items {
-			if !bad[i] {
-				out.Accepted = append(out.Accepted, i)
-			}
-		}
-		if err := p.st.End(b, out, p.now); err != nil {
-			p.t.Fatal(err)
-		}
-		all = append(all, rej...)
+	before, err := p.st.DeadLetters(sinkName, 1000)
+	if err != nil {
+		p.t.Fatal(err)
 	}
+	pacers, err := pusher.NewPacers(0)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	sink := NewSink(sinkName, p.tenant, MaxImportBatch, WriteQuota(p.client.Identity().String(), time.Minute))
+	pu, err := pusher.New(pusher.Config{Sink: sinkName, Linger: time.Millisecond, ShutdownGrace: time.Second, RetryInitial: time.Millisecond,
+		RetryMax: 10 * time.Millisecond, MaxRetryAfter: time.Second}, p.st, sink, pacers, quietLogger(), nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if _, err := pu.Drain(context.Background()); err != nil {
+		p.t.Fatal(err)
+	}
+	after, err := p.st.DeadLetters(sinkName, 1000)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return after[len(before):]
+}
+
+func quietLogger() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
 }
 
 // held returns what MDE holds as "type action value", sorted.
@@ -151,8 +152,8 @@ func TestAcceptanceThreeEventsDeletionAndActionChange(t *testing.T) {
 	ev2 := eventWith(2, "2", a("sha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"), a("url", "http://evil.example/a"))
 	ev3 := eventWith(3, "3", a("ip-src", "10.0.0.1"), a("hostname", "c2.example.net"))
 	for _, ev := range []*misp.Event{ev1, ev2, ev3} {
-		if rej := p.publish(ev); len(rej) != 0 {
-			t.Fatalf("rejections %v", rej)
+		if dead := p.publish(ev); len(dead) != 0 {
+			t.Fatalf("dead letters %v", dead)
 		}
 	}
 	want := []string{
@@ -323,8 +324,8 @@ func TestAcceptanceRefusedIndicatorIsDeadLetteredWithDefendersReason(t *testing.
 	// MDE refuses a URL with a space, which MISP and the mapping let through.
 	p := newPipeline(t, simdefender.Options{}, defaultTenant(10), MapOptions{Action: ActionBlock})
 	ev := eventWith(9, "1", a("domain", "ok.example"), a("url", "http://ok.example/x y"))
-	if rej := p.publish(ev); len(rej) != 1 {
-		t.Fatalf("rejections %v, want the URL's", rej)
+	if dead := p.publish(ev); len(dead) != 1 {
+		t.Fatalf("dead letters %v, want the URL's", dead)
 	}
 	dead, err := p.st.DeadLetters(sinkName, 10)
 	if err != nil {

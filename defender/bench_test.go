@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mispsentinel/listener/pusher"
 	simdefender "github.com/mispsentinel/listener/sim/defender"
 	"github.com/mispsentinel/listener/store"
 )
@@ -50,7 +51,7 @@ func BenchmarkBudget100kInto15k(b *testing.B) {
 		}
 		rng := rand.New(rand.NewPCG(7, 11))
 		version := make([]int, candidates)
-		object := func(i int) Object {
+		object := func(i int) pusher.Object {
 			env := Envelope{
 				Indicator: Indicator{IndicatorValue: fmt.Sprintf("d%06d.example", i), IndicatorType: TypeDomainName, Action: ActionBlock,
 					Title: "MISP: bench", Description: "bench", GenerateAlert: true, Severity: SeverityMedium,
@@ -58,18 +59,18 @@ func BenchmarkBudget100kInto15k(b *testing.B) {
 				Rank: RankInputs{Confidence: rng.IntN(101), ThreatLevel: 1 + rng.IntN(4), Seen: now.Add(-time.Duration(rng.IntN(90*24)) * time.Hour), Type: TypeDomainName},
 			}
 			body, _ := json.Marshal(env)
-			return Object{ID: fmt.Sprintf("indicator--%06d-v%d", i, version[i]), Body: body}
+			return pusher.Object{ID: fmt.Sprintf("indicator--%06d-v%d", i, version[i]), Body: body}
 		}
 		ctx := context.Background()
 
 		// Initial fill: the backlog of 100,000 arrives in batches of 500.
 		start := time.Now()
 		for from := 0; from < candidates; from += batch {
-			objs := make([]Object, 0, batch)
+			objs := make([]pusher.Object, 0, batch)
 			for i := from; i < min(from+batch, candidates); i++ {
 				objs = append(objs, object(i))
 			}
-			if _, err := tenant.Apply(ctx, "bench", objs, from+batch < candidates); err != nil {
+			if _, err := tenant.Apply(ctx, "bench", objs, from+batch < candidates, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -89,7 +90,7 @@ func BenchmarkBudget100kInto15k(b *testing.B) {
 		changed, next := 0, candidates
 		hourStart := time.Now()
 		for range 100 {
-			var objs []Object
+			var objs []pusher.Object
 			for range 10 {
 				switch r := rng.IntN(4); {
 				case r < 2:
@@ -97,7 +98,7 @@ func BenchmarkBudget100kInto15k(b *testing.B) {
 					objs = append(objs, object(i))
 				case r == 2:
 					i := rng.IntN(candidates)
-					objs = append(objs, Object{ID: fmt.Sprintf("indicator--%06d-v%d", i, version[i]), Revoke: true})
+					objs = append(objs, pusher.Object{ID: fmt.Sprintf("indicator--%06d-v%d", i, version[i]), Revoke: true})
 					version[i]++
 				default:
 					version = append(version, 0)
@@ -107,7 +108,7 @@ func BenchmarkBudget100kInto15k(b *testing.B) {
 				changed++
 			}
 			now = now.Add(36 * time.Second)
-			if _, err := tenant.Apply(ctx, "bench", objs, false); err != nil {
+			if _, err := tenant.Apply(ctx, "bench", objs, false, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

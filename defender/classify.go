@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mispsentinel/listener/pusher"
 	"github.com/mispsentinel/listener/sentinel"
 )
 
@@ -72,9 +73,9 @@ func (c *Client) classify(x exchange) verdict {
 	}
 	if x.sendErr != nil {
 		if errors.Is(x.sendErr, context.DeadlineExceeded) {
-			return verdict{err: &RetryableError{Err: fmt.Errorf("%s at %s timed out after %s: %w", x.op, c.host, c.cfg.RequestTimeout, x.sendErr)}}
+			return verdict{err: &pusher.RetryError{Reason: pusher.RetryNetwork, Err: fmt.Errorf("%s at %s timed out after %s: %w", x.op, c.host, c.cfg.RequestTimeout, x.sendErr)}}
 		}
-		return verdict{err: &RetryableError{Err: fmt.Errorf("%s at %s: %w", x.op, c.host, x.sendErr)}}
+		return verdict{err: &pusher.RetryError{Reason: pusher.RetryNetwork, Err: fmt.Errorf("%s at %s: %w", x.op, c.host, x.sendErr)}}
 	}
 	msg := errorMessage(x.body)
 	switch s := x.status; {
@@ -83,7 +84,7 @@ func (c *Client) classify(x exchange) verdict {
 		case opImport:
 			items, ok := parseImportResults(x.body)
 			if !ok {
-				return verdict{err: &RetryableError{Status: s, Err: fmt.Errorf("unreadable HTTP %d answer to %s from %s: %q", s, x.op, c.host, snippet(x.body))}}
+				return verdict{err: &pusher.RetryError{Reason: pusher.RetryOther, Status: s, Err: fmt.Errorf("unreadable HTTP %d answer to %s from %s: %q", s, x.op, c.host, snippet(x.body))}}
 			}
 			return verdict{items: items}
 		case opDelete:
@@ -97,7 +98,7 @@ func (c *Client) classify(x exchange) verdict {
 		}
 		switch {
 		case x.op == opList:
-			return verdict{err: &FatalError{Status: s, Cause: CauseUnexpectedStatus, Err: fmt.Errorf("%s refused the indicator query (%s)", c.host, msg)}}
+			return verdict{err: &pusher.FatalError{Status: s, Cause: CauseUnexpectedStatus, Err: fmt.Errorf("%s refused the indicator query (%s)", c.host, msg)}}
 		case x.batchLen > 1:
 			return verdict{action: actBisect}
 		default:
@@ -108,12 +109,12 @@ func (c *Client) classify(x exchange) verdict {
 		if !x.refreshed {
 			return verdict{action: actRefreshToken}
 		}
-		return verdict{err: &FatalError{Status: s, Cause: CauseCredential, Err: fmt.Errorf(
+		return verdict{err: &pusher.FatalError{Status: s, Cause: CauseCredential, Err: fmt.Errorf(
 			"%s refused a freshly issued token for %s (%s): check that the tenant, the token scope %s and the API host belong to the same cloud",
 			c.host, c.identity, msg, c.cfg.Endpoints.Scope)}}
 
 	case s == http.StatusForbidden:
-		return verdict{err: &FatalError{Status: s, Cause: CausePermission, Err: fmt.Errorf(
+		return verdict{err: &pusher.FatalError{Status: s, Cause: CausePermission, Err: fmt.Errorf(
 			"identity %s may not %s indicators at %s (%s): grant the application permission Ti.ReadWrite.All of the WindowsDefenderATP API with admin consent, and use the token scope %s",
 			c.identity, x.op, c.host, msg, legacyScope)}}
 
@@ -126,17 +127,17 @@ func (c *Client) classify(x exchange) verdict {
 			}
 			return verdict{items: []ItemResult{{Gone: true}}}
 		}
-		return verdict{err: &FatalError{Status: s, Cause: CauseHostOrPath, Err: fmt.Errorf(
+		return verdict{err: &pusher.FatalError{Status: s, Cause: CauseHostOrPath, Err: fmt.Errorf(
 			"%s answered not found to %s (%s): check the API host of the cloud", c.host, x.op, msg)}}
 
 	case s == http.StatusTooManyRequests:
-		return verdict{err: &RetryableError{Status: s, After: sentinel.ThrottleWait(x.header, nil, x.now), Err: fmt.Errorf("%s throttled by %s: %s", x.op, c.host, msg)}}
+		return verdict{err: &pusher.RetryError{Reason: pusher.RetryThrottled, Status: s, After: sentinel.ThrottleWait(x.header, nil, x.now), Err: fmt.Errorf("%s throttled by %s: %s", x.op, c.host, msg)}}
 
 	case s == http.StatusRequestTimeout || s >= 500:
-		return verdict{err: &RetryableError{Status: s, Err: fmt.Errorf("%s at %s answered HTTP %d: %s", x.op, c.host, s, msg)}}
+		return verdict{err: &pusher.RetryError{Reason: pusher.RetryServerError, Status: s, Err: fmt.Errorf("%s at %s answered HTTP %d: %s", x.op, c.host, s, msg)}}
 
 	default:
-		return verdict{err: &FatalError{Status: s, Cause: CauseUnexpectedStatus, Err: fmt.Errorf(
+		return verdict{err: &pusher.FatalError{Status: s, Cause: CauseUnexpectedStatus, Err: fmt.Errorf(
 			"%s at %s answered HTTP %d (%s): check the API host", x.op, c.host, s, msg)}}
 	}
 }
@@ -145,9 +146,9 @@ func (c *Client) classify(x exchange) verdict {
 // unreachable or failing (retryable).
 func (c *Client) classifyTokenError(err error) error {
 	if sentinel.CredentialRefused(err) {
-		return &FatalError{Cause: CauseCredential, Err: fmt.Errorf("entra refused the credential of %s: %w", c.identity, err)}
+		return &pusher.FatalError{Cause: CauseCredential, Err: fmt.Errorf("entra refused the credential of %s: %w", c.identity, err)}
 	}
-	return &RetryableError{Err: fmt.Errorf("acquire token for %s: %w", c.identity, err)}
+	return &pusher.RetryError{Reason: pusher.RetryNetwork, Err: fmt.Errorf("acquire token for %s: %w", c.identity, err)}
 }
 
 // importResult is one entry of an import answer.

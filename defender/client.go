@@ -17,6 +17,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
+	"github.com/mispsentinel/listener/pusher"
 	"github.com/mispsentinel/listener/sentinel"
 )
 
@@ -122,9 +123,9 @@ func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 // Import submits or updates indicators (at most BatchSize) in one import call, plus the one
 // token refresh after a 401 and the bisection of a call refused whole. It returns one
-// ItemResult per indicator, or a *RetryableError (nothing stored; call again), a
-// *CapError (the tenant is full; nothing stored), a *FatalError (misconfiguration) or the
-// context's error.
+// ItemResult per indicator, or a *pusher.RetryError (nothing stored; call again), a
+// *CapError (the tenant is full; nothing stored), a *pusher.FatalError (misconfiguration)
+// or the context's error.
 func (c *Client) Import(ctx context.Context, indicators []Indicator) ([]ItemResult, error) {
 	if len(indicators) > c.cfg.BatchSize {
 		return nil, fmt.Errorf("defender import: batch of %d indicators exceeds the batch size %d", len(indicators), c.cfg.BatchSize)
@@ -278,7 +279,7 @@ func (c *Client) listPage(ctx context.Context, filter string, top, skip int, nex
 		u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20")
 		target = u.String()
 	} else if u, err := url.Parse(nextLink); err != nil || u.Host != c.host {
-		return nil, "", &FatalError{Cause: CauseUnexpectedStatus, Err: fmt.Errorf("list: nextLink %q leaves %s", nextLink, c.host)}
+		return nil, "", &pusher.FatalError{Cause: CauseUnexpectedStatus, Err: fmt.Errorf("list: nextLink %q leaves %s", nextLink, c.host)}
 	}
 	var page struct {
 		Value    []Indicator `json:"value"`
@@ -300,7 +301,7 @@ func (c *Client) listPage(ctx context.Context, filter string, top, skip int, nex
 			return nil, "", c.pauseOn(opList, v.err)
 		}
 		if err := json.Unmarshal(x.body, &page); err != nil {
-			return nil, "", &RetryableError{Status: x.status, Err: fmt.Errorf("unreadable list answer from %s: %w", c.host, err)}
+			return nil, "", &pusher.RetryError{Reason: pusher.RetryOther, Status: x.status, Err: fmt.Errorf("unreadable list answer from %s: %w", c.host, err)}
 		}
 		return page.Value, page.NextLink, nil
 	}
@@ -350,7 +351,7 @@ func (c *Client) call(ctx context.Context, op operation, idx []int, encode func(
 // pauseOn adds jitter to a throttling wait and holds every call of that type of the
 // identity until it has passed.
 func (c *Client) pauseOn(op operation, err error) error {
-	var re *RetryableError
+	var re *pusher.RetryError
 	if errors.As(err, &re) && re.After > 0 {
 		re.After += c.jitter(re.After)
 		c.limits.of(op).Pause(c.now().Add(re.After))

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/mispsentinel/listener/pusher"
 	"github.com/mispsentinel/listener/sentinel"
 	simdefender "github.com/mispsentinel/listener/sim/defender"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
@@ -159,7 +160,7 @@ func TestThrottlingNamesTheWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := c.Import(ctx, []Indicator{ind(TypeDomainName, "b.example", ActionBlock)})
-	var re *RetryableError
+	var re *pusher.RetryError
 	if !errors.As(err, &re) || re.Status != http.StatusTooManyRequests || re.After < 30*time.Second {
 		t.Fatalf("want a 429 RetryableError with a wait of about a minute, got %v", err)
 	}
@@ -171,7 +172,7 @@ func TestLostResponseIsRetryableAndTheRetryIdempotent(t *testing.T) {
 	ctx := context.Background()
 	batch := []Indicator{ind(TypeDomainName, "a.example", ActionBlock)}
 	_, err := c.Import(ctx, batch)
-	var re *RetryableError
+	var re *pusher.RetryError
 	if !errors.As(err, &re) || re.Status != http.StatusInternalServerError {
 		t.Fatalf("want a retryable 500, got %v", err)
 	}
@@ -199,7 +200,7 @@ func TestAuthOutcomes(t *testing.T) {
 	t.Run("missing permission is fatal", func(t *testing.T) {
 		s := startSim(t, simdefender.Options{Roles: map[string][]string{simsentinel.DefaultClientID: {}}})
 		err := newClient(t, s, "").Check(context.Background())
-		var fe *FatalError
+		var fe *pusher.FatalError
 		if !errors.As(err, &fe) || fe.Cause != CausePermission {
 			t.Fatalf("want a permission FatalError, got %v", err)
 		}
@@ -207,7 +208,7 @@ func TestAuthOutcomes(t *testing.T) {
 	t.Run("XDR audience refused", func(t *testing.T) {
 		s := startSim(t, simdefender.Options{RefuseXDRAudience: true})
 		err := newClient(t, s, "https://api.security.microsoft.com/.default").Check(context.Background())
-		var fe *FatalError
+		var fe *pusher.FatalError
 		if !errors.As(err, &fe) || fe.Status != http.StatusForbidden {
 			t.Fatalf("want a 403 FatalError, got %v", err)
 		}
@@ -215,7 +216,7 @@ func TestAuthOutcomes(t *testing.T) {
 	t.Run("management token is refused", func(t *testing.T) {
 		s := startSim(t, simdefender.Options{})
 		err := newClient(t, s, simsentinel.ManagementScope).Check(context.Background())
-		var fe *FatalError
+		var fe *pusher.FatalError
 		if !errors.As(err, &fe) || fe.Cause != CauseCredential {
 			t.Fatalf("want a credential FatalError, got %v", err)
 		}
@@ -229,7 +230,7 @@ func TestAuthOutcomes(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		var fe *FatalError
+		var fe *pusher.FatalError
 		if err := c.Check(context.Background()); !errors.As(err, &fe) || fe.Cause != CauseCredential {
 			t.Fatalf("want a credential FatalError, got %v", err)
 		}

@@ -4,11 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,40 +45,6 @@ func (o MapOptions) ActionFor(t Type) Action {
 		return a
 	}
 	return o.Action
-}
-
-// Validate refuses actions an indicator type cannot take, for the types the sink can
-// produce (nil: every type), naming the setting to change.
-func (o MapOptions) Validate(types []Type) error {
-	if types == nil {
-		types = Types
-	}
-	var errs []error
-	if !slices.Contains(Actions, o.Action) {
-		errs = append(errs, fmt.Errorf("action: unknown action %q (want one of %v)", o.Action, Actions))
-	}
-	for t, a := range o.ActionByType {
-		if !slices.Contains(Types, t) {
-			errs = append(errs, fmt.Errorf("actions_by_type: unknown indicator type %q (want one of %v)", t, Types))
-		} else if !CanTake(t, a) {
-			errs = append(errs, fmt.Errorf("actions_by_type.%s: %s indicators cannot take %q (allowed: %v)", t, t, a, AllowedActions(t)))
-		}
-	}
-	if slices.Contains(Actions, o.Action) {
-		var cannot []string
-		for _, t := range types {
-			if _, ok := o.ActionByType[t]; !ok && !CanTake(t, o.Action) {
-				cannot = append(cannot, string(t))
-			}
-		}
-		if len(cannot) > 0 {
-			errs = append(errs, fmt.Errorf("action: %s indicators cannot take %q: set actions_by_type for them or exclude their MISP types", strings.Join(cannot, ", "), o.Action))
-		}
-	}
-	if o.Severity != "" && !slices.Contains(Severities, o.Severity) {
-		errs = append(errs, fmt.Errorf("severity: unknown severity %q (want one of %v)", o.Severity, Severities))
-	}
-	return errors.Join(errs...)
 }
 
 // RankInputs are what the budget's score is computed from (see Score).

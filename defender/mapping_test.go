@@ -154,28 +154,6 @@ func TestMapHashIgnoresExpiry(t *testing.T) {
 	}
 }
 
-func TestMapOptionsValidateRefusesActionsATypeCannotTake(t *testing.T) {
-	for _, tc := range []struct {
-		opts  MapOptions
-		types []Type
-		ok    bool
-	}{
-		{MapOptions{Action: ActionAudit}, nil, true},
-		{MapOptions{Action: ActionBlockAndRemediate}, nil, false},
-		{MapOptions{Action: ActionBlockAndRemediate}, []Type{TypeFileSha256, TypeCertificateThumbprint}, true},
-		{MapOptions{Action: ActionBlockAndRemediate, ActionByType: map[Type]Action{TypeIPAddress: ActionBlock, TypeDomainName: ActionBlock, TypeURL: ActionBlock}}, nil, true},
-		{MapOptions{Action: ActionAudit, ActionByType: map[Type]Action{TypeURL: ActionBlockAndRemediate}}, nil, false},
-		{MapOptions{Action: ActionBlock}, nil, false}, // certificates cannot be blocked without remediation
-		{MapOptions{Action: "AlertAndBlock"}, nil, false},
-		{MapOptions{Action: ActionAudit, Severity: "Critical"}, nil, false},
-	} {
-		err := tc.opts.Validate(tc.types)
-		if (err == nil) != tc.ok {
-			t.Errorf("%+v types %v: err %v, want ok=%v", tc.opts, tc.types, err, tc.ok)
-		}
-	}
-}
-
 func keys(m map[string]Indicator) []string {
 	var out []string
 	for k := range m {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mispsentinel/listener/pusher"
 )
 
 // RecordStore persists a tenant's budget (package store implements it).
@@ -35,22 +37,6 @@ type TenantOptions struct {
 	MaxDefer time.Duration
 	// Now is the clock of the recency term and of MaxDefer; default time.Now.
 	Now func() time.Time
-}
-
-// Object is one queued upsert or revocation of a Defender sink, as the outbox hands it out.
-type Object struct {
-	// ID is the stamped STIX id.
-	ID string
-	// Revoke is true for a revocation: the indicator is deleted from MDE.
-	Revoke bool
-	// Body is the stamped Envelope JSON.
-	Body json.RawMessage
-}
-
-// Rejection is one object MDE refused for good, with MDE's reason.
-type Rejection struct {
-	Index   int
-	Message string
 }
 
 // Tenant is the ranked budget of one MDE tenant, shared by every Defender sink of the tenant
@@ -206,16 +192,17 @@ func (t *Tenant) dropOwner(owner string) {
 }
 
 // Apply takes a batch of one sink's upserts and revocations, updates the budget and makes
-// MDE hold what it decides. It returns the objects MDE refused (with MDE's reason), or a
-// *RetryableError / *FatalError / context error from the client (the decisions made so far
-// are kept and persisted; MDE is brought in line on the next call). With backlog true (more
-// is queued behind this batch) the MDE calls are put off for up to MaxDefer: the decisions
-// are durable, and the next call brings MDE in line with all of them at once.
-func (t *Tenant) Apply(ctx context.Context, sink string, batch []Object, backlog bool) ([]Rejection, error) {
+// MDE hold what it decides, calling pace (nil: none) before every MDE call. It returns the
+// objects MDE refused (with MDE's reason), or a *pusher.RetryError / *pusher.FatalError /
+// context error from the client (the decisions made so far are kept and persisted; MDE is
+// brought in line on the next call). With backlog true (more is queued behind this batch)
+// the MDE calls are put off for up to MaxDefer: the decisions are durable, and the next call
+// brings MDE in line with all of them at once.
+func (t *Tenant) Apply(ctx context.Context, sink string, batch []pusher.Object, backlog bool, pace pusher.Pace) ([]pusher.Rejection, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	origin := map[string][]int{}
-	var rejected []Rejection
+	var rejected []pusher.Rejection
 	for i, o := range batch {
 		owner := ownerOf(sink, o.ID)
 		if o.Revoke {
@@ -224,7 +211,7 @@ func (t *Tenant) Apply(ctx context.Context, sink string, batch []Object, backlog
 		}
 		env, _, _, err := DecodeEnvelope(o.Body)
 		if err != nil || env.Indicator.IndicatorValue == "" {
-			rejected = append(rejected, Rejection{Index: i, Message: fmt.Sprintf("not a Defender candidate: %v", err)})
+			rejected = append(rejected, pusher.Rejection{Index: i, Message: fmt.Sprintf("not a Defender candidate: %v", err)})
 			continue
 		}
 		key := keyString(KeyOf(env.Indicator))
@@ -245,14 +232,14 @@ func (t *Tenant) Apply(ctx context.Context, sink string, batch []Object, backlog
 	var refusedNow map[string]string
 	var err error
 	if now := t.opts.Now(); !backlog || t.opts.MaxDefer <= 0 || now.Sub(t.synced) >= t.opts.MaxDefer {
-		refusedNow, err = t.sync(ctx)
+		refusedNow, err = t.sync(ctx, pace)
 		if err == nil {
 			t.synced = now
 		}
 	}
 	for key, reason := range refusedNow {
 		for _, i := range origin[key] {
-			rejected = append(rejected, Rejection{Index: i, Message: reason})
+			rejected = append(rejected, pusher.Rejection{Index: i, Message: reason})
 		}
 	}
 	if perr := t.persist(); perr != nil && err == nil {
@@ -267,7 +254,7 @@ func (t *Tenant) Apply(ctx context.Context, sink string, batch []Object, backlog
 
 // sync makes MDE hold exactly the held candidates: deletes first (they free slots), then
 // imports. It returns MDE's reasons for candidates it refused.
-func (t *Tenant) sync(ctx context.Context) (map[string]string, error) {
+func (t *Tenant) sync(ctx context.Context, pace pusher.Pace) (map[string]string, error) {
 	refused := map[string]string{}
 	for round := 0; round < 4 && len(t.pending) > 0; round++ {
 		var deletes, imports []string
@@ -293,22 +280,33 @@ func (t *Tenant) sync(ctx context.Context) (map[string]string, error) {
 		}
 		slices.Sort(deletes)
 		slices.Sort(imports)
-		if err := t.deleteAll(ctx, deletes); err != nil {
+		if err := t.deleteAll(ctx, deletes, pace); err != nil {
 			return refused, err
 		}
-		if err := t.importAll(ctx, imports, refused); err != nil {
+		if err := t.importAll(ctx, imports, refused, pace); err != nil {
 			return refused, err
 		}
 	}
 	return refused, nil
 }
 
-func (t *Tenant) deleteAll(ctx context.Context, keys []string) error {
+// paced calls pace, when set, before one MDE call.
+func paced(ctx context.Context, pace pusher.Pace) error {
+	if pace == nil {
+		return nil
+	}
+	return pace(ctx)
+}
+
+func (t *Tenant) deleteAll(ctx context.Context, keys []string, pace pusher.Pace) error {
 	for start := 0; start < len(keys); start += t.client.BatchSize() {
 		part := keys[start:min(start+t.client.BatchSize(), len(keys))]
 		ids := make([]string, len(part))
 		for i, k := range part {
 			ids[i] = t.cands[k].MDEID
+		}
+		if err := paced(ctx, pace); err != nil {
+			return err
 		}
 		t.stats.DeleteCalls++
 		res, err := t.client.BatchDelete(ctx, ids)
@@ -329,13 +327,16 @@ func (t *Tenant) deleteAll(ctx context.Context, keys []string) error {
 	return nil
 }
 
-func (t *Tenant) importAll(ctx context.Context, keys []string, refused map[string]string) error {
+func (t *Tenant) importAll(ctx context.Context, keys []string, refused map[string]string, pace pusher.Pace) error {
 	for start := 0; start < len(keys); start += t.client.BatchSize() {
 		part := keys[start:min(start+t.client.BatchSize(), len(keys))]
 		inds := make([]Indicator, len(part))
 		for i, k := range part {
 			env, _ := t.cands[k].best()
 			inds[i] = env.Indicator
+		}
+		if err := paced(ctx, pace); err != nil {
+			return err
 		}
 		t.stats.ImportCalls++
 		res, err := t.client.Import(ctx, inds)
@@ -454,7 +455,7 @@ func (t *Tenant) ReadBack(ctx context.Context) error {
 		}
 	}
 	t.applyChanges(t.budget.SetCapacity(min(t.opts.Budget, max(TenantCap-foreign, 0))))
-	_, err = t.sync(ctx)
+	_, err = t.sync(ctx, nil)
 	if perr := t.persist(); perr != nil && err == nil {
 		err = perr
 	}
@@ -514,4 +515,37 @@ func (t *Tenant) Standing(sink, id string) SlotStanding {
 	}
 	c := t.cands[key]
 	return SlotStanding{Standing: t.budget.Standing(key), Key: key, MDEID: c.MDEID, Refused: c.Refused}
+}
+
+// Sink is one Defender sink: the pusher's Sink for the sink's outbox, delivering into the
+// tenant's budget. Several sinks of one tenant share its Tenant.
+type Sink struct {
+	name   string
+	tenant *Tenant
+	limits pusher.Limits
+}
+
+// WriteQuota is the pusher's quota of a Defender identity's writes: imports and BatchDelete
+// share MDE's 30 calls a minute (the client also paces each call type on its own).
+func WriteQuota(id string, minute time.Duration) pusher.Quota {
+	return pusher.Quota{Key: "defender:" + id + ":write", Requests: 30, Per: minute}
+}
+
+// NewSink returns the sink name of tenant, taking batches of at most batchSize objects and
+// pacing its calls with quota.
+func NewSink(name string, tenant *Tenant, batchSize int, quota pusher.Quota) *Sink {
+	return &Sink{name: name, tenant: tenant, limits: pusher.Limits{MaxBatch: batchSize, Upserts: []pusher.Quota{quota}}}
+}
+
+// Tenant returns the sink's tenant.
+func (s *Sink) Tenant() *Tenant { return s.tenant }
+
+// Limits implements pusher.Sink. Revocations travel in the same batches as upserts: the
+// tenant turns them into BatchDelete calls.
+func (s *Sink) Limits() pusher.Limits { return s.limits }
+
+// Send implements pusher.Sink. A full batch means a backlog: its MDE calls may be deferred
+// (TenantOptions.MaxDefer) so that a large load is ranked before anything is imported.
+func (s *Sink) Send(ctx context.Context, batch []pusher.Object, pace pusher.Pace) ([]pusher.Rejection, error) {
+	return s.tenant.Apply(ctx, s.name, batch, len(batch) >= s.limits.MaxBatch, pace)
 }

@@ -19,6 +19,9 @@ type Sink struct {
 	Name string
 	// Options are the conversion options, the sink's own filters included.
 	Options stix.Options
+	// Adapt, when set, turns the converted result into the objects the sink's API takes
+	// (a Defender sink's candidates), adding its own skip decisions.
+	Adapt func(ev *misp.Event, res stix.Result) stix.Result
 }
 
 // EventFetcher re-reads one event through MISP's filtered search. found is false when the
@@ -136,6 +139,9 @@ func (p *Pipeline) ApplyEvent(ev *misp.Event) (Stats, error) {
 			opts.Decay.Models = models
 		}
 		result := stix.Convert(ev, opts, now)
+		if sink.Adapt != nil {
+			result = sink.Adapt(ev, result)
+		}
 		p.cfg.Metrics.observeConversion(sink.Name, result)
 		diff, err := p.cfg.Store.Apply(sink.Name, ev.UUID, result.Objects, now)
 		if err != nil {

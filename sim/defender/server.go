@@ -2,6 +2,7 @@ package defender
 
 import (
 	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -317,4 +318,10 @@ func (s *Server) expire() {
 			s.deleteLocked(ind)
 		}
 	}
+}
+
+// CertificatePEM returns the API's TLS certificate in PEM form, for clients configured
+// through a CA file (the listener's endpoints.ca_file).
+func (s *Server) CertificatePEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw})
 }

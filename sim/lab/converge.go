@@ -38,11 +38,21 @@ func (l *Lab) Compare(ctx context.Context, cfg *config.Config, now time.Time) ([
 	var out []SinkState
 	for i, spec := range l.Opts.Sinks {
 		sinkCfg := cfg.Sinks[i]
-		want, err := l.Expected(ctx, cfg, spec.Name, daemon.ConversionOptions(cfg, sinkCfg), now)
+		var want, got Live
+		var err error
+		if sinkCfg.Kind == config.SinkDefender {
+			want, err = l.ExpectedDefender(ctx, cfg, sinkCfg, now)
+		} else {
+			want, err = l.Expected(ctx, cfg, spec.Name, daemon.ConversionOptions(cfg, sinkCfg), now)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("expected state of sink %s: %w", spec.Name, err)
 		}
-		got, err := l.Actual(spec, sinkCfg.SourceSystem)
+		if sinkCfg.Kind == config.SinkDefender {
+			got = l.ActualDefender(spec)
+		} else {
+			got, err = l.Actual(spec, sinkCfg.SourceSystem)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("actual state of sink %s: %w", spec.Name, err)
 		}

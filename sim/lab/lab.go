@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/defender"
 	"github.com/mispsentinel/listener/misp"
+	simdefender "github.com/mispsentinel/listener/sim/defender"
 	simmisp "github.com/mispsentinel/listener/sim/misp"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
 	"github.com/mispsentinel/listener/stix"
@@ -28,6 +31,9 @@ type SinkSpec struct {
 	Secret   string
 	// ExtraYAML is appended to the sink's YAML block (indented by the lab), e.g. a filters block.
 	ExtraYAML string
+	// Kind is "" (a Sentinel sink) or defender: the sink writes to the Defender simulator of
+	// the same Entra tenant (WorkspaceID is then unused).
+	Kind string
 }
 
 // Options configure a lab.
@@ -55,6 +61,9 @@ type Options struct {
 	// MISP and Sentinel tune the simulators. Sentinel's Apps and Workspaces are filled from Sinks.
 	MISP     simmisp.Options
 	Sentinel simsentinel.Options
+	// Defender tunes the Defender simulator, started when a sink has Kind defender; its
+	// Entra is the Sentinel simulator's.
+	Defender simdefender.Options
 }
 
 // Lab is a running test bench. Close it when done.
@@ -63,6 +72,7 @@ type Lab struct {
 	MISP       *simmisp.MISP
 	Publisher  *simmisp.Publisher // nil without ZeroMQ
 	Sentinel   *simsentinel.Server
+	Defender   *simdefender.Server // nil without defender sinks
 	ConfigPath string
 	// WebhookAddr and WebhookToken are where and how to post workflow webhooks.
 	WebhookAddr  string
@@ -117,6 +127,16 @@ func Start(opts Options) (*Lab, error) {
 	if l.Sentinel, err = simsentinel.New(sopts); err != nil {
 		return nil, fmt.Errorf("lab: start sentinel simulator: %w", err)
 	}
+	for _, s := range opts.Sinks {
+		if s.Kind == config.SinkDefender && l.Defender == nil {
+			dopts := opts.Defender
+			dopts.Entra = l.Sentinel
+			if l.Defender, err = simdefender.New(dopts); err != nil {
+				l.Close()
+				return nil, fmt.Errorf("lab: start defender simulator: %w", err)
+			}
+		}
+	}
 	mopts := opts.MISP
 	mopts.TLS = true
 	if len(mopts.Warninglist) == 0 {
@@ -155,6 +175,9 @@ func (l *Lab) Close() {
 	if l.MISP != nil {
 		l.MISP.Close()
 	}
+	if l.Defender != nil {
+		l.Defender.Close()
+	}
 	if l.Sentinel != nil {
 		l.Sentinel.Close()
 	}
@@ -163,7 +186,7 @@ func (l *Lab) Close() {
 func (l *Lab) writeConfig() error {
 	sentinelCA := filepath.Join(l.Opts.Dir, "sentinel-ca.pem")
 	mispCA := filepath.Join(l.Opts.Dir, "misp-ca.pem")
-	if err := writeCertPool(sentinelCA, l.Sentinel); err != nil {
+	if err := l.writeCertPool(sentinelCA); err != nil {
 		return err
 	}
 	if err := os.WriteFile(mispCA, l.MISP.CertificatePEM(), 0o600); err != nil {
@@ -185,8 +208,13 @@ func (l *Lab) writeConfig() error {
 	}
 	b.WriteString("sinks:\n")
 	for _, s := range l.Opts.Sinks {
-		fmt.Fprintf(&b, "  - name: %s\n    workspace_id: %s\n    endpoints:\n      login_host: %s\n      api_host: %s\n      ca_file: %s\n",
-			s.Name, s.WorkspaceID, l.Sentinel.URL, l.Sentinel.URL, sentinelCA)
+		if s.Kind == config.SinkDefender {
+			fmt.Fprintf(&b, "  - name: %s\n    kind: defender\n    endpoints:\n      login_host: %s\n      api_host: %s\n      ca_file: %s\n",
+				s.Name, l.Sentinel.URL, l.Defender.URL, sentinelCA)
+		} else {
+			fmt.Fprintf(&b, "  - name: %s\n    workspace_id: %s\n    endpoints:\n      login_host: %s\n      api_host: %s\n      ca_file: %s\n",
+				s.Name, s.WorkspaceID, l.Sentinel.URL, l.Sentinel.URL, sentinelCA)
+		}
 		fmt.Fprintf(&b, "    identity:\n      kind: client_secret\n      tenant_id: %s\n      client_id: %s\n      client_secret: %s\n",
 			l.Sentinel.TenantID(), s.ClientID, s.Secret)
 		for _, line := range strings.Split(strings.TrimRight(s.ExtraYAML, "\n"), "\n") {
@@ -233,8 +261,14 @@ func (l *Lab) Config() (*config.Config, error) {
 	return cfg, nil
 }
 
-func writeCertPool(path string, s *simsentinel.Server) error {
-	if err := os.WriteFile(path, s.CertificatePEM(), 0o600); err != nil {
+// writeCertPool writes the certificates of the Microsoft simulators (Entra and Sentinel, and
+// Defender when it runs) as one PEM bundle.
+func (l *Lab) writeCertPool(path string) error {
+	pem := l.Sentinel.CertificatePEM()
+	if l.Defender != nil {
+		pem = append(pem, l.Defender.CertificatePEM()...)
+	}
+	if err := os.WriteFile(path, pem, 0o600); err != nil {
 		return fmt.Errorf("lab: write sentinel CA: %w", err)
 	}
 	return nil
@@ -334,4 +368,47 @@ func (l *Lab) Expected(ctx context.Context, cfg *config.Config, sinkName string,
 		return nil
 	})
 	return live, err
+}
+
+// defenderKey is how Live counts a Defender indicator: its identity in MDE.
+func defenderKey(typ, action, value string) string { return typ + " " + action + " " + value }
+
+// ActualDefender returns the indicators the Defender simulator holds for a defender sink's
+// identity (every defender sink of the lab's tenant shares them).
+func (l *Lab) ActualDefender(sink SinkSpec) Live {
+	live := Live{}
+	for _, ind := range l.Defender.Indicators() {
+		if ind.CreatedBy == sink.ClientID {
+			live[defenderKey(ind.IndicatorType, ind.Action, ind.IndicatorValue)]++
+		}
+	}
+	return live
+}
+
+// ExpectedDefender maps every event the sink's filtered search returns, as the daemon should
+// have, and keeps what fits the budget (the lab's budgets hold everything).
+func (l *Lab) ExpectedDefender(ctx context.Context, cfg *config.Config, s config.Sink, now time.Time) (Live, error) {
+	client, err := misp.NewClient(misp.ClientConfig{URL: l.MISP.URL(), Key: l.MISP.Key(), HTTPClient: l.MISP.Client()})
+	if err != nil {
+		return nil, err
+	}
+	opts, mapOpts := daemon.ConversionOptions(cfg, s), daemon.DefenderMapOptions(cfg, s)
+	live := Live{}
+	_, err = client.SearchEvents(ctx, cfg.SearchFilters(), 100, func(page []*misp.Event) error {
+		for _, ev := range page {
+			cands, _ := defender.Map(ev, stix.Convert(ev, opts, now), mapOpts)
+			for _, c := range cands {
+				k := defenderKey(string(c.Indicator.IndicatorType), string(c.Indicator.Action), c.Indicator.IndicatorValue)
+				live[k] = 1 // one MDE indicator per identity, whichever attributes yield it
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if live.Count() > s.Defender.Budget {
+		return nil, fmt.Errorf("sink %s: %d candidates exceed the budget %d; the lab compares whole sets only", s.Name, live.Count(), s.Defender.Budget)
+	}
+	return live, nil
 }
