@@ -222,6 +222,9 @@ func (c *Client) SearchEvents(ctx context.Context, filters map[string]any, pageS
 		}
 		if res.count >= 0 {
 			stats.Total = res.count
+			if report, ok := ctx.Value(searchTotalKey{}).(func(int)); ok {
+				report(res.count)
+			}
 		}
 		if len(res.events) > 0 {
 			if err := fn(res.events); err != nil {
@@ -235,6 +238,15 @@ func (c *Client) SearchEvents(ctx context.Context, filters map[string]any, pageS
 			return stats, nil
 		}
 	}
+}
+
+type searchTotalKey struct{}
+
+// WithSearchTotal returns a context under which SearchEvents calls report with MISP's
+// X-Result-Count as each page carries it, before the page is handled (for progress displays;
+// the way net/http/httptrace hooks into a request).
+func WithSearchTotal(ctx context.Context, report func(total int)) context.Context {
+	return context.WithValue(ctx, searchTotalKey{}, report)
 }
 
 // SearchEvent runs restSearch for the one event uuid with filters (for example a sink's

@@ -6,9 +6,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/mispsentinel/listener/daemon"
 	"github.com/mispsentinel/listener/internal/cli"
@@ -69,15 +67,20 @@ func runSync(ctx context.Context, o syncOptions, stdout, stderr io.Writer) int {
 		defer dry.Close()
 		opts.Store = dry.Store()
 	}
-	opts.Progress = progressReporter(stderr, log)
+	progress := newSyncProgress(stderr, log, cfg.Sinks, nil)
+	defer progress.Finish()
+	opts.Progress = progress.Fetched
 	d, err := daemon.New(cfg, opts)
 	if err != nil {
+		progress.Finish()
 		fmt.Fprintf(stderr, "listener sync: %v\n", err)
 		return exitFailure
 	}
 	defer d.Close()
 
-	rep, searchErr := d.Sync(ctx, daemon.SyncOptions{EventUUID: o.event, SkipUpload: o.dryRun})
+	progress.Follow(d.Store())
+	rep, searchErr := d.Sync(progress.Context(ctx), daemon.SyncOptions{EventUUID: o.event, SkipUpload: o.dryRun})
+	progress.Finish()
 	if o.dryRun {
 		out := stdout
 		if o.output != "" {
@@ -107,20 +110,4 @@ func runSync(ctx context.Context, o syncOptions, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
-}
-
-// progressReporter shows a progress bar on a terminal and plain log lines otherwise.
-func progressReporter(stderr io.Writer, log interface{ Infof(string, ...any) }) func(kind string, pages, events int) {
-	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		bar := progressbar.NewOptions(-1,
-			progressbar.OptionSetWriter(stderr),
-			progressbar.OptionSetDescription("events"),
-			progressbar.OptionShowCount(),
-			progressbar.OptionClearOnFinish(),
-		)
-		return func(_ string, _ int, events int) { _ = bar.Set(events) }
-	}
-	return func(kind string, pages, events int) {
-		log.Infof("%s reconcile: %d events from %d pages", kind, events, pages)
-	}
 }

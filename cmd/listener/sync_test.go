@@ -16,6 +16,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/daemon"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/pusher"
@@ -359,13 +360,71 @@ func TestSyncReportFailed(t *testing.T) {
 	}
 }
 
-func TestProgressReporterWritesLogLinesWithoutATerminal(t *testing.T) {
-	var buf bytes.Buffer
+// TestSyncProgressLogsLinesWithoutATerminal: off a terminal, each tick logs one line with
+// events fetched of MISP's total, then indicators uploaded of those queued and the ETA the
+// identities' quotas give; no bar is drawn.
+func TestSyncProgressLogsLinesWithoutATerminal(t *testing.T) {
+	var buf syncBuffer
 	log := logrus.New()
 	log.SetOutput(&buf)
-	report := progressReporter(&buf, log)
-	report("full", 3, 250)
-	if !strings.Contains(buf.String(), "full reconcile: 250 events from 3 pages") {
-		t.Errorf("progress on a non-terminal: %q", buf.String())
+	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
+	sinks := []config.Sink{
+		{Name: "a", BatchSize: 100, RequestsPerMinute: 100, Identity: config.Identity{TenantID: "t", ClientID: "one"}},
+		{Name: "b", BatchSize: 100, RequestsPerMinute: 100, Identity: config.Identity{TenantID: "t", ClientID: "one"}},
+		{Name: "c", BatchSize: 50, RequestsPerMinute: 10, Identity: config.Identity{TenantID: "t", ClientID: "two"}},
+	}
+	ticks := make(chan time.Time)
+	p := newSyncProgress(&buf, log, sinks, ticks)
+	tick := func(want string) {
+		t.Helper()
+		ticks <- time.Now()
+		ticks <- time.Now() // the second send returns once the first tick's line is written
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		if last := lines[len(lines)-1]; !strings.Contains(last, want) {
+			t.Errorf("progress line %q lacks %q", last, want)
+		}
+	}
+	tick("sync progress: events 0/? fetched; indicators 0/0 uploaded")
+	p.searchTotal(500)
+	p.Fetched("full", 1, 100)
+	p.Outboxes(map[string]int{"a": 3000, "b": 3000, "c": 1000})
+	tick("events 100/500 fetched; indicators 0/7000 uploaded\"")
+	p.Fetched("full", 5, 500)
+	p.Outboxes(map[string]int{"a": 2000, "b": 1000, "c": 500})
+	// Identity one: 30 requests at 100/min = 18 s; identity two: 10 requests at 10/min = 1 min.
+	tick("events 500/500 fetched; indicators 3500/7000 uploaded, ETA 1m0s at the identities' quota")
+	p.Finish()
+	if strings.Contains(buf.String(), "\r") || strings.Contains(buf.String(), "█") {
+		t.Errorf("a bar was drawn off a terminal:\n%q", buf.String())
+	}
+	n := strings.Count(buf.String(), "sync progress:")
+	if n != 6 {
+		t.Errorf("%d progress lines for 6 ticks", n)
+	}
+}
+
+// TestSyncProgressBarOnATerminal drives the terminal display into a buffer: a bar of events
+// fetched of the total, then one of indicators uploaded with the quota's ETA, and a final
+// newline so the summary stands on its own line.
+func TestSyncProgressBarOnATerminal(t *testing.T) {
+	var buf syncBuffer
+	sinks := []config.Sink{{Name: "a", BatchSize: 100, RequestsPerMinute: 100, Identity: config.Identity{TenantID: "t", ClientID: "one"}}}
+	p := &syncProgress{sinks: sinks, total: -1, depth: map[string]int{}, peak: map[string]int{},
+		out: &buf, terminal: true, stop: make(chan struct{}), done: make(chan struct{})}
+	close(p.done)
+	p.searchTotal(40)
+	p.Fetched("full", 1, 20)
+	p.Outboxes(map[string]int{"a": 900})
+	p.Fetched("full", 2, 40)
+	p.Outboxes(map[string]int{"a": 400})
+	p.Finish()
+	out := buf.String()
+	for _, want := range []string{"events fetched", "40/40", "indicators uploaded (ETA 2s at quota)", "500/900"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("terminal output lacks %q:\n%q", want, out)
+		}
+	}
+	if !strings.HasSuffix(out, "\n") {
+		t.Errorf("the display does not end its line: %q", out)
 	}
 }
