@@ -14,6 +14,7 @@ import (
 
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/defender"
 	"github.com/mispsentinel/listener/internal/cli"
 	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
@@ -94,6 +95,14 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) int
 	// Each identity once: a token; each workspace: an upload.
 	tokens := map[string]error{}
 	for _, s := range cfg.Sinks {
+		if s.Kind == config.SinkDefender {
+			// A token for MDE's audience and one read-only call: the permission shows.
+			c, cancel := step()
+			err := checkDefender(c, s)
+			cancel()
+			report("Defender for Endpoint "+s.Endpoints.APIHost+" (sink "+s.Name+")", err, " answers a read-only call with the identity's token")
+			continue
+		}
 		scfg, err := daemon.SentinelConfig(s)
 		if err != nil {
 			report("sink "+s.Name, err, "")
@@ -162,4 +171,19 @@ func checkWorkspace(ctx context.Context, scfg sentinel.Config) error {
 		return fmt.Errorf("probe object rejected: %s", rejected[0].Message)
 	}
 	return nil
+}
+
+// checkDefender gets a token for the Defender sink's audience and lists one indicator, which
+// needs the Ti.ReadWrite.All application permission (a 403 names it).
+func checkDefender(ctx context.Context, s config.Sink) error {
+	dcfg, err := daemon.DefenderConfig(s)
+	if err != nil {
+		return err
+	}
+	client, err := defender.New(dcfg, nil)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	return client.Check(ctx)
 }

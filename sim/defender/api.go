@@ -165,6 +165,8 @@ func (s *Server) authorize(r *http.Request, now time.Time) (tok simsentinel.Toke
 }
 
 func (s *Server) roles(clientID string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if r, ok := s.opts.Roles[clientID]; ok {
 		return r
 	}

@@ -325,3 +325,10 @@ func (s *Server) expire() {
 func (s *Server) CertificatePEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw})
 }
+
+// SetRoles replaces the application roles per client id (see Options.Roles).
+func (s *Server) SetRoles(roles map[string][]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.Roles = roles
+}
