@@ -17,17 +17,35 @@ import (
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/daemon"
 	"github.com/mispsentinel/listener/internal/cli"
+	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/sim/lab"
+	simmisp "github.com/mispsentinel/listener/sim/misp"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
 )
 
 func init() { addCommand(newDemoCmd) }
 
 // demoSinks are the two workspaces of the demo: one gets everything, the other only what is
-// at most TLP:GREEN, to show per-sink filters.
+// at most TLP:GREEN and scores at least 60 with MISP's decaying models, to show per-sink
+// filters.
 var demoSinks = []lab.SinkSpec{
 	{Name: "soc-main", WorkspaceID: simsentinel.DefaultWorkspaceID},
-	{Name: "partner-green", WorkspaceID: "7b3c1d9e-4f2a-4e6b-9c8d-0a1b2c3d4e5f", ExtraYAML: "filters:\n  max_tlp: tlp:green"},
+	{Name: "partner-green", WorkspaceID: "7b3c1d9e-4f2a-4e6b-9c8d-0a1b2c3d4e5f",
+		ExtraYAML: "filters:\n  max_tlp: tlp:green\ndecay:\n  model: any\n  min_score: 60"},
+}
+
+// addDemoDecayModel gives the MISP simulator a decaying model scoring network indicators by
+// their misp:confidence-level tag (MISP's taxonomy values), decaying over ten years, so that
+// the partner sink's decay block skips the less confident ones.
+func addDemoDecayModel(m *simmisp.MISP) {
+	m.AddDecayingModel(misp.DecayingModel{
+		Name: "Demo confidence model", Enabled: true, LifetimeDays: 3650, DecaySpeed: 1, Threshold: 20,
+		DefaultBaseScore: 70, BaseScoreConfig: map[string]float64{"misp:confidence-level": 1},
+		AttributeTypes: []string{"ip-src", "ip-dst", "domain", "hostname", "url"},
+	})
+	for tag, v := range map[string]float64{"completely-confident": 100, "usually-confident": 75, "fairly-confident": 50, "rarely-confident": 25} {
+		m.SetTaxonomyValue(`misp:confidence-level="`+tag+`"`, v)
+	}
 }
 
 // demoOptions are the flags of `listener demo`.
@@ -101,6 +119,7 @@ func (d *demo) run(ctx context.Context, events, hooks, attrs int) error {
 	}
 	defer l.Close()
 	d.lab = l
+	addDemoDecayModel(l.MISP)
 	if d.cfg, err = l.Config(); err != nil {
 		return err
 	}
@@ -125,7 +144,7 @@ func (d *demo) run(ctx context.Context, events, hooks, attrs int) error {
 		<-runErr
 	}()
 	<-dm.Started()
-	d.step("listener started: 2 sinks (%s: everything; %s: at most TLP:GREEN), state in %s", demoSinks[0].Name, demoSinks[1].Name, l.StoreDir)
+	d.step("listener started: 2 sinks (%s: everything; %s: at most TLP:GREEN, MISP decay score at least 60), state in %s", demoSinks[0].Name, demoSinks[1].Name, l.StoreDir)
 
 	wait, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
