@@ -42,8 +42,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
-		WithBlockCacheSize(0).
-		WithCompression(options.None).
+		WithBlockCacheSize(DefaultBlockCacheSize).
+		WithCompression(options.ZSTD).
+		WithZSTDCompressionLevel(1).
 		WithNumCompactors(2).
 		WithValueLogFileSize(64 << 20).
 		WithSyncWrites(true).

@@ -45,6 +45,12 @@ const DefaultRefreshWindow = 24 * time.Hour
 // DefaultGCInterval is the GCInterval used when Options leaves it zero.
 const DefaultGCInterval = 5 * time.Minute
 
+// DefaultBlockCacheSize is the size of Badger's cache of decompressed table blocks. Tables are
+// ZSTD-compressed (the STIX bodies make up most of the store and shrink about fourfold), and
+// Badger requires a block cache with compression; a small one is enough because the
+// reconciler's hot reads are the small digest and state records.
+const DefaultBlockCacheSize = 8 << 20
+
 // DefaultCompactInterval is the CompactInterval used when Options leaves it zero.
 const DefaultCompactInterval = time.Hour
 
