@@ -40,7 +40,7 @@ func TestSentinelAndDefenderSinksFromOneMISP(t *testing.T) {
 		t.Fatal(err)
 	}
 	log, _ := recordingLogger(t, logrus.WarnLevel)
-	_, stop := runDaemon(t, cfg, daemon.Options{Logger: log})
+	d, stop := runDaemon(t, cfg, daemon.Options{Logger: log})
 	defer stop()
 
 	var states []lab.SinkState
@@ -67,4 +67,20 @@ func TestSentinelAndDefenderSinksFromOneMISP(t *testing.T) {
 			t.Errorf("%s %s has action %s, want %s", ind.IndicatorType, ind.IndicatorValue, ind.Action, want)
 		}
 	}
+
+	// Status shows the tenant's budget, and where one indicator stands.
+	st, err := d.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := st.Sinks[1].Defender
+	if b == nil || b.Held != states[1].Actual || b.InDefender != b.Held || b.Capacity != 14000 || st.Sinks[0].Defender != nil {
+		t.Errorf("status of the defender sink: %+v", b)
+	}
+	held := l.Defender.Indicators()[0]
+	standing := d.DefenderStanding(held.ExternalID)
+	if len(standing) != 1 || !standing[0].Held || standing[0].DefenderID != held.ID {
+		t.Errorf("standing of %s (%s): %+v", held.ExternalID, held.IndicatorValue, standing)
+	}
+	t.Logf("standing: %+v", standing)
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/defender"
 	"github.com/mispsentinel/listener/store"
 )
 
@@ -24,6 +26,8 @@ type SinkStatus struct {
 	// workspace); its objects stay queued until the configuration is fixed and the daemon
 	// restarted. Only a running daemon knows it.
 	Stopped string `json:"stopped,omitempty"`
+	// Defender is the budget of a defender sink's tenant (shared by the tenant's sinks).
+	Defender *defender.BudgetSummary `json:"defender,omitempty"`
 }
 
 // Problem is the sink's configuration or stop error, "" when it has none.
@@ -81,8 +85,67 @@ func (d *Daemon) Status() (*Status, error) {
 		if err := s.stoppedErr(); err != nil {
 			st.Sinks[i].Stopped = err.Error()
 		}
+		if s.defender != nil {
+			sum := s.defender.Tenant().Summary()
+			st.Sinks[i].Defender = &sum
+		}
 	}
 	return st, nil
+}
+
+// IndicatorStanding is where one indicator stands in a defender sink's budget.
+type IndicatorStanding struct {
+	Sink     string `json:"sink"`
+	Standing string `json:"standing"`
+	Held     bool   `json:"held"`
+	// DefenderID is the indicator's id in MDE ("" when MDE does not hold it).
+	DefenderID string `json:"defender_id,omitempty"`
+}
+
+// DefenderStanding says, for every defender sink, whether the indicator (its STIX id, as
+// `convert` and the dead-letter list show it) holds a slot and why, or which indicator
+// outranks it.
+func (d *Daemon) DefenderStanding(id string) []IndicatorStanding {
+	var out []IndicatorStanding
+	for _, s := range d.sinks {
+		if s.defender != nil {
+			out = append(out, standingOf(s.name, s.defender.Tenant(), id))
+		}
+	}
+	return out
+}
+
+// ReadDefenderStanding is DefenderStanding from a store no daemon holds.
+func ReadDefenderStanding(st *store.Store, cfg *config.Config, id string) ([]IndicatorStanding, error) {
+	var out []IndicatorStanding
+	tenants := map[string]*defender.Tenant{}
+	for _, s := range cfg.Sinks {
+		if s.Kind != config.SinkDefender {
+			continue
+		}
+		key := s.DefenderTenant()
+		t, ok := tenants[key]
+		if !ok {
+			var err error
+			// No client: the tenant is only read.
+			if t, err = defender.NewTenant(nil, st, "defender/"+key, defenderTenantOptions(s, time.Now)); err != nil {
+				return nil, err
+			}
+			tenants[key] = t
+		}
+		out = append(out, standingOf(s.Name, t, id))
+	}
+	return out, nil
+}
+
+func standingOf(sink string, t *defender.Tenant, id string) IndicatorStanding {
+	st := t.Standing(sink, id)
+	return IndicatorStanding{Sink: sink, Standing: st.String(), Held: st.Held, DefenderID: st.MDEID}
+}
+
+func (d *Daemon) serveStanding(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(d.DefenderStanding(r.URL.Query().Get("id")))
 }
 
 func (d *Daemon) serveStatus(w http.ResponseWriter, _ *http.Request) {

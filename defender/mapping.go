@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -151,6 +152,7 @@ func Map(ev *misp.Event, res stix.Result, opts MapOptions) ([]Candidate, []Skip)
 		objects[res.Objects[i].ID] = &res.Objects[i]
 	}
 	threat, _ := strconv.Atoi(ev.ThreatLevelID)
+	decay := decayScores(ev)
 	var cands []Candidate
 	var skips []Skip
 	for _, d := range res.Decisions {
@@ -160,6 +162,11 @@ func Map(ev *misp.Event, res stix.Result, opts MapOptions) ([]Candidate, []Skip)
 				continue
 			}
 			c, detail := mapOne(ev, d, obj, threat, opts)
+			if detail == "" {
+				if score, ok := decay[d.AttributeUUID]; ok {
+					c = withDecay(c, score)
+				}
+			}
 			if detail != "" {
 				skips = append(skips, Skip{Decision: d, ObjectID: id, Reason: stix.SkipUnsupportedBySink, Detail: detail})
 				continue
@@ -348,4 +355,33 @@ func fullIPv6(ip netip.Addr) string {
 		groups[i] = strconv.FormatUint(uint64(b[2*i])<<8|uint64(b[2*i+1]), 16)
 	}
 	return strings.Join(groups, ":")
+}
+
+// decayScores returns, per attribute uuid, the highest decay score MISP attached (rounded to
+// a whole point, so that a score drifting by fractions does not make a new version).
+func decayScores(ev *misp.Event) map[string]float64 {
+	var out map[string]float64
+	ev.AllAttributes(func(_ *misp.Object, a *misp.Attribute) bool {
+		for _, d := range a.DecayScores {
+			if out == nil {
+				out = map[string]float64{}
+			}
+			if cur, ok := out[a.UUID]; !ok || d.Score > cur {
+				out[a.UUID] = math.Round(d.Score)
+			}
+		}
+		return true
+	})
+	return out
+}
+
+// withDecay sets the candidate's decay score and re-encodes its body.
+func withDecay(c Candidate, score float64) Candidate {
+	c.Rank.Decay = &score
+	body, hash, err := encodeEnvelope(Envelope{Indicator: c.Indicator, Rank: c.Rank})
+	if err != nil {
+		return c
+	}
+	c.Object.Body, c.Object.Hash = body, hash
+	return c
 }

@@ -161,3 +161,22 @@ func keys(m map[string]Indicator) []string {
 	}
 	return out
 }
+
+func TestMapTakesTheDecayScoreWherePresent(t *testing.T) {
+	ev := mispEvent("2", a("domain", "decaying.example"), a("domain", "plain.example"))
+	ev.Attributes[0].DecayScores = []misp.DecayScore{{Score: 41.4, ModelID: "1"}, {Score: 63.6, ModelID: "2"}}
+	cands, _ := Map(ev, convert(t, ev, stix.ProfileSentinel), MapOptions{Action: ActionBlock})
+	if len(cands) != 2 {
+		t.Fatalf("%d candidates", len(cands))
+	}
+	if d := cands[0].Rank.Decay; d == nil || *d != 64 {
+		t.Errorf("decay of the scored attribute: %v, want the highest score rounded, 64", d)
+	}
+	if cands[1].Rank.Decay != nil {
+		t.Errorf("an attribute without a score got decay %v", *cands[1].Rank.Decay)
+	}
+	env, _, _, err := DecodeEnvelope(cands[0].Object.Body)
+	if err != nil || env.Rank.Decay == nil || *env.Rank.Decay != 64 {
+		t.Errorf("the body does not carry the decay score: %+v %v", env.Rank, err)
+	}
+}

@@ -549,3 +549,39 @@ func (s *Sink) Limits() pusher.Limits { return s.limits }
 func (s *Sink) Send(ctx context.Context, batch []pusher.Object, pace pusher.Pace) ([]pusher.Rejection, error) {
 	return s.tenant.Apply(ctx, s.name, batch, len(batch) >= s.limits.MaxBatch, pace)
 }
+
+// BudgetSummary is a tenant budget's state for `status`.
+type BudgetSummary struct {
+	// Capacity is the number of slots (the configured budget, lowered by read-back).
+	Capacity int `json:"capacity"`
+	// Held candidates hold a slot; InDefender of them MDE holds already.
+	Held       int `json:"held"`
+	InDefender int `json:"in_defender"`
+	// Waiting candidates are outranked; Refused ones MDE refused.
+	Waiting int `json:"waiting"`
+	Refused int `json:"refused"`
+	// Foreign is the number of indicators other tools hold (last read-back).
+	Foreign int `json:"foreign"`
+}
+
+// Summary returns the budget's state.
+func (t *Tenant) Summary() BudgetSummary {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := BudgetSummary{Capacity: t.budget.Capacity(), Foreign: t.foreign}
+	for _, c := range t.cands {
+		switch {
+		case c.gone():
+		case c.Refused != "":
+			s.Refused++
+		case c.Held:
+			s.Held++
+			if c.MDEID != "" {
+				s.InDefender++
+			}
+		default:
+			s.Waiting++
+		}
+	}
+	return s
+}

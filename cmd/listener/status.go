@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"text/tabwriter"
 	"time"
 
@@ -28,7 +29,11 @@ func newStatusCmd() *cobra.Command {
 	}
 	path := configFlag(cmd)
 	asJSON := cmd.Flags().Bool("json", false, "print JSON")
+	indicator := cmd.Flags().String("indicator", "", "say for a STIX indicator id whether it holds a slot in each Defender sink's budget, and why, or what outranks it")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *indicator != "" {
+			return exitWith(runStanding(cmd.Context(), *path, *indicator, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		}
 		return exitWith(runStatus(cmd.Context(), *path, *asJSON, cmd.OutOrStdout(), cmd.ErrOrStderr()))
 	}
 	return cli.Exits(cmd, exitFailure, exitBadInput)
@@ -79,25 +84,47 @@ func readStatus(ctx context.Context, cfg *config.Config) (*daemon.Status, string
 		status, err := daemon.ReadStatus(st, names)
 		return status, "store " + cfg.Store.Dir, err
 	}
-	if cfg.Metrics.Listen == "" {
-		return nil, "", fmt.Errorf("open store (is the daemon running? enable metrics.listen to query it): %w", err)
+	var status daemon.Status
+	source, err := askDaemon(ctx, cfg, "/status", err, &status)
+	if err != nil {
+		return nil, "", err
 	}
-	url := "http://" + cfg.Metrics.Listen + "/status"
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	return &status, source, nil
+}
+
+// askDaemon reads the running daemon's ops endpoint path into v, after storeErr kept the
+// store from being opened.
+func askDaemon(ctx context.Context, cfg *config.Config, path string, storeErr error, v any) (string, error) {
+	if cfg.Metrics.Listen == "" {
+		return "", fmt.Errorf("open store (is the daemon running? enable metrics.listen to query it): %w", storeErr)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cfg.Metrics.Listen+path, nil)
 	client := &http.Client{Timeout: 10 * time.Second}
 	resp, herr := client.Do(req)
 	if herr != nil {
-		return nil, "", errors.Join(fmt.Errorf("open store: %w", err), fmt.Errorf("ask the running daemon: %w", herr))
+		return "", errors.Join(fmt.Errorf("open store: %w", storeErr), fmt.Errorf("ask the running daemon: %w", herr))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, "", fmt.Errorf("ask the running daemon: %s", resp.Status)
+		return "", fmt.Errorf("ask the running daemon: %s", resp.Status)
 	}
-	var status daemon.Status
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&status); err != nil {
-		return nil, "", fmt.Errorf("decode the daemon's status: %w", err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v); err != nil {
+		return "", fmt.Errorf("decode the daemon's answer: %w", err)
 	}
-	return &status, "running daemon at " + cfg.Metrics.Listen, nil
+	return "running daemon at " + cfg.Metrics.Listen, nil
+}
+
+// readStanding says where an indicator stands in every defender sink's budget.
+func readStanding(ctx context.Context, cfg *config.Config, id string) ([]daemon.IndicatorStanding, string, error) {
+	st, err := store.Open(cfg.Store.Dir, store.Options{})
+	if err == nil {
+		defer st.Close()
+		out, err := daemon.ReadDefenderStanding(st, cfg, id)
+		return out, "store " + cfg.Store.Dir, err
+	}
+	var out []daemon.IndicatorStanding
+	source, err := askDaemon(ctx, cfg, "/status/defender?id="+url.QueryEscape(id), err, &out)
+	return out, source, err
 }
 
 func when(t time.Time) string {
@@ -105,4 +132,25 @@ func when(t time.Time) string {
 		return "never"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+func runStanding(ctx context.Context, path, id string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(ctx, path, false)
+	if err != nil {
+		fmt.Fprintf(stderr, "listener status: %v\n", err)
+		return exitBadInput
+	}
+	out, source, err := readStanding(ctx, cfg, id)
+	if err != nil {
+		fmt.Fprintf(stderr, "listener status: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "source: %s\n", source)
+	if len(out) == 0 {
+		fmt.Fprintln(stdout, "no sink of kind defender")
+	}
+	for _, s := range out {
+		fmt.Fprintf(stdout, "%s: %s\n", s.Sink, s.Standing)
+	}
+	return exitOK
 }
