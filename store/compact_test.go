@@ -87,8 +87,10 @@ func TestCompactGivesDrainedSpaceBack(t *testing.T) {
 	}
 	after := allocatedBytes(t, dir)
 	t.Logf("drained %d KB of outbox items; disk %d KB before compaction, %d KB after", drained>>10, before>>10, after>>10)
-	if before-after < drained/3 {
-		t.Errorf("compaction gave back %d KB, want at least a third of the %d KB drained", (before-after)>>10, drained>>10)
+	// Tables are compressed, so the drained items took far less disk than their size; what
+	// the compaction gives back is measured against the disk they were on.
+	if before-after < before/3 {
+		t.Errorf("compaction gave back %d KB of %d KB, want at least a third (%d KB of items drained)", (before-after)>>10, before>>10, drained>>10)
 	}
 	if st, err := s.Stats("sink"); err != nil || st.Live != 20000 || st.OutboxDepth != 0 {
 		t.Errorf("state after compaction: %+v, %v; want 20000 live, empty outbox", st, err)

@@ -71,7 +71,12 @@ func walBytes(dir string) uint64 {
 	return total
 }
 
-func (sp *space) checkIntake() error { return sp.check(sp.reserve, "new data") }
+func (sp *space) checkIntake() error {
+	if sp == nil {
+		return nil
+	}
+	return sp.check(sp.reserve, "new data")
+}
 
 func (sp *space) checkAny() error {
 	if sp == nil {
