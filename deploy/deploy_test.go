@@ -6,6 +6,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -325,5 +326,103 @@ func TestVersionStampingNamesRealVariables(t *testing.T) {
 		if !strings.Contains(dockerfile, "org.opencontainers.image."+label+"=") {
 			t.Errorf("Dockerfile lacks the OCI label org.opencontainers.image.%s", label)
 		}
+	}
+}
+
+// dockerignore is .dockerignore read with Docker's rules: patterns are anchored at the context
+// root, "**" spans directories, a pattern that matches a directory excludes what it holds,
+// and a later "!" pattern takes a path back.
+type dockerignore []struct {
+	re      *regexp.Regexp
+	include bool
+}
+
+func readDockerignore(t *testing.T) dockerignore {
+	t.Helper()
+	var d dockerignore
+	for _, line := range strings.Split(string(readFile(t, filepath.Join(repoRoot, ".dockerignore"))), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		include := strings.HasPrefix(line, "!")
+		pattern := strings.TrimPrefix(filepath.ToSlash(filepath.Clean(strings.TrimPrefix(line, "!"))), "/")
+		var re strings.Builder
+		for i := 0; i < len(pattern); i++ {
+			switch c := pattern[i]; {
+			case strings.HasPrefix(pattern[i:], "**/"):
+				re.WriteString("(?:.*/)?")
+				i += 2
+			case strings.HasPrefix(pattern[i:], "**"):
+				re.WriteString(".*")
+				i++
+			case c == '*':
+				re.WriteString("[^/]*")
+			case c == '?':
+				re.WriteString("[^/]")
+			default:
+				re.WriteString(regexp.QuoteMeta(string(c)))
+			}
+		}
+		d = append(d, struct {
+			re      *regexp.Regexp
+			include bool
+		}{regexp.MustCompile("^" + re.String() + "(?:/.*)?$"), include})
+	}
+	return d
+}
+
+func (d dockerignore) excludes(path string) bool {
+	excluded := false
+	for _, p := range d {
+		if p.re.MatchString(path) {
+			excluded = !p.include
+		}
+	}
+	return excluded
+}
+
+// TestDockerignoreKeepsTheBuildInputs: the image build (`go build ./cmd/listener` after
+// `COPY . .`) still finds every file it compiles, while the repository's history, docs and
+// tests stay out of the context. No Docker is needed to see a pattern that cuts too much.
+func TestDockerignoreKeepsTheBuildInputs(t *testing.T) {
+	d := readDockerignore(t)
+	for _, kept := range []string{"go.mod", "go.sum", "README.md"} {
+		if d.excludes(kept) {
+			t.Errorf(".dockerignore excludes %s", kept)
+		}
+	}
+	for _, dropped := range []string{".git/HEAD", "docs/DEPLOYING.md", "deploy/helm/listener/values.yaml",
+		"store/store_test.go", "stix/testdata/x.json", "CHANGELOG.md", "listener.env", "dist/listener"} {
+		if !d.excludes(dropped) {
+			t.Errorf(".dockerignore keeps %s in the build context", dropped)
+		}
+	}
+	cmd := exec.Command("go", "list", "-deps", "-f",
+		`{{if not .Standard}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{range .EmbedFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{end}}`,
+		"./cmd/listener")
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "GOOS=linux", "CGO_ENABLED=0")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, file := range strings.Fields(string(out)) {
+		rel, err := filepath.Rel(root, file)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue // a module dependency, fetched by go mod download
+		}
+		n++
+		if d.excludes(filepath.ToSlash(rel)) {
+			t.Errorf(".dockerignore excludes %s, which go build ./cmd/listener compiles", rel)
+		}
+	}
+	if n < 20 {
+		t.Fatalf("go list found %d of the module's files in ./cmd/listener's build", n)
 	}
 }
