@@ -25,13 +25,17 @@ import (
 
 func init() { addCommand(newDemoCmd) }
 
-// demoSinks are the two workspaces of the demo: one gets everything, the other only what is
+// demoSinks are the sinks of the demo: one workspace gets everything, the other only what is
 // at most TLP:GREEN and scores at least 60 with MISP's decaying models, to show per-sink
-// filters.
+// filters; a Defender for Endpoint sink of the same tenant blocks the network indicators and
+// blocks and remediates the file hashes, within a budget of its tenant's cap.
 var demoSinks = []lab.SinkSpec{
 	{Name: "soc-main", WorkspaceID: simsentinel.DefaultWorkspaceID},
 	{Name: "partner-green", WorkspaceID: "7b3c1d9e-4f2a-4e6b-9c8d-0a1b2c3d4e5f",
 		ExtraYAML: "filters:\n  max_tlp: tlp:green\ndecay:\n  model: any\n  min_score: 60"},
+	{Name: "mde-block", Kind: config.SinkDefender,
+		ExtraYAML: "filters:\n  attribute_types: [ip-src, ip-dst, domain, hostname, url, md5, sha1, sha256]\n" +
+			"defender:\n  action: Block\n  actions_by_type: {FileMd5: BlockAndRemediate, FileSha1: BlockAndRemediate, FileSha256: BlockAndRemediate}\n  budget: 5000"},
 }
 
 // addDemoDecayModel gives the MISP simulator a decaying model scoring network indicators by
@@ -144,7 +148,8 @@ func (d *demo) run(ctx context.Context, events, hooks, attrs int) error {
 		<-runErr
 	}()
 	<-dm.Started()
-	d.step("listener started: 2 sinks (%s: everything; %s: at most TLP:GREEN, MISP decay score at least 60), state in %s", demoSinks[0].Name, demoSinks[1].Name, l.StoreDir)
+	d.step("listener started: 3 sinks (%s: everything; %s: at most TLP:GREEN, MISP decay score at least 60; %s: Defender for Endpoint, Block, budget 5,000), state in %s",
+		demoSinks[0].Name, demoSinks[1].Name, demoSinks[2].Name, l.StoreDir)
 
 	wait, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -276,7 +281,15 @@ func (d *demo) summary(ctx context.Context) error {
 	for i, s := range states {
 		spec := d.lab.Opts.Sinks[i]
 		live, revoked := 0, 0
+		target := spec.WorkspaceID
+		if spec.Kind == config.SinkDefender {
+			// MDE deletes what MISP revokes: its live indicators are all it holds.
+			live, target = d.lab.ActualDefender(spec).Count(), d.lab.Sentinel.TenantID()
+		}
 		for _, r := range d.lab.Sentinel.Indicators(spec.WorkspaceID, d.cfg.Sinks[i].SourceSystem) {
+			if spec.Kind == config.SinkDefender {
+				break
+			}
 			if r.Type != "indicator" {
 				continue
 			}
@@ -295,11 +308,16 @@ func (d *demo) summary(ctx context.Context) error {
 			match = "NO"
 			problems = append(problems, errors.New(s.String()))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%d\n", spec.Name, spec.WorkspaceID, live, revoked, s.Expected, match, ss.OutboxDepth, ss.DeadLetters)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%d\n", spec.Name, target, live, revoked, s.Expected, match, ss.OutboxDepth, ss.DeadLetters)
 	}
 	tw.Flush()
 	fmt.Fprintf(d.out, "\nSentinel simulator: %d upload requests, %d objects accepted, %d answered 429, %d tokens issued\n",
 		st.UploadRequests, st.ObjectsAccepted, st.Throttled, st.TokensIssued)
+	if d.lab.Defender != nil {
+		ds := d.lab.Defender.Stats()
+		fmt.Fprintf(d.out, "Defender simulator: %d import calls, %d batch deletes, %d indicators refused for the cap (its row shows the Entra tenant for a workspace)\n",
+			ds.Imports, ds.BatchDeletes, ds.CapRefusals)
+	}
 	fmt.Fprintf(d.out, "Done in %.1fs. Next: `listener convert --explain` on your own MISP event, or point a config at your MISP (README).\n",
 		time.Since(d.start).Seconds())
 	return errors.Join(problems...)

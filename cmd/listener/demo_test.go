@@ -22,6 +22,11 @@ func TestDemo(t *testing.T) {
 	demoInspect = func(l *lab.Lab, cfg *config.Config) {
 		for i, spec := range l.Opts.Sinks {
 			var c counts
+			if spec.Kind == config.SinkDefender {
+				c.live = l.ActualDefender(spec).Count() // MDE deletes: nothing revoked stays
+				recorded[spec.Name] = c
+				continue
+			}
 			for _, r := range l.Sentinel.Objects(spec.WorkspaceID) {
 				if r.Type != "indicator" || r.SourceSystem != cfg.Sinks[i].SourceSystem {
 					continue
