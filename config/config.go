@@ -391,9 +391,12 @@ type Pusher struct {
 	// MaxRetryAfter caps a wait an API asks for (Retry-After); longer requests are clamped
 	// with a warning.
 	MaxRetryAfter time.Duration `yaml:"max_retry_after" json:"max_retry_after"`
-	// QuotaHeadroom is the fraction of each identity's quota left unused to absorb network
-	// jitter (0.01: 99 of Sentinel's 100 requests per minute).
+	// QuotaHeadroom is the fraction of the quota's window added to it to absorb network
+	// jitter (0.01: 100 requests per 60.6 s for Sentinel's 100 per minute).
 	QuotaHeadroom float64 `yaml:"quota_headroom" json:"quota_headroom"`
+	// InFlight is the most batches of one sink in flight at once, so that a slow API still
+	// gets the whole quota. Versions of one indicator are never in flight together.
+	InFlight int `yaml:"in_flight" json:"in_flight"`
 }
 
 // Metrics serves /metrics and the health endpoints.

@@ -76,6 +76,7 @@ func Default() Config {
 			RetryBackoff:  Backoff{Initial: time.Second, Max: time.Minute},
 			MaxRetryAfter: 10 * time.Minute,
 			QuotaHeadroom: 0.01,
+			InFlight:      4,
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9464", MaxConnections: 64},
 		Log:     Log{Level: "info", Format: "json"},

@@ -156,6 +156,7 @@ func pusherConfig(p config.Pusher, sink string) pusher.Config {
 		RetryInitial:  p.RetryBackoff.Initial,
 		RetryMax:      p.RetryBackoff.Max,
 		MaxRetryAfter: p.MaxRetryAfter,
+		InFlight:      p.InFlight,
 	}
 }
 

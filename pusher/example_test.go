@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mispsentinel/listener/pusher"
@@ -13,7 +14,7 @@ import (
 
 // toySink is the smallest pusher.Sink: it refuses objects whose pattern mentions 666, asks
 // to be called again once (as a throttled API would), and accepts the rest.
-type toySink struct{ calls int }
+type toySink struct{ calls atomic.Int32 }
 
 func (s *toySink) Limits() pusher.Limits {
 	return pusher.Limits{
@@ -26,8 +27,7 @@ func (s *toySink) Send(ctx context.Context, batch []pusher.Object, pace pusher.P
 	if err := pace(ctx); err != nil { // once per request the sink makes
 		return nil, err
 	}
-	s.calls++
-	if s.calls == 1 {
+	if s.calls.Add(1) == 1 {
 		return nil, &pusher.RetryError{Reason: pusher.RetryThrottled, Status: 429, After: time.Millisecond, Err: fmt.Errorf("slow down")}
 	}
 	var rejected []pusher.Rejection
@@ -60,7 +60,7 @@ func ExampleSink() {
 	pacers, _ := pusher.NewPacers(0.01) // one per process: sinks with one quota key share it
 	p, err := pusher.New(pusher.Config{
 		Sink: "toy", Linger: time.Second, ShutdownGrace: time.Second,
-		RetryInitial: time.Millisecond, RetryMax: time.Second, MaxRetryAfter: time.Minute,
+		RetryInitial: time.Millisecond, RetryMax: time.Second, MaxRetryAfter: time.Minute, InFlight: 4,
 	}, st, &toySink{}, pacers, nil, nil)
 	if err != nil {
 		panic(err)

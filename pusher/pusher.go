@@ -29,6 +29,9 @@ type Config struct {
 	// MaxRetryAfter caps a wait the sink's API asks for (a Retry-After of years is clamped
 	// to it, with a warning).
 	MaxRetryAfter time.Duration
+	// InFlight is the most batches in flight at once (≥ 1), so that a slow API still gets
+	// the whole quota. The outbox never hands out two versions of one id at once.
+	InFlight int
 }
 
 func (c Config) validate() error {
@@ -43,6 +46,9 @@ func (c Config) validate() error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s %s must be positive", d.name, d.v))
 		}
+	}
+	if c.InFlight < 1 {
+		errs = append(errs, fmt.Errorf("in flight %d must be at least 1", c.InFlight))
 	}
 	if c.RetryMax < c.RetryInitial {
 		errs = append(errs, fmt.Errorf("retry max %s is below retry initial %s", c.RetryMax, c.RetryInitial))
@@ -123,73 +129,169 @@ func New(cfg Config, outbox Outbox, sink Sink, pacers *Pacers, log logrus.FieldL
 // configuration is fixed.
 var ErrSinkStopped = errors.New("sink stopped")
 
-// Run drains the outbox until ctx ends (returning nil after finishing the batch in flight) or
-// the sink fails fatally (returning an error wrapping ErrSinkStopped). A batch is sent once
-// a full batch is queued or the oldest queued object has waited Linger. Retryable errors
-// are retried with the same batch without limit; a store error is logged and the loop
-// tries again after a pause; a fatal or deterministic upload error stops the sink with its
-// objects queued.
+// Run drains the outbox until ctx ends (returning nil after finishing the batches in flight)
+// or the sink fails fatally (returning an error wrapping ErrSinkStopped once the other
+// batches in flight finished). A batch is sent once a full batch is queued or the oldest
+// queued object has waited Linger; up to InFlight batches are in flight at once. Retryable
+// errors are retried with the same batch without limit; a store error is logged and the
+// loop tries again after a pause; a fatal or deterministic upload error stops the sink with
+// its objects queued.
 func (p *Pusher) Run(ctx context.Context) error {
+	_, err := p.loop(ctx, false)
+	return err
+}
+
+// DrainStats counts what Drain settled.
+type DrainStats struct {
+	Accepted int // upserts and revocations the sink accepted
+	Revoked  int // of which revocations
+	Rejected int // dead-lettered
+}
+
+// Drain uploads everything queued for the sink without waiting for lingering batches and
+// returns when the outbox is empty, the sink fails fatally or ctx ends (with ctx's error).
+// It serves `listener sync`.
+func (p *Pusher) Drain(ctx context.Context) (DrainStats, error) {
+	return p.loop(ctx, true)
+}
+
+// settledBatch is what one batch in flight came back with.
+type settledBatch struct {
+	batch   *store.Batch
+	outcome store.Outcome
+	err     error
+}
+
+// loop is Run (drain false) and Drain (drain true): it keeps up to InFlight batches in
+// flight, each delivered and committed by its own goroutine, and waits for an enqueue, a
+// lingering batch falling due or a batch coming back.
+func (p *Pusher) loop(ctx context.Context, drain bool) (DrainStats, error) {
 	ready := p.outbox.Ready(p.cfg.Sink)
+	done := make(chan settledBatch, p.cfg.InFlight)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	var (
+		stats         DrainStats
+		inFlight      int
+		inFlightItems int
+		lastTaken     time.Time
+		stopErr       error
+	)
 	for {
-		if ctx.Err() != nil {
-			return nil
+		// wait is how long to sleep unless something is enqueued or a batch comes back first;
+		// negative: only those wake the loop.
+		wait := time.Duration(-1)
+		for stopErr == nil && ctx.Err() == nil && inFlight < p.cfg.InFlight {
+			b, until, err := p.take(drain, inFlight, inFlightItems, lastTaken)
+			if err != nil {
+				if drain {
+					stopErr = err
+					break
+				}
+				p.log.WithError(err).Error("push to sink failed; retrying")
+				wait = p.storePause
+				break
+			}
+			if b == nil {
+				wait = until
+				break
+			}
+			lastTaken = p.now()
+			inFlight++
+			inFlightItems += len(b.Items)
+			go func() {
+				o, err := p.send(ctx, b)
+				done <- settledBatch{batch: b, outcome: o, err: err}
+			}()
 		}
-		// wait is how long to sleep unless something is enqueued first; negative: only an
-		// enqueue wakes the loop.
-		wait, err := p.step(ctx)
-		switch {
-		case errors.Is(err, ErrSinkStopped):
-			return err
-		case err != nil:
-			p.log.WithError(err).Error("push to sink failed; retrying")
-			wait = p.storePause
-		case wait == 0:
-			continue // a batch went out; more may be queued already
+		if inFlight == 0 {
+			switch {
+			case stopErr != nil:
+				return stats, stopErr
+			case ctx.Err() != nil && drain:
+				return stats, ctx.Err()
+			case ctx.Err() != nil:
+				return stats, nil
+			case drain && wait < 0:
+				return stats, nil // nothing queued
+			}
 		}
 		if wait > 0 {
 			timer.Reset(wait)
 		} else {
 			timer.Stop()
 		}
+		var ctxDone <-chan struct{}
+		if ctx.Err() == nil && stopErr == nil {
+			ctxDone = ctx.Done()
+		}
 		select {
-		case <-ctx.Done():
-			return nil
+		case r := <-done:
+			inFlight--
+			inFlightItems -= len(r.batch.Items)
+			switch {
+			case r.err != nil:
+				if stopErr == nil {
+					stopErr = r.err
+				}
+			case drain && len(r.outcome.Accepted)+len(r.outcome.Rejected) == 0 && ctx.Err() == nil:
+				// Not settled: only a shutdown (or a closed store) does that.
+				if stopErr == nil {
+					stopErr = errors.New("drain: batch could not be settled")
+				}
+			}
+			stats.add(r.batch, r.outcome)
 		case <-ready:
 		case <-timer.C:
+		case <-ctxDone:
 		}
 	}
 }
 
-// step sends one batch if one is due and returns 0; otherwise it returns how long until the
-// queued objects are due (negative when nothing is queued).
-func (p *Pusher) step(ctx context.Context) (time.Duration, error) {
-	st, err := p.outbox.Stats(p.cfg.Sink)
-	if err != nil {
-		return 0, fmt.Errorf("read outbox of sink %s: %w", p.cfg.Sink, err)
-	}
-	if st.OutboxDepth <= 0 {
-		return -1, nil
-	}
-	if st.OutboxDepth < int64(p.limits.MaxBatch) && !st.OldestEnqueuedAt.IsZero() {
-		if until := st.OldestEnqueuedAt.Add(p.cfg.Linger).Sub(p.now()); until > 0 {
-			return until, nil
+// add counts a committed outcome.
+func (s *DrainStats) add(b *store.Batch, o store.Outcome) {
+	s.Accepted += len(o.Accepted)
+	s.Rejected += len(o.Rejected)
+	for _, i := range o.Accepted {
+		if b.Items[i].Revoke {
+			s.Revoked++
 		}
 	}
-	batch, err := p.outbox.Begin(p.cfg.Sink, p.limits.MaxBatch)
+}
+
+// take returns the next batch if one is due, or how long until the queued objects are due
+// (negative when only an enqueue or a batch coming back can make one due). Objects in
+// flight do not count as queued; a partial batch lingers from the later of the oldest
+// queued object and the last batch taken.
+func (p *Pusher) take(drain bool, inFlight, inFlightItems int, lastTaken time.Time) (*store.Batch, time.Duration, error) {
+	st, err := p.outbox.Stats(p.cfg.Sink)
 	if err != nil {
-		return 0, fmt.Errorf("take batch from outbox: %w", err)
+		return nil, 0, fmt.Errorf("read outbox of sink %s: %w", p.cfg.Sink, err)
 	}
-	if len(batch.Items) == 0 {
-		return -1, nil // Begin holds nothing for an empty batch: no End needed
+	queued := st.OutboxDepth - int64(inFlightItems)
+	if queued <= 0 {
+		return nil, -1, nil
 	}
-	if _, err := p.send(ctx, batch); err != nil {
-		return 0, err
+	if !drain && queued < int64(p.limits.MaxBatch) {
+		since := st.OldestEnqueuedAt
+		if inFlight > 0 && lastTaken.After(since) {
+			since = lastTaken
+		}
+		if until := since.Add(p.cfg.Linger).Sub(p.now()); !since.IsZero() && until > 0 {
+			return nil, until, nil
+		}
 	}
-	return 0, nil
+	b, err := p.outbox.Begin(p.cfg.Sink, p.limits.MaxBatch)
+	if err != nil {
+		return nil, 0, fmt.Errorf("take batch from outbox: %w", err)
+	}
+	if len(b.Items) == 0 {
+		// Everything queued is a later version of an id in flight (Begin holds nothing for
+		// an empty batch: no End needed).
+		return nil, -1, nil
+	}
+	return b, 0, nil
 }
 
 // keep hands a batch back untouched.
@@ -359,50 +461,6 @@ func (p *Pusher) retake(ctx context.Context, old *store.Batch) (*store.Batch, er
 		return nil, errors.New("outbox head changed")
 	}
 	return b, nil
-}
-
-// DrainStats counts what Drain settled.
-type DrainStats struct {
-	Accepted int // upserts and revocations the sink accepted
-	Revoked  int // of which revocations
-	Rejected int // dead-lettered
-}
-
-// Drain uploads everything queued for the sink without waiting for lingering batches and
-// returns when the outbox is empty, the sink fails fatally or ctx ends (with ctx's error).
-// It serves `listener sync`.
-func (p *Pusher) Drain(ctx context.Context) (DrainStats, error) {
-	var stats DrainStats
-	for {
-		if err := ctx.Err(); err != nil {
-			return stats, err
-		}
-		b, err := p.outbox.Begin(p.cfg.Sink, p.limits.MaxBatch)
-		if err != nil {
-			return stats, fmt.Errorf("take batch from outbox: %w", err)
-		}
-		if len(b.Items) == 0 {
-			return stats, nil
-		}
-		o, err := p.send(ctx, b)
-		if err != nil {
-			return stats, err
-		}
-		if len(o.Accepted)+len(o.Rejected) == 0 {
-			// Not settled: only a shutdown (or a closed store) does that.
-			if err := ctx.Err(); err != nil {
-				return stats, err
-			}
-			return stats, errors.New("drain: batch could not be settled")
-		}
-		stats.Accepted += len(o.Accepted)
-		stats.Rejected += len(o.Rejected)
-		for _, i := range o.Accepted {
-			if b.Items[i].Revoke {
-				stats.Revoked++
-			}
-		}
-	}
 }
 
 // graceContext returns a context that ends grace after parent ends (or when cancelled).

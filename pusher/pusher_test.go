@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -122,6 +123,9 @@ func newPusher(t *testing.T, cfg Config, outbox Outbox, sink Sink, m *Metrics) *
 		if *f.v == 0 {
 			*f.v = *f.d
 		}
+	}
+	if cfg.InFlight == 0 {
+		cfg.InFlight = 4
 	}
 	pacers, err := NewPacers(0)
 	if err != nil {
@@ -468,8 +472,9 @@ func TestDrainSettlesUpsertsAndRevocations(t *testing.T) {
 	for _, c := range up.snapshot() {
 		sizes = append(sizes, len(c.ids))
 	}
-	if fmt.Sprint(sizes) != "[100 100 30 100 100]" {
-		t.Errorf("batch sizes = %v, want [100 100 30 100 100]", sizes)
+	slices.Sort(sizes) // batches in flight together are recorded in any order
+	if fmt.Sprint(sizes) != "[30 100 100 100 100]" {
+		t.Errorf("batch sizes = %v, want two full batches and one of 30, then two full", sizes)
 	}
 	if got := testutil.ToFloat64(m.uploaded.WithLabelValues("s")); got != 230 {
 		t.Errorf("uploaded metric = %v, want 230 upserts", got)
@@ -576,7 +581,8 @@ func TestSettled(t *testing.T) {
 func TestNewValidatesConfig(t *testing.T) {
 	pacers, _ := NewPacers(0)
 	st := openStore(t)
-	for _, c := range []Config{{}, {Sink: "s"}, {Sink: "s", Linger: time.Second, ShutdownGrace: time.Second, RetryInitial: time.Minute, RetryMax: time.Second, MaxRetryAfter: time.Minute}} {
+	for _, c := range []Config{{}, {Sink: "s"}, {Sink: "s", Linger: time.Second, ShutdownGrace: time.Second, RetryInitial: time.Minute, RetryMax: time.Second, MaxRetryAfter: time.Minute, InFlight: 1},
+		{Sink: "s", Linger: time.Second, ShutdownGrace: time.Second, RetryInitial: time.Second, RetryMax: time.Second, MaxRetryAfter: time.Minute}} {
 		if _, err := New(c, st, newFakeSink(nil), pacers, quietLog(), nil); err == nil {
 			t.Errorf("New(%+v) accepted an incomplete configuration", c)
 		}
@@ -649,7 +655,7 @@ func TestThrottlingPausesEverySinkOfTheQuota(t *testing.T) {
 		}
 		return nil, nil
 	})
-	cfg := Config{Linger: time.Millisecond, ShutdownGrace: time.Second, RetryInitial: time.Millisecond, RetryMax: time.Millisecond, MaxRetryAfter: time.Hour}
+	cfg := Config{Linger: time.Millisecond, ShutdownGrace: time.Second, RetryInitial: time.Millisecond, RetryMax: time.Millisecond, MaxRetryAfter: time.Hour, InFlight: 4}
 	cfg.Sink = "a"
 	a, err := New(cfg, st, throttled, pacers, quietLog(), nil)
 	if err != nil {
@@ -709,5 +715,84 @@ func TestRetryReason(t *testing.T) {
 		if got := retryReason(tt.err); got != tt.want {
 			t.Errorf("retryReason(%v) = %q, want %q", tt.err, got, tt.want)
 		}
+	}
+}
+
+// TestVersionsOfOneIDNeverInFlightTogether runs a sink with 4 batches in flight while new
+// versions of the same indicators keep arriving, and checks: no two versions of one id are
+// ever in flight at once, every id's versions reach the sink with strictly increasing
+// modified, and once the outbox is empty the last version sent of each id is its newest.
+func TestVersionsOfOneIDNeverInFlightTogether(t *testing.T) {
+	st := openStore(t)
+	var (
+		mu       sync.Mutex
+		inFlight = map[string]bool{}
+		sent     = map[string][]string{} // id -> modified of each version sent, in order
+		lastSent = map[string]string{}   // id -> pattern of the last version sent
+		overlap  []string
+	)
+	sink := newFakeSink(func(_ context.Context, call int, objects []Object) ([]Rejection, error) {
+		mu.Lock()
+		for _, o := range objects {
+			if inFlight[o.ID] {
+				overlap = append(overlap, o.ID)
+			}
+			inFlight[o.ID] = true
+			var v struct{ Modified, Pattern string }
+			_ = json.Unmarshal(o.Body, &v)
+			sent[o.ID] = append(sent[o.ID], v.Modified)
+			lastSent[o.ID] = v.Pattern
+		}
+		mu.Unlock()
+		time.Sleep(time.Duration(call%5) * time.Millisecond) // batches come back out of order
+		mu.Lock()
+		for _, o := range objects {
+			delete(inFlight, o.ID)
+		}
+		mu.Unlock()
+		if call%7 == 3 { // some batches fail and are sent again
+			return nil, &RetryError{Reason: RetryServerError, Status: 503, Err: errors.New("unavailable")}
+		}
+		return nil, nil
+	})
+	p := newPusher(t, Config{Sink: "s", Linger: time.Millisecond, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond, InFlight: 4}, st, sink, nil)
+	runPusher(t, p)
+
+	const ids, versions = 30, 12
+	now := time.Now()
+	for v := range versions {
+		for e := range ids / 3 { // three indicators per event
+			objs := make([]stix.Object, 3)
+			for i := range objs {
+				id := indicatorID(e, i)
+				body, _ := json.Marshal(map[string]any{"type": "indicator", "id": id, "pattern": fmt.Sprintf("[ipv4-addr:value = '10.%d.%d.%d']", v, e, i)})
+				objs[i] = stix.Object{ID: id, Type: "indicator", EventUUID: fmt.Sprint(e), Hash: fmt.Sprint(v), Body: body}
+			}
+			if _, err := st.Apply("s", fmt.Sprint("event-", e), objs, now.Add(time.Duration(v)*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waitDepth(t, st, "s", 0)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(overlap) > 0 {
+		t.Fatalf("versions of %v were in flight together", overlap)
+	}
+	for id, mods := range sent {
+		for i := 1; i < len(mods); i++ {
+			// A batch sent again after a retryable error repeats the same version.
+			if mods[i] < mods[i-1] {
+				t.Fatalf("%s: versions sent %v, not increasing", id, mods)
+			}
+		}
+		if !strings.HasPrefix(lastSent[id], fmt.Sprintf("[ipv4-addr:value = '10.%d.", versions-1)) {
+			t.Errorf("%s: last version sent is %s, want the newest (10.%d.*)", id, lastSent[id], versions-1)
+		}
+	}
+	if len(sent) != ids {
+		t.Errorf("%d ids sent, want %d", len(sent), ids)
 	}
 }

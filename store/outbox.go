@@ -60,8 +60,11 @@ type DeadLetter struct {
 }
 
 // Begin hands out up to max (capped at MaxBatch) items from the head of sink's outbox, in
-// FIFO order. The batch is empty when nothing is queued. Only one batch per sink can be in
-// flight: Begin returns ErrBatchInFlight until End is called for the previous one.
+// FIFO order, skipping items already in flight. Several batches of a sink may be in flight
+// at once, but never two versions of one id: an item whose id is in flight (in an earlier
+// batch or earlier in this one) is left queued, with every later item of that id, until
+// the earlier version is ended, so versions of an id reach the sink one at a time and in
+// order. The batch is empty when nothing can be handed out.
 func (s *Store) Begin(sink string, max int) (*Batch, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("begin batch for sink %s: max %d is not positive", sink, max)
@@ -72,10 +75,8 @@ func (s *Store) Begin(sink string, max int) (*Batch, error) {
 		return nil, fmt.Errorf("begin batch for sink %s: %w", sink, err)
 	}
 	defer s.unlockSink(rt)
-	if len(rt.inflight) > 0 {
-		return nil, fmt.Errorf("begin batch for sink %s: %w", sink, ErrBatchInFlight)
-	}
 	b := &Batch{Sink: sink}
+	blocked := make(map[string]bool) // ids seen in this scan (taken or held back)
 	err = s.db.View(func(txn *badger.Txn) error {
 		meta, err := readMeta(txn, sink)
 		if err != nil {
@@ -87,8 +88,15 @@ func (s *Store) Begin(sink string, max int) (*Batch, error) {
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Seek(seqKey(kindOutbox, sink, meta.Head)); it.Valid() && len(b.items) < max; it.Next() {
+			seq, err := seqFromKey(it.Item().Key(), len(opts.Prefix))
+			if err != nil {
+				return err
+			}
+			if rt.inflight[seq] {
+				continue
+			}
 			var oi outboxItem
-			err := it.Item().Value(func(v []byte) error {
+			err = it.Item().Value(func(v []byte) error {
 				var derr error
 				oi, derr = decodeItem(v)
 				return derr
@@ -96,10 +104,11 @@ func (s *Store) Begin(sink string, max int) (*Batch, error) {
 			if err != nil {
 				return fmt.Errorf("read outbox: %w", err)
 			}
-			seq, err := seqFromKey(it.Item().Key(), len(opts.Prefix))
-			if err != nil {
-				return err
+			if rt.inflightIDs[oi.ID] || blocked[oi.ID] {
+				blocked[oi.ID] = true
+				continue
 			}
+			blocked[oi.ID] = true
 			b.items = append(b.items, oi)
 			b.Items = append(b.Items, Item{Seq: seq, ID: oi.ID, Revoke: oi.Revoke, Object: oi.Object, EnqueuedAt: oi.EnqueuedAt})
 		}
@@ -110,6 +119,7 @@ func (s *Store) Begin(sink string, max int) (*Batch, error) {
 	}
 	for _, it := range b.Items {
 		rt.inflight[it.Seq] = true
+		rt.inflightIDs[it.ID] = true
 	}
 	return b, nil
 }
@@ -148,7 +158,12 @@ func (s *Store) End(b *Batch, o Outcome, now time.Time) error {
 			return fmt.Errorf("end batch for sink %s: item %d is not in flight", b.Sink, it.Seq)
 		}
 	}
-	defer clear(rt.inflight)
+	defer func() { // the batch is released whatever happens
+		for _, it := range b.Items {
+			delete(rt.inflight, it.Seq)
+			delete(rt.inflightIDs, it.ID)
+		}
+	}()
 	verdict, err := checkOutcome(o, len(b.Items))
 	if err != nil {
 		return fmt.Errorf("end batch for sink %s: %w", b.Sink, err)
@@ -222,7 +237,6 @@ func (s *Store) end(b *Batch, verdict []verdictKind, o Outcome, now time.Time) e
 	}
 	w := newChunkWriter(s.db, b.Sink, &meta)
 	defer w.abort() // discards the uncommitted chunk on an early return; a no-op after finish
-	newHead := b.Items[len(b.Items)-1].Seq + 1
 	for i, v := range verdict {
 		seq := b.Items[i].Seq
 		switch {
@@ -235,15 +249,35 @@ func (s *Store) end(b *Batch, verdict []verdictKind, o Outcome, now time.Time) e
 			}
 			meta.Depth--
 		case v == verdictRetry:
-			newHead = min(newHead, seq)
 		default:
 			if err := settleItem(w, b.Sink, seq, &b.items[i], v, messages[i], now); err != nil {
 				return err
 			}
 		}
 	}
-	meta.Head = max(meta.Head, newHead)
+	// Other batches may be in flight and items of ids in flight are held back, so the new
+	// head is the first item still queued, not the end of this batch.
+	head, err := firstQueued(w.txn, b.Sink, meta.Head, meta.Tail)
+	if err != nil {
+		return err
+	}
+	meta.Head = head
 	return w.finish()
+}
+
+// firstQueued returns the seq of the first outbox item at or after from, as txn sees it (its
+// own deletions included), or tail when none is left.
+func firstQueued(txn *badger.Txn, sink string, from, tail uint64) (uint64, error) {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = sinkPrefix(kindOutbox, sink)
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	it.Seek(seqKey(kindOutbox, sink, from))
+	if !it.Valid() {
+		return max(from, tail), nil
+	}
+	return seqFromKey(it.Item().Key(), len(opts.Prefix))
 }
 
 // settleItem takes one accepted or rejected item out of the outbox: its state records the

@@ -54,9 +54,6 @@ const DefaultBlockCacheSize = 8 << 20
 // DefaultCompactInterval is the CompactInterval used when Options leaves it zero.
 const DefaultCompactInterval = time.Hour
 
-// ErrBatchInFlight is returned by Begin while the sink's previous batch has not been ended.
-var ErrBatchInFlight = errors.New("a batch is already in flight for this sink")
-
 // ErrClosed is returned by every method after Close.
 var ErrClosed = errors.New("store is closed")
 
@@ -83,11 +80,15 @@ type Store struct {
 	gcDone sync.WaitGroup
 }
 
-// sinkRuntime is the in-memory part of a sink: its lock, readiness signal and in-flight batch.
+// sinkRuntime is the in-memory part of a sink: its lock, readiness signal and in-flight
+// batches.
 type sinkRuntime struct {
 	mu       sync.Mutex
 	ready    chan struct{}
 	inflight map[uint64]bool // seqs handed out by Begin and not yet ended
+	// inflightIDs are the ids of the items in flight: Begin never hands out a second version
+	// of one of them, so versions of an id reach the sink one at a time, in order.
+	inflightIDs map[string]bool
 }
 
 // Close stops the GC ticker and closes Badger. Batches in flight are not ended: their items
@@ -214,7 +215,7 @@ func (s *Store) unlockSink(rt *sinkRuntime) {
 func (s *Store) runtime(sink string) *sinkRuntime {
 	rt, ok := s.sinks[sink]
 	if !ok {
-		rt = &sinkRuntime{ready: make(chan struct{}, 1), inflight: make(map[uint64]bool)}
+		rt = &sinkRuntime{ready: make(chan struct{}, 1), inflight: make(map[uint64]bool), inflightIDs: make(map[string]bool)}
 		s.sinks[sink] = rt
 	}
 	return rt

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -194,8 +195,13 @@ func TestOutboxOutcome(t *testing.T) {
 	if len(b.Items) != 4 {
 		t.Fatalf("batch of %d, want 4", len(b.Items))
 	}
-	if _, err := s.Begin("ws", 4); !errors.Is(err, ErrBatchInFlight) {
-		t.Errorf("second Begin: %v, want ErrBatchInFlight", err)
+	// A second batch may be in flight at once: it holds the items after the first.
+	second, err := s.Begin("ws", 4)
+	if err != nil || len(second.Items) != 2 || second.Items[0].Seq <= b.Items[3].Seq {
+		t.Fatalf("second Begin: %+v, %v; want the 2 items after the first batch", second, err)
+	}
+	if err := s.End(second, second.KeepAll(), t0); err != nil {
+		t.Fatal(err)
 	}
 	for _, bad := range []Outcome{{Accepted: []int{4}}, {Accepted: []int{1}, Retry: []int{1}}, {Rejected: []Rejection{{Index: -1}}}} {
 		if err := s.End(b, bad, t0); err == nil {
@@ -789,5 +795,69 @@ func TestEarlierValidUntilIsSent(t *testing.T) {
 		if st := apply(soon.Add(jitter), t0.Add(2*time.Minute)); st.Enqueued() != 0 {
 			t.Errorf("valid_until moved by %s: stats %+v, want nothing queued", jitter, st)
 		}
+	}
+}
+
+// TestBatchesInFlightHoldBackLaterVersions: several batches of a sink may be in flight, but
+// never two versions of one id; the later version is handed out once the earlier one is
+// ended, and the head of the outbox never passes an item still queued, whatever order the
+// batches end in.
+func TestBatchesInFlightHoldBackLaterVersions(t *testing.T) {
+	s := openTest(t, Options{})
+	apply := func(ev, id, hash string) {
+		t.Helper()
+		if _, err := s.Apply("ws", ev, []stix.Object{indicator(id, hash, time.Time{})}, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	begin := func() *Batch {
+		t.Helper()
+		b, err := s.Begin("ws", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	ids := func(b *Batch) []string {
+		var out []string
+		for _, it := range b.Items {
+			out = append(out, it.ID)
+		}
+		return out
+	}
+	a, c := indicatorID(1), indicatorID(2)
+	apply("ev-a", a, "v1")
+	first := begin() // [a v1]
+	apply("ev-a", a, "v2")
+	apply("ev-c", c, "v1")
+	second := begin() // a v2 held back: [c]
+	if got := ids(second); !slices.Equal(got, []string{c}) {
+		t.Fatalf("second batch %v, want only %s (a's second version waits for its first)", got, c)
+	}
+	if b := begin(); len(b.Items) != 0 {
+		t.Fatalf("third batch %v, want nothing while a is in flight", ids(b))
+	}
+	// The later batch ends first: the head must not pass a's queued second version.
+	if err := s.End(second, second.AcceptAll(), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.End(first, first.AcceptAll(), t0); err != nil {
+		t.Fatal(err)
+	}
+	third := begin()
+	if got := ids(third); !slices.Equal(got, []string{a}) {
+		t.Fatalf("after both ended: %v, want a's second version", got)
+	}
+	var obj struct {
+		XHash string `json:"x_hash"`
+	}
+	if err := json.Unmarshal(third.Items[0].Object, &obj); err != nil || obj.XHash != "v2" {
+		t.Fatalf("handed out %s, want version v2", third.Items[0].Object)
+	}
+	if err := s.End(third, third.AcceptAll(), t0); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Stats("ws"); err != nil || st.OutboxDepth != 0 {
+		t.Fatalf("stats %+v, %v; want an empty outbox", st, err)
 	}
 }

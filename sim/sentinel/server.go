@@ -139,7 +139,9 @@ type Server struct {
 	tokens     map[string]issuedToken
 	tokenEpoch int // InvalidateTokens bumps it; tokens of older epochs are rejected
 	windows    map[string][]time.Time
-	stats      Stats
+	// admitted holds the arrival time of every request the quota admitted (Admitted).
+	admitted []time.Time
+	stats    Stats
 }
 
 type workspaceState struct {

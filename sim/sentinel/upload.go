@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,6 +99,14 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stats
+}
+
+// Admitted returns the arrival times of every upload request the quota admitted (every
+// identity), in arrival order: benchmarks measure quota use from them.
+func (s *Server) Admitted() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.admitted)
 }
 
 // Objects returns every stored object of workspace, in no particular order.
@@ -248,6 +257,7 @@ func (s *Server) admit(tok issuedToken, now time.Time) (wait time.Duration, thro
 		s.stats.Throttled++
 		return s.stormUntil.Sub(now), true
 	}
+	s.admitted = append(s.admitted, now)
 	if s.opts.QuotaPerMinute < 0 {
 		return 0, false
 	}
@@ -261,6 +271,7 @@ func (s *Server) admit(tok issuedToken, now time.Time) (wait time.Duration, thro
 	window = window[cut:]
 	if len(window) >= s.opts.QuotaPerMinute {
 		s.windows[key] = window
+		s.admitted = s.admitted[:len(s.admitted)-1]
 		s.stats.Throttled++
 		return window[0].Add(minute).Sub(now), true
 	}
