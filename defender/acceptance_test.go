@@ -341,3 +341,28 @@ func TestAcceptanceRefusedIndicatorIsDeadLetteredWithDefendersReason(t *testing.
 		t.Errorf("standing of the refused URL: %s", st)
 	}
 }
+
+func TestAcceptanceExpiredIndicatorFreesItsSlotAtReadBack(t *testing.T) {
+	p := newPipeline(t, simdefender.Options{}, defaultTenant(1), MapOptions{Action: ActionBlock})
+	soon := p.now.Add(time.Hour)
+	first := p.now.Add(-2 * time.Hour)
+	short := a("domain", "short-lived.example")
+	short.FirstSeen, short.LastSeen = &first, &soon
+	short.Timestamp = p.now // the most recent: it takes the one slot
+	long := a("domain", "long-lived.example")
+	long.Timestamp = p.now.Add(-48 * time.Hour)
+	p.publish(eventWith(11, "1", short, long))
+	if got := p.held(); !slices.Equal(got, []string{"DomainName Block short-lived.example"}) {
+		t.Fatalf("MDE holds %v", got)
+	}
+	p.now = p.now.Add(2 * time.Hour) // MDE deletes the expired indicator itself
+	if err := p.tenant.ReadBack(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.held(); !slices.Equal(got, []string{"DomainName Block long-lived.example"}) {
+		t.Errorf("after the expiry and a read-back MDE holds %v, want the waiting candidate", got)
+	}
+	if s := p.tenant.Summary(); s.Held != 1 || s.InDefender != 1 || s.Waiting != 0 {
+		t.Errorf("summary %+v", s)
+	}
+}

@@ -36,7 +36,7 @@ func testConfig(s *simdefender.Server, scope string) Config {
 		Endpoints: Endpoints{AuthorityHost: s.Entra.URL, APIURL: s.URL, Scope: scope},
 		Credential: sentinel.Credential{Kind: sentinel.CredentialClientSecret, TenantID: s.Entra.TenantID(),
 			ClientID: simsentinel.DefaultClientID, ClientSecret: simsentinel.DefaultClientSecret, DisableInstanceDiscovery: true},
-		Application: "MISP", UserAgent: "listener-test", RequestTimeout: 10 * time.Second, BatchSize: MaxImportBatch,
+		Application: "MISP", UserAgent: "listener-test", RequestTimeout: 2 * time.Minute, BatchSize: MaxImportBatch,
 		TLSRootCAs: s.CertPool(),
 	}
 }

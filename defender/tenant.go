@@ -94,6 +94,13 @@ func (c *candidate) best() (Envelope, string) {
 	return c.Owners[owners[0]], owners[0]
 }
 
+// expired reports whether the indicator MDE would hold has passed its expirationTime.
+func (c *candidate) expired(now time.Time) bool {
+	env, _ := c.best()
+	exp, err := time.Parse(time.RFC3339, env.Indicator.ExpirationTime)
+	return err == nil && !now.Before(exp)
+}
+
 func (c *candidate) digest() string {
 	env, _ := c.best()
 	b, _ := json.Marshal(env.Indicator.request())
@@ -431,13 +438,25 @@ func (t *Tenant) ReadBack(ctx context.Context) error {
 	}
 	t.foreign = foreign
 	known := map[string]bool{}
+	now := t.opts.Now()
 	for key, c := range t.cands {
 		if c.MDEID == "" {
 			continue
 		}
 		if _, ok := byID[c.MDEID]; !ok {
-			c.MDEID, c.Sent = "", "" // expired or deleted outside the listener
+			// Expired (MDE deleted it at its expirationTime: its slot is free) or deleted
+			// outside the listener (sent again).
+			c.MDEID, c.Sent = "", ""
 			t.pending[key], t.dirty[key] = true, true
+			if !c.gone() && c.expired(now) {
+				for o := range c.Owners {
+					delete(t.owners, o)
+				}
+				clear(c.Owners)
+				c.Held = false
+				t.applyChanges(t.budget.Remove(key))
+			}
+			continue
 		}
 		known[c.MDEID] = true
 	}
