@@ -5,13 +5,12 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/mispsentinel/listener/sim/loopback"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
 )
 
@@ -129,7 +128,7 @@ type Server struct {
 	Entra *simsentinel.Server
 
 	ownEntra bool
-	srv      *httptest.Server
+	srv      *loopback.Server
 	opts     Options
 	now      func() time.Time
 
@@ -185,15 +184,12 @@ func New(opts Options) (*Server, error) {
 	}
 	s.Entra = opts.Entra
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := loopback.Start(http.HandlerFunc(s.route), loopback.Options{TLS: true})
 	if err != nil {
 		s.closeEntra()
-		return nil, fmt.Errorf("sim defender: listen on loopback: %w", err)
+		return nil, fmt.Errorf("sim defender: %w", err)
 	}
-	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.route))
-	s.srv.Listener.Close()
-	s.srv.Listener = ln
-	s.srv.StartTLS()
+	s.srv = srv
 	s.URL = s.srv.URL
 	return s, nil
 }
