@@ -342,6 +342,12 @@ func (c *Config) DecayEnabled() bool {
 	return slices.ContainsFunc(c.Sinks, func(s Sink) bool { return s.Decay.Enabled() })
 }
 
+// RefetchOnNotice is the one re-fetch policy of the real-time path: it re-reads a notified
+// event through restSearch when the MISP section asks for it (MISP.RefetchOnNotice) or when a
+// sink uses decay scores, which ZeroMQ and webhook payloads do not carry (Validate refuses
+// realtime_fetch never then).
+func (c *Config) RefetchOnNotice() bool { return c.MISP.RefetchOnNotice() || c.DecayEnabled() }
+
 // SearchFilters are the filters of every events search the listener makes (real-time
 // re-fetch, reconcile, sync): misp.event_filters, plus includeDecayScore when a sink has a
 // decay block. The map is a copy.

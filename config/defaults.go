@@ -1,10 +1,15 @@
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // This file is the one place defaults live: Default for the whole configuration, defaultSink
 // for every sink (from the sinks list or from the tenants JSON), cloudPresets and apiVersions
-// for the values that follow a sink's cloud and API.
+// for the values that follow a sink's cloud and API, and the fixed tuning values below that the
+// file does not expose. Other packages take complete options from the daemon and never fill in
+// numbers of their own (TestDefaultsLiveInConfig enforces it).
 
 // DefaultUserAgent is sent to MISP and Sentinel unless configured otherwise.
 const DefaultUserAgent = "mispsentinel-listener"
@@ -83,6 +88,40 @@ func Default() Config {
 	}
 }
 
+// Fixed tuning values. The configuration file does not expose them; the daemon passes them to
+// the packages with the configured values.
+const (
+	// ZeroMQDialTimeout bounds one connection attempt to the publisher (TCP and ZMTP handshake).
+	ZeroMQDialTimeout = 10 * time.Second
+	// ZeroMQWorkers is the number of notices the ZeroMQ source handles at once, so that the
+	// re-fetch of one event overlaps the store commit of another.
+	ZeroMQWorkers = 2
+
+	// WebhookReadHeaderTimeout, WebhookReadTimeout, WebhookWriteTimeout and WebhookIdleTimeout
+	// are the webhook server's HTTP timeouts; WebhookShutdownTimeout bounds the graceful stop.
+	WebhookReadHeaderTimeout = 10 * time.Second
+	WebhookReadTimeout       = 2 * time.Minute
+	WebhookWriteTimeout      = 2 * time.Minute
+	WebhookIdleTimeout       = 2 * time.Minute
+	WebhookShutdownTimeout   = 10 * time.Second
+
+	// MISPMaxPageAttempts is how often one restSearch page is tried (the first try included)
+	// before a 5xx, a broken body or a network error gives up; MISPRetryInterval is the first
+	// pause between tries (it grows exponentially).
+	MISPMaxPageAttempts = 4
+	MISPRetryInterval   = time.Second
+	// MISPMaxResponseBytes bounds one MISP response body (one page of events).
+	MISPMaxResponseBytes = 512 << 20
+
+	// StoreGCInterval is the period of the store's value-log garbage collection;
+	// StoreCompactInterval the least time between two compactions.
+	StoreGCInterval      = 5 * time.Minute
+	StoreCompactInterval = time.Hour
+
+	// ReconcileCatchUpRetry is the wait before a failed start-up or catch-up run is retried.
+	ReconcileCatchUpRetry = 30 * time.Second
+)
+
 // defaultSink returns the defaults of one sink. Its Conversion is filled from the top-level
 // conversion block when the file is loaded; Endpoints and APIVersion follow Cloud and API
 // (see fillDerived).
@@ -120,6 +159,18 @@ var cloudPresets = map[string]Endpoints{
 		APIHost:   "https://api.ti.sentinel.azure.cn",
 		Scope:     "https://management.chinacloudapi.cn/.default",
 	},
+}
+
+// IsCloudLoginHost reports whether host is the Entra authority of one of the cloud presets
+// (MSAL's instance discovery knows only these).
+func IsCloudLoginHost(host string) bool {
+	host = strings.TrimSuffix(strings.ToLower(host), "/")
+	for _, p := range cloudPresets {
+		if host == p.LoginHost {
+			return true
+		}
+	}
+	return false
 }
 
 // legacyAPIHost is the deprecated upload-indicators API; it exists in the public cloud only.

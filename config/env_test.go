@@ -283,3 +283,18 @@ func TestIdentityKey(t *testing.T) {
 		t.Error("different principals share a key")
 	}
 }
+
+// TestConfigRefetchOnNotice: decay scores are only in restSearch answers, so a sink with a
+// decay model makes the real-time path re-fetch even without event filters.
+func TestConfigRefetchOnNotice(t *testing.T) {
+	cfg := Default()
+	cfg.MISP.EventFilters = nil
+	cfg.Sinks = []Sink{{Name: "plain"}}
+	if cfg.RefetchOnNotice() {
+		t.Error("no filters and no decay: notices must be trusted as they are")
+	}
+	cfg.Sinks = append(cfg.Sinks, Sink{Name: "decayed", Decay: Decay{Model: "any"}})
+	if !cfg.RefetchOnNotice() {
+		t.Error("a sink with a decay model: notices must be re-fetched")
+	}
+}

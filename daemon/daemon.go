@@ -124,7 +124,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	st := opts.Store
 	if st == nil {
 		var err error
-		st, err = store.Open(cfg.Store.Dir, store.Options{Logger: opts.Logger, RefreshWindow: cfg.Store.RefreshWindow})
+		st, err = store.Open(cfg.Store.Dir, storeOptions(cfg.Store, opts.Logger))
 		if err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
@@ -203,11 +203,6 @@ func (d *Daemon) assemble() error {
 		}
 	}
 
-	refetch := pipeline.RefetchNever
-	if cfg.MISP.RefetchOnNotice() || cfg.DecayEnabled() {
-		// ZeroMQ and webhook payloads carry no decay scores (Validate refuses never then).
-		refetch = pipeline.RefetchAlways
-	}
 	var models pipeline.DecayModelSource
 	if cfg.DecayEnabled() {
 		cache := misp.NewModelCache(mc, cfg.MISP.DecayingModelsMaxAge, d.opts.Now)
@@ -218,7 +213,7 @@ func (d *Daemon) assemble() error {
 	}
 	searchFilters := cfg.SearchFilters()
 	p, err := pipeline.New(pipeline.Config{
-		Sinks: sinks, EventFilters: searchFilters, Refetch: refetch, DecayModels: models,
+		Sinks: sinks, EventFilters: searchFilters, Refetch: cfg.RefetchOnNotice(), DecayModels: models,
 		Fetcher: mc, Store: d.store, Now: d.opts.Now, Metrics: pipeline.NewMetrics(reg),
 	})
 	if err != nil {
@@ -233,6 +228,7 @@ func (d *Daemon) assemble() error {
 		IncrementalInterval: cfg.Reconcile.IncrementalInterval,
 		Overlap:             cfg.Reconcile.Overlap,
 		GoneGrace:           cfg.Reconcile.GoneGrace,
+		CatchUpRetry:        config.ReconcileCatchUpRetry,
 		Progress:            d.opts.Progress,
 	}, mc, p, d.store, d.log, reconcile.NewMetrics(reg))
 	d.reconciler.SetClock(d.opts.Now)

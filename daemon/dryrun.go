@@ -24,13 +24,15 @@ type DryRun struct {
 	dir   string
 }
 
-// NewDryRun copies the store in dir (if there is one) into a scratch store.
-func NewDryRun(dir string, log *logrus.Logger) (*DryRun, error) {
+// NewDryRun copies the store in cfg.Dir (if there is one) into a scratch store that diffs with
+// the configured refresh window, as the daemon's own store does.
+func NewDryRun(cfg config.Store, log *logrus.Logger) (*DryRun, error) {
+	dir := cfg.Dir
 	tmp, err := os.MkdirTemp("", "listener-dry-run-")
 	if err != nil {
 		return nil, fmt.Errorf("dry run: scratch directory: %w", err)
 	}
-	scratch, err := store.Open(tmp, store.Options{Logger: log})
+	scratch, err := store.Open(tmp, store.Options{Logger: log, RefreshWindow: cfg.RefreshWindow})
 	if err != nil {
 		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("dry run: open scratch store: %w", err)

@@ -23,7 +23,9 @@ import (
 // options. An event outside the filters yields nothing.
 func convertAsDaemon(t *testing.T, l *lab.Lab, cfg *config.Config, uuid string) map[string]string {
 	t.Helper()
-	client, err := misp.NewClient(misp.ClientConfig{URL: l.MISP.URL(), Key: l.MISP.Key(), HTTPClient: l.MISP.Client()})
+	mcfg := daemon.MISPClientConfig(cfg.MISP)
+	mcfg.URL, mcfg.Key, mcfg.HTTPClient = l.MISP.URL(), l.MISP.Key(), l.MISP.Client()
+	client, err := misp.NewClient(mcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

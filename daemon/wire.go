@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/listener"
@@ -14,10 +15,12 @@ import (
 	"github.com/mispsentinel/listener/pusher"
 	"github.com/mispsentinel/listener/sentinel"
 	"github.com/mispsentinel/listener/stix"
+	"github.com/mispsentinel/listener/store"
 )
 
-// This file maps the configuration onto each package's own options. Defaults live in
-// config/defaults.go only; the mapping passes complete options.
+// This file maps the configuration onto each package's own options. The options it builds are
+// complete: the packages keep no defaults of their own, so every value comes from the
+// configuration or from the fixed tuning values in config/defaults.go.
 
 // ConversionOptions returns the stix options the daemon converts with for one sink, so that
 // tools (the demo, tests, benchmarks) can compute the state Sentinel should end in.
@@ -131,20 +134,10 @@ func sentinelConfig(s config.Sink, roots *x509.CertPool) sentinel.Config {
 			CertificatePath:     s.Identity.CertificateFile,
 			CertificatePassword: sentinel.Secret(s.Identity.CertificatePassword.Value()),
 			// MSAL's instance discovery only knows Microsoft's own authorities.
-			DisableInstanceDiscovery: !knownAuthority(s.Endpoints.LoginHost),
+			DisableInstanceDiscovery: !config.IsCloudLoginHost(s.Endpoints.LoginHost),
 		},
 	}
 	return cfg
-}
-
-// knownAuthority reports whether host is one of the Entra authorities of the cloud presets.
-func knownAuthority(host string) bool {
-	host = strings.TrimSuffix(strings.ToLower(host), "/")
-	switch host {
-	case "https://login.microsoftonline.com", "https://login.microsoftonline.us", "https://login.chinacloudapi.cn":
-		return true
-	}
-	return false
 }
 
 // pusherConfig returns the delivery loop configuration of one sink.
@@ -170,6 +163,9 @@ func mispClientConfig(m config.MISP, httpClient *http.Client) misp.ClientConfig 
 		Timeout:            m.Timeout,
 		UserAgent:          m.UserAgent,
 		HTTPClient:         httpClient,
+		MaxPageAttempts:    config.MISPMaxPageAttempts,
+		RetryInterval:      config.MISPRetryInterval,
+		MaxResponseBytes:   config.MISPMaxResponseBytes,
 	}
 }
 
@@ -182,6 +178,8 @@ func zeroMQConfig(z config.ZeroMQ) listener.ZeroMQConfig {
 		ReconnectMin:     z.ReconnectBackoff.Initial,
 		ReconnectMax:     z.ReconnectBackoff.Max,
 		MaxFrameBytes:    z.MaxFrameBytes,
+		DialTimeout:      config.ZeroMQDialTimeout,
+		Workers:          config.ZeroMQWorkers,
 	}
 }
 
@@ -197,6 +195,22 @@ func webhookConfig(w config.Webhook, ready func() error) listener.WebhookConfig 
 		TLSCertFile:      w.TLSCertFile,
 		TLSKeyFile:       w.TLSKeyFile,
 		Ready:            ready,
+
+		ReadHeaderTimeout: config.WebhookReadHeaderTimeout,
+		ReadTimeout:       config.WebhookReadTimeout,
+		WriteTimeout:      config.WebhookWriteTimeout,
+		IdleTimeout:       config.WebhookIdleTimeout,
+		ShutdownTimeout:   config.WebhookShutdownTimeout,
+	}
+}
+
+// storeOptions returns the options the daemon opens its store with.
+func storeOptions(s config.Store, log *logrus.Logger) store.Options {
+	return store.Options{
+		Logger:          log,
+		RefreshWindow:   s.RefreshWindow,
+		GCInterval:      config.StoreGCInterval,
+		CompactInterval: config.StoreCompactInterval,
 	}
 }
 

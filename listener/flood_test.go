@@ -34,8 +34,8 @@ func TestWebhookFloodKeepsServingValidRequests(t *testing.T) {
 	)
 	rec := &recorder{}
 	// Thousands of rejected calls are logged; the assertions say what matters.
-	w := NewWebhook(WebhookConfig{Addr: "127.0.0.1:0", Token: testToken, MaxBodyBytes: limit,
-		ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second}, rec, discardLogger(), NewMetrics(nil))
+	w := NewWebhook(completeWebhook(WebhookConfig{Addr: "127.0.0.1:0", Token: testToken, MaxBodyBytes: limit,
+		ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second}), rec, discardLogger(), NewMetrics(nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -44,7 +44,7 @@ func TestWebhookFloodKeepsServingValidRequests(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("Run: %v", err)
 	}
-	base := "http://" + w.Addr() + DefaultWebhookPath
+	base := "http://" + w.Addr() + defaultWebhookPath
 
 	// Half-open connections hold server goroutines until the header timeout cuts them.
 	var stalled []net.Conn
@@ -53,7 +53,7 @@ func TestWebhookFloodKeepsServingValidRequests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _ = c.Write([]byte("POST " + DefaultWebhookPath + " HTTP/1.1\r\nHost: x\r\nContent-Le"))
+		_, _ = c.Write([]byte("POST " + defaultWebhookPath + " HTTP/1.1\r\nHost: x\r\nContent-Le"))
 		stalled = append(stalled, c)
 	}
 	defer func() {

@@ -60,8 +60,8 @@ func FuzzWebhookBody(f *testing.F) {
 	f.Add([]byte(`{"Event":{"uuid":"` + testEventUUID + `","timestamp":"1e400","Attribute":[{"first_seen":"2020-13-45T99:00:00+00:00"}]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := &recorder{}
-		w := NewWebhook(WebhookConfig{Addr: "127.0.0.1:0", Token: testToken, MaxBodyBytes: 1 << 16}, rec, discardLogger(), nil)
-		req := httptest.NewRequest(http.MethodPost, DefaultWebhookPath, bytes.NewReader(body))
+		w := NewWebhook(completeWebhook(WebhookConfig{Addr: "127.0.0.1:0", Token: testToken, MaxBodyBytes: 1 << 16}), rec, discardLogger(), nil)
+		req := httptest.NewRequest(http.MethodPost, defaultWebhookPath, bytes.NewReader(body))
 		req.Header.Set("Authorization", testToken)
 		req.Header.Set("Content-Type", "application/json")
 		resp := httptest.NewRecorder()

@@ -43,7 +43,7 @@ func TestWebhookFloodChild(t *testing.T) {
 	if os.Getenv(floodChildEnv) == "" {
 		t.Skip("runs only as the child process of TestWebhookMemoryBoundedUnderLargeBodyFlood")
 	}
-	w := NewWebhook(WebhookConfig{Addr: "127.0.0.1:0", Token: testToken, MaxBodyBytes: 32 << 20},
+	w := NewWebhook(completeWebhook(WebhookConfig{Addr: "127.0.0.1:0", Token: testToken, MaxBodyBytes: 32 << 20}),
 		HandlerFunc(func(context.Context, Notice) error { return nil }), discardLogger(), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -106,7 +106,7 @@ func TestWebhookMemoryBoundedUnderLargeBodyFlood(t *testing.T) {
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr, Timeout: 5 * time.Minute}
 			{
-				req, _ := http.NewRequest(http.MethodPost, base+DefaultWebhookPath, bytes.NewReader(large))
+				req, _ := http.NewRequest(http.MethodPost, base+defaultWebhookPath, bytes.NewReader(large))
 				req.Header.Set("Authorization", testToken)
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := client.Do(req)
@@ -192,7 +192,7 @@ func TestWebhookRefusesWhenBodyBudgetFull(t *testing.T) {
 		first <- code
 	}()
 	<-entered
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+DefaultWebhookPath, bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+defaultWebhookPath, bytes.NewReader(body))
 	req.Header.Set("Authorization", testToken)
 	resp, err := srv.Client().Do(req)
 	if err != nil {

@@ -23,84 +23,42 @@ import (
 	"github.com/mispsentinel/listener/internal/httpserve"
 )
 
-// Defaults of WebhookConfig.
-const (
-	DefaultWebhookPath       = "/v1/misp/webhook"
-	DefaultWebhookAuthHeader = "Authorization"
-	DefaultMaxBodyBytes      = 16 << 20
-	DefaultMaxInflightBytes  = 64 << 20
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultReadTimeout       = 2 * time.Minute
-	DefaultWriteTimeout      = 2 * time.Minute
-	DefaultIdleTimeout       = 2 * time.Minute
-	DefaultShutdownTimeout   = 10 * time.Second
-	DefaultWebhookMaxConns   = 256
-)
-
-// WebhookConfig configures the webhook source.
+// WebhookConfig configures the webhook source. Every field is required except the TLS files
+// and Ready; the daemon fills them from the configuration (config.Default has the defaults).
 type WebhookConfig struct {
 	// Addr is the listen address, e.g. ":8443" or "127.0.0.1:0".
 	Addr string
-	// Path receives MISP's workflow webhook POSTs. Default DefaultWebhookPath.
+	// Path receives MISP's workflow webhook POSTs.
 	Path string
 	// AuthHeader names the header carrying Token; MISP's webhook module sends static headers
-	// only. Default "Authorization". Its value must be Token, optionally after "Bearer ".
+	// only. Its value must be Token, optionally after "Bearer ".
 	AuthHeader string
 	// Token is the shared secret. Required.
 	Token string
-	// MaxBodyBytes caps the request body; larger bodies get 413. Default DefaultMaxBodyBytes.
+	// MaxBodyBytes caps the request body; larger bodies get 413.
 	MaxBodyBytes int64
 	// MaxInflightBytes caps the bodies of all requests being read or handled at once: each
 	// request reserves its declared Content-Length (MaxBodyBytes when chunked) before reading,
-	// and a request that does not fit is answered 503 with Retry-After. Default
-	// DefaultMaxInflightBytes, and never below MaxBodyBytes.
+	// and a request that does not fit is answered 503 with Retry-After. Never below
+	// MaxBodyBytes.
 	MaxInflightBytes int64
 	// TLSCertFile and TLSKeyFile enable HTTPS when both are set.
 	TLSCertFile string
 	TLSKeyFile  string
 	// Ready reports whether the daemon can accept notices, for /readyz. Nil means always ready.
 	Ready func() error
-	// HTTP server timeouts; zero means the Default constants.
+	// HTTP server timeouts and the bound of the graceful shutdown.
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
-	// MaxConns caps the connections open at once. Default DefaultWebhookMaxConns.
+	// MaxConns caps the connections open at once.
 	MaxConns int
 }
 
-func (c *WebhookConfig) setDefaults() {
-	if c.Path == "" {
-		c.Path = DefaultWebhookPath
-	}
-	if c.AuthHeader == "" {
-		c.AuthHeader = DefaultWebhookAuthHeader
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.MaxConns == 0 {
-		c.MaxConns = DefaultWebhookMaxConns
-	}
-	if c.MaxInflightBytes == 0 {
-		c.MaxInflightBytes = max(DefaultMaxInflightBytes, c.MaxBodyBytes)
-	}
-	for _, d := range []struct {
-		v   *time.Duration
-		def time.Duration
-	}{
-		{&c.ReadHeaderTimeout, DefaultReadHeaderTimeout}, {&c.ReadTimeout, DefaultReadTimeout},
-		{&c.WriteTimeout, DefaultWriteTimeout}, {&c.IdleTimeout, DefaultIdleTimeout},
-		{&c.ShutdownTimeout, DefaultShutdownTimeout},
-	} {
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-	}
-}
-
-// Validate checks the configuration after defaults are applied. Errors never include the token.
+// Validate checks that the configuration is complete and consistent. Errors never include the
+// token.
 func (c WebhookConfig) Validate() error {
 	var errs []error
 	if c.Addr == "" {
@@ -115,11 +73,17 @@ func (c WebhookConfig) Validate() error {
 	if c.Token == "" {
 		errs = append(errs, errors.New("token: required"))
 	}
-	if c.MaxBodyBytes < 0 {
+	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("max body bytes: must be positive"))
 	}
 	if c.MaxInflightBytes < c.MaxBodyBytes {
 		errs = append(errs, fmt.Errorf("max in-flight bytes %d: must be at least max body bytes %d", c.MaxInflightBytes, c.MaxBodyBytes))
+	}
+	if c.MaxConns < 1 {
+		errs = append(errs, fmt.Errorf("max conns %d: must be at least 1", c.MaxConns))
+	}
+	if c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0 || c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("timeouts: must be positive"))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls: set both the certificate and the key file, or neither"))
@@ -149,7 +113,6 @@ type Webhook struct {
 
 // NewWebhook creates the source. log and m may be nil. Configuration errors are returned by Run.
 func NewWebhook(cfg WebhookConfig, h Handler, log *logrus.Logger, m *Metrics) *Webhook {
-	cfg.setDefaults()
 	if log == nil {
 		log = logrus.StandardLogger()
 	}

@@ -54,7 +54,7 @@ func newTestWebhook(t *testing.T, cfg WebhookConfig, h Handler) (*Webhook, *Metr
 		cfg.Token = testToken
 	}
 	m := NewMetrics(nil)
-	return NewWebhook(cfg, h, testLogger(t), m), m
+	return NewWebhook(completeWebhook(cfg), h, testLogger(t), m), m
 }
 
 type webhookCall struct {
@@ -72,7 +72,7 @@ func (c webhookCall) do(t *testing.T, client *http.Client, base string) (int, we
 	}
 	path := c.path
 	if path == "" {
-		path = DefaultWebhookPath
+		path = defaultWebhookPath
 	}
 	req, err := http.NewRequest(method, base+path, c.body)
 	if err != nil {
@@ -263,7 +263,7 @@ func TestWebhookAnswersOnlyAfterHandlerReturns(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+DefaultWebhookPath, bytes.NewReader(plainBody))
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+defaultWebhookPath, bytes.NewReader(plainBody))
 		req.Header.Set("Authorization", testToken)
 		resp, err := srv.Client().Do(req)
 		if err != nil {
@@ -371,7 +371,7 @@ func TestWebhookRunRejectsBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := NewWebhook(tt.cfg, tt.h, testLogger(t), nil)
+			w := NewWebhook(completeWebhook(tt.cfg), tt.h, testLogger(t), nil)
 			err := w.Run(context.Background())
 			if err == nil {
 				t.Fatal("Run succeeded, want a configuration error")

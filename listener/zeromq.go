@@ -16,23 +16,12 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Defaults of ZeroMQConfig.
-const (
-	DefaultHeartbeatTimeout = 30 * time.Second
-	DefaultReconnectMin     = 250 * time.Millisecond
-	DefaultReconnectMax     = 30 * time.Second
-	DefaultDialTimeout      = 10 * time.Second
-	DefaultWorkers          = 2
-	// DefaultMaxFrameBytes caps one ZeroMQ message from MISP (a whole event as JSON); a peer
-	// declaring more is disconnected before anything is allocated.
-	DefaultMaxFrameBytes = 64 << 20
-)
-
 // workerQueue is the number of received notices one worker may have waiting before the
 // receive loop waits for it.
 const workerQueue = 64
 
-// ZeroMQConfig configures the ZeroMQ source.
+// ZeroMQConfig configures the ZeroMQ source. Every field is required except the PLAIN
+// credentials; the daemon fills them from the configuration (config.Default has the defaults).
 type ZeroMQConfig struct {
 	// Endpoint of MISP's PUB socket, e.g. "tcp://misp.example.org:50000".
 	Endpoint string
@@ -50,36 +39,14 @@ type ZeroMQConfig struct {
 	DialTimeout time.Duration
 	// Workers is the number of notices handled at once, so that the re-fetch of one event
 	// overlaps the store commit of another. Notices about the same event always go to the
-	// same worker and are handled in the order received. Default 2.
+	// same worker and are handled in the order received.
 	Workers int
 	// MaxFrameBytes caps one frame, and one multipart message, the peer may send; a peer that
-	// declares more is disconnected before zmq4 allocates anything. Default
-	// DefaultMaxFrameBytes.
+	// declares more is disconnected before zmq4 allocates anything.
 	MaxFrameBytes int64
 }
 
-func (c *ZeroMQConfig) setDefaults() {
-	if c.HeartbeatTimeout == 0 {
-		c.HeartbeatTimeout = DefaultHeartbeatTimeout
-	}
-	if c.ReconnectMin == 0 {
-		c.ReconnectMin = DefaultReconnectMin
-	}
-	if c.ReconnectMax == 0 {
-		c.ReconnectMax = DefaultReconnectMax
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.Workers == 0 {
-		c.Workers = DefaultWorkers
-	}
-	if c.MaxFrameBytes == 0 {
-		c.MaxFrameBytes = DefaultMaxFrameBytes
-	}
-}
-
-// Validate checks the configuration after defaults are applied.
+// Validate checks that the configuration is complete and consistent.
 func (c ZeroMQConfig) Validate() error {
 	var errs []error
 	if !strings.HasPrefix(c.Endpoint, "tcp://") {
@@ -91,13 +58,13 @@ func (c ZeroMQConfig) Validate() error {
 	if len(c.Username) > 255 || len(c.Password) > 255 {
 		errs = append(errs, errors.New("username and password: PLAIN allows at most 255 bytes each"))
 	}
-	if c.HeartbeatTimeout < 0 || c.ReconnectMin < 0 || c.ReconnectMax < 0 || c.DialTimeout < 0 {
-		errs = append(errs, errors.New("durations must not be negative"))
+	if c.HeartbeatTimeout <= 0 || c.ReconnectMin <= 0 || c.ReconnectMax <= 0 || c.DialTimeout <= 0 {
+		errs = append(errs, errors.New("heartbeat timeout, reconnect min and max and dial timeout: must be positive"))
 	}
-	if c.Workers < 0 || c.Workers > 256 {
+	if c.Workers < 1 || c.Workers > 256 {
 		errs = append(errs, fmt.Errorf("workers %d: must be between 1 and 256", c.Workers))
 	}
-	if c.MaxFrameBytes < 0 {
+	if c.MaxFrameBytes <= 0 {
 		errs = append(errs, fmt.Errorf("max frame bytes %d: must be positive", c.MaxFrameBytes))
 	}
 	if c.ReconnectMax < c.ReconnectMin {
@@ -136,7 +103,6 @@ type ZeroMQ struct {
 // NewZeroMQ creates the source. onGap, log and m may be nil. Configuration errors are returned by
 // Run, before any I/O.
 func NewZeroMQ(cfg ZeroMQConfig, h Handler, onGap GapFunc, log *logrus.Logger, m *Metrics) *ZeroMQ {
-	cfg.setDefaults()
 	if log == nil {
 		log = logrus.StandardLogger()
 	}

@@ -39,7 +39,7 @@ func runZeroMQ(t *testing.T, cfg ZeroMQConfig, rec *recorder) (*ZeroMQ, *Metrics
 		cfg.ReconnectMin, cfg.ReconnectMax = 5*time.Millisecond, 50*time.Millisecond
 	}
 	m := NewMetrics(nil)
-	z := NewZeroMQ(cfg, rec, rec.onGap, testLogger(t), m)
+	z := NewZeroMQ(completeZeroMQ(cfg), rec, rec.onGap, testLogger(t), m)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- z.Run(ctx) }()
@@ -333,7 +333,7 @@ func TestZeroMQConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			z := NewZeroMQ(tt.cfg, tt.h, nil, testLogger(t), nil)
+			z := NewZeroMQ(completeZeroMQ(tt.cfg), tt.h, nil, testLogger(t), nil)
 			if err := z.Run(context.Background()); err == nil {
 				t.Fatal("Run succeeded, want a configuration error")
 			}

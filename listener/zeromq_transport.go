@@ -49,12 +49,17 @@ type dialGuard struct {
 
 type dialGuardKey struct{}
 
+// unguardedMaxFrameBytes caps frames on a connection dialled without the subscriber's guard
+// (zmq4 dialling on its own, which the supervisor never lets it do). Every dial of the
+// subscriber carries its configured MaxFrameBytes.
+const unguardedMaxFrameBytes = 64 << 20
+
 func (t guardedTransport) Dial(ctx context.Context, dialer transport.Dialer, addr string) (net.Conn, error) {
 	raw, err := t.tcp.Dial(ctx, dialer, addr)
 	if err != nil {
 		return nil, err
 	}
-	maxFrame := int64(DefaultMaxFrameBytes)
+	maxFrame := int64(unguardedMaxFrameBytes)
 	g, guarded := ctx.Value(dialGuardKey{}).(*dialGuard)
 	if guarded && g.maxFrameBytes > 0 {
 		maxFrame = g.maxFrameBytes

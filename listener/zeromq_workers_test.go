@@ -62,7 +62,7 @@ func TestZeroMQWorkersKeepPerEventOrder(t *testing.T) {
 		events[i] = uuid.NewString()
 	}
 	h := &orderHandler{kinds: map[string][]NoticeKind{}, block: events[0], overtook: make(chan struct{})}
-	z := NewZeroMQ(ZeroMQConfig{Endpoint: p.Addr(), ReconnectMin: 5 * time.Millisecond, ReconnectMax: 50 * time.Millisecond, Workers: 4},
+	z := NewZeroMQ(completeZeroMQ(ZeroMQConfig{Endpoint: p.Addr(), ReconnectMin: 5 * time.Millisecond, ReconnectMax: 50 * time.Millisecond, Workers: 4}),
 		h, nil, testLogger(t), NewMetrics(nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

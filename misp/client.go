@@ -23,16 +23,6 @@ import (
 	"github.com/mispsentinel/listener/internal/version"
 )
 
-// Client defaults, applied by NewClient to zero fields of ClientConfig.
-const (
-	DefaultTimeout          = 60 * time.Second
-	DefaultUserAgent        = "mispsentinel-listener"
-	DefaultPageSize         = 100
-	DefaultMaxPageAttempts  = 4
-	DefaultRetryInterval    = time.Second
-	DefaultMaxResponseBytes = 512 << 20
-)
-
 // searchOrder is the stable order SearchEvents pages in: Event.id is immutable and unique, so
 // an event edited during a scan cannot move to a page already read (MISP's allowed order
 // fields are id, info, analysis, threat_level_id, distribution, timestamp, publish_timestamp).
@@ -77,7 +67,9 @@ func (e *StatusError) Temporary() bool {
 	return e.StatusCode >= 500 || e.StatusCode == http.StatusTooManyRequests
 }
 
-// ClientConfig configures a Client. Zero fields take the Default* values.
+// ClientConfig configures a Client. It has no defaults: the daemon fills every field from the
+// configuration (config.Default and config/defaults.go hold the values), and NewClient rejects
+// an incomplete one.
 type ClientConfig struct {
 	// URL is MISP's base URL, for example https://misp.example.org.
 	URL string
@@ -88,7 +80,7 @@ type ClientConfig struct {
 	CAFile string
 	// InsecureSkipVerify disables TLS verification. Verification is on by default.
 	InsecureSkipVerify bool
-	// Timeout bounds each request, reading the body included.
+	// Timeout bounds each request, reading the body included. Required unless HTTPClient is set.
 	Timeout time.Duration
 	// UserAgent is sent with every request.
 	UserAgent string
@@ -125,23 +117,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if !apiKeyShape.MatchString(cfg.Key) {
 		return nil, errors.New("misp client: api key must be 40 letters or digits (MISP rejects any other shape)")
 	}
+	if err := cfg.checkComplete(); err != nil {
+		return nil, fmt.Errorf("misp client: %w", err)
+	}
 	c := &Client{
 		base: base, key: cfg.Key, ua: cfg.UserAgent, http: cfg.HTTPClient,
 		attempts: cfg.MaxPageAttempts, interval: cfg.RetryInterval, maxBody: cfg.MaxResponseBytes,
 	}
-	if c.ua == "" {
-		c.ua = DefaultUserAgent
-	}
 	c.ua = version.UserAgent(c.ua)
-	if c.attempts <= 0 {
-		c.attempts = DefaultMaxPageAttempts
-	}
-	if c.interval <= 0 {
-		c.interval = DefaultRetryInterval
-	}
-	if c.maxBody <= 0 {
-		c.maxBody = DefaultMaxResponseBytes
-	}
 	if c.http == nil {
 		tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in, documented
 		if cfg.CAFile != "" {
@@ -160,13 +143,30 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		}
 		transport := http.DefaultTransport.(*http.Transport).Clone()
 		transport.TLSClientConfig = tlsConf
-		timeout := cfg.Timeout
-		if timeout <= 0 {
-			timeout = DefaultTimeout
-		}
-		c.http = &http.Client{Transport: transport, Timeout: timeout}
+		c.http = &http.Client{Transport: transport, Timeout: cfg.Timeout}
 	}
 	return c, nil
+}
+
+// checkComplete reports the fields a caller left unset.
+func (cfg ClientConfig) checkComplete() error {
+	var errs []error
+	if cfg.UserAgent == "" {
+		errs = append(errs, errors.New("user agent: required"))
+	}
+	if cfg.HTTPClient == nil && cfg.Timeout <= 0 {
+		errs = append(errs, errors.New("timeout: must be positive"))
+	}
+	if cfg.MaxPageAttempts < 1 {
+		errs = append(errs, errors.New("max page attempts: must be at least 1"))
+	}
+	if cfg.RetryInterval <= 0 {
+		errs = append(errs, errors.New("retry interval: must be positive"))
+	}
+	if cfg.MaxResponseBytes <= 0 {
+		errs = append(errs, errors.New("max response bytes: must be positive"))
+	}
+	return errors.Join(errs...)
 }
 
 // SearchStats describes a finished (or failed) SearchEvents run.
@@ -202,7 +202,7 @@ func (c *Client) SearchEvents(ctx context.Context, filters map[string]any, pageS
 		}
 	}
 	if pageSize <= 0 {
-		pageSize = DefaultPageSize
+		return stats, fmt.Errorf("search events: page size %d: must be positive", pageSize)
 	}
 	body, err := searchBody(filters)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/internal/version"
 	"github.com/mispsentinel/listener/misp"
 	simmisp "github.com/mispsentinel/listener/sim/misp"
@@ -36,11 +37,33 @@ func newClient(t *testing.T, cfg misp.ClientConfig) *misp.Client {
 	if cfg.RetryInterval == 0 {
 		cfg.RetryInterval = time.Millisecond
 	}
-	c, err := misp.NewClient(cfg)
+	c, err := misp.NewClient(complete(cfg))
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
 	return c
+}
+
+// complete returns cfg with every zero field set as the daemon sets it for an empty
+// configuration: the client keeps no defaults of its own.
+func complete(cfg misp.ClientConfig) misp.ClientConfig {
+	d := config.Default().MISP
+	if cfg.Timeout == 0 {
+		cfg.Timeout = d.Timeout
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = d.UserAgent
+	}
+	if cfg.MaxPageAttempts == 0 {
+		cfg.MaxPageAttempts = config.MISPMaxPageAttempts
+	}
+	if cfg.RetryInterval == 0 {
+		cfg.RetryInterval = config.MISPRetryInterval
+	}
+	if cfg.MaxResponseBytes == 0 {
+		cfg.MaxResponseBytes = config.MISPMaxResponseBytes
+	}
+	return cfg
 }
 
 // searchRequests returns the decoded bodies of the restSearch requests the simulator saw.
@@ -332,8 +355,8 @@ func TestBadKey(t *testing.T) {
 		if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer") || len(a) != 40 {
 			t.Errorf("Authorization header %q is not the raw key", a)
 		}
-		if ua := r.Header.Get("User-Agent"); ua != version.UserAgent(misp.DefaultUserAgent) {
-			t.Errorf("User-Agent %q, want %q", ua, version.UserAgent(misp.DefaultUserAgent))
+		if ua := r.Header.Get("User-Agent"); ua != version.UserAgent(config.DefaultUserAgent) {
+			t.Errorf("User-Agent %q, want %q", ua, version.UserAgent(config.DefaultUserAgent))
 		}
 	}
 }
@@ -388,7 +411,7 @@ func TestNewClientRejectsBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := misp.NewClient(tt.cfg)
+			_, err := misp.NewClient(complete(tt.cfg))
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -536,7 +559,7 @@ func BenchmarkSearchEvents(b *testing.B) {
 	sim.Generate(1000, 100, 1)
 	sim.Start()
 	defer sim.Close()
-	c, err := misp.NewClient(misp.ClientConfig{URL: sim.URL(), Key: simmisp.DefaultKey})
+	c, err := misp.NewClient(complete(misp.ClientConfig{URL: sim.URL(), Key: simmisp.DefaultKey}))
 	if err != nil {
 		b.Fatal(err)
 	}

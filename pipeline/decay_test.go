@@ -48,7 +48,7 @@ func TestDecayOnTheRealtimePath(t *testing.T) {
 	filters := map[string]any{"published": true, "includeDecayScore": true}
 	p, err := New(Config{
 		Sinks:        []Sink{{Name: "fetched", Options: decayed}, {Name: "configured", Options: configured}},
-		EventFilters: filters, Refetch: RefetchAlways, Fetcher: f, Store: st, DecayModels: models,
+		EventFilters: filters, Refetch: true, Fetcher: f, Store: st, DecayModels: models,
 		Now: func() time.Time { return now },
 	})
 	if err != nil {

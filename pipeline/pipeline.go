@@ -41,14 +41,14 @@ type Config struct {
 	Sinks []Sink
 	// EventFilters are the restSearch filters every exported event must satisfy (the user's
 	// misp_event_filters). The reconciler searches with them; the real-time path re-fetches a
-	// notified event with them when Refetch says so.
+	// notified event with them when Refetch is set.
 	EventFilters map[string]any
-	// Refetch decides whether a real-time notice is re-read through restSearch before it is
-	// converted. The default, RefetchWhenFiltered, does so whenever EventFilters is not empty,
-	// because only MISP can apply some filters (enforceWarninglist, tag and attribute filters
-	// with MISP's exact semantics) and an unfiltered payload would otherwise upload what the
-	// reconciler later revokes.
-	Refetch RefetchPolicy
+	// Refetch re-reads a published notice's event through restSearch before it is converted,
+	// instead of trusting the notice's payload. The policy is decided in one place,
+	// config.Config.RefetchOnNotice (with event filters or decay scores, always: only MISP
+	// applies some filters and computes the scores, and an unfiltered payload would upload
+	// what the reconciler later revokes).
+	Refetch bool
 	Fetcher EventFetcher
 	// DecayModels supplies the decaying models an event's decay scores name, for the sinks
 	// with decay on and no configured parameters; nil leaves them unknown (no decay-bound
@@ -64,18 +64,6 @@ type Config struct {
 type DecayModelSource interface {
 	Models(ctx context.Context, ids []string) map[string]misp.DecayingModel
 }
-
-// RefetchPolicy says when a real-time notice is re-read through restSearch.
-type RefetchPolicy int
-
-const (
-	// RefetchWhenFiltered re-reads when EventFilters is not empty.
-	RefetchWhenFiltered RefetchPolicy = iota
-	// RefetchAlways re-reads every notified event.
-	RefetchAlways
-	// RefetchNever trusts the notice's payload. Only correct without server-side filters.
-	RefetchNever
-)
 
 // Pipeline applies events to every sink. It is safe for concurrent use.
 type Pipeline struct {
@@ -97,7 +85,7 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("pipeline: no store")
 	}
-	if cfg.Fetcher == nil && cfg.Refetch != RefetchNever {
+	if cfg.Fetcher == nil && cfg.Refetch {
 		return nil, errors.New("pipeline: re-fetching events needs a MISP fetcher")
 	}
 	if cfg.Now == nil {
@@ -192,7 +180,7 @@ func (p *Pipeline) handleNotice(ctx context.Context, n listener.Notice) error {
 		return fmt.Errorf("handle notice: unknown kind %d", n.Kind)
 	}
 	ev := n.Event
-	if p.refetch() {
+	if p.cfg.Refetch {
 		fetched, found, err := p.cfg.Fetcher.SearchEvent(ctx, n.EventUUID, p.noticeFilters)
 		if err != nil {
 			return fmt.Errorf("re-fetch event %s with the event filters: %w", n.EventUUID, err)
@@ -209,15 +197,4 @@ func (p *Pipeline) handleNotice(ctx context.Context, n listener.Notice) error {
 	}
 	_, err := p.ApplyEvent(ev)
 	return err
-}
-
-func (p *Pipeline) refetch() bool {
-	switch p.cfg.Refetch {
-	case RefetchAlways:
-		return true
-	case RefetchNever:
-		return false
-	default:
-		return len(p.cfg.EventFilters) > 0
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/stix"
@@ -102,20 +103,20 @@ func twoSinks() []Sink {
 
 func TestNewChecksItsWiring(t *testing.T) {
 	st := openStore(t)
-	if _, err := New(Config{Refetch: RefetchNever}); err == nil {
+	if _, err := New(Config{}); err == nil {
 		t.Error("New without a store succeeded")
 	}
-	if _, err := New(Config{Store: st, Refetch: RefetchWhenFiltered}); err == nil {
+	if _, err := New(Config{Store: st, Refetch: true}); err == nil {
 		t.Error("New without a fetcher succeeded although notices may be re-fetched")
 	}
-	if _, err := New(Config{Store: st, Refetch: RefetchNever}); err != nil {
-		t.Errorf("New without a fetcher and RefetchNever: %v", err)
+	if _, err := New(Config{Store: st}); err != nil {
+		t.Errorf("New without a fetcher and without re-fetch: %v", err)
 	}
 }
 
 func TestApplyEventConvertsPerSink(t *testing.T) {
 	st := openStore(t)
-	p, err := New(Config{Sinks: twoSinks(), Store: st, Refetch: RefetchNever, Now: func() time.Time { return now }})
+	p, err := New(Config{Sinks: twoSinks(), Store: st, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func TestApplyEventConvertsPerSink(t *testing.T) {
 
 func TestRemoveEventRevokesInEverySink(t *testing.T) {
 	st := openStore(t)
-	p, err := New(Config{Sinks: twoSinks(), Store: st, Refetch: RefetchNever, Now: func() time.Time { return now }})
+	p, err := New(Config{Sinks: twoSinks(), Store: st, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,21 +175,22 @@ func TestHandleNoticeRefetchPolicy(t *testing.T) {
 	filters := map[string]any{"published": true, "enforceWarninglist": true}
 	tests := []struct {
 		name        string
-		policy      RefetchPolicy
+		policy      string // misp.realtime_fetch
 		filters     map[string]any
 		wantFetches int
 		wantLive    int64 // identity + indicators
 	}{
-		{"when filtered, with filters", RefetchWhenFiltered, filters, 1, 2},
-		{"when filtered, without filters", RefetchWhenFiltered, nil, 0, 3},
-		{"always", RefetchAlways, nil, 1, 2},
-		{"never", RefetchNever, filters, 0, 3},
+		{"auto, with filters", config.RealtimeFetchAuto, filters, 1, 2},
+		{"auto, without filters", config.RealtimeFetchAuto, nil, 0, 3},
+		{"always", config.RealtimeFetchAlways, nil, 1, 2},
+		{"never", config.RealtimeFetchNever, filters, 0, 3},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := openStore(t)
 			f := &fakeFetcher{events: map[string]*misp.Event{eventUUID: filtered}}
-			p, err := New(Config{Sinks: twoSinks()[:1], EventFilters: tc.filters, Refetch: tc.policy, Fetcher: f, Store: st})
+			refetch := config.MISP{EventFilters: tc.filters, RealtimeFetch: tc.policy}.RefetchOnNotice()
+			p, err := New(Config{Sinks: twoSinks()[:1], EventFilters: tc.filters, Refetch: refetch, Fetcher: f, Store: st})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -212,7 +214,7 @@ func TestHandleNoticeRefetchPolicy(t *testing.T) {
 func TestHandleNoticeRefetchOutcomes(t *testing.T) {
 	st := openStore(t)
 	f := &fakeFetcher{events: map[string]*misp.Event{}}
-	p, err := New(Config{Sinks: twoSinks(), EventFilters: map[string]any{"tags": []string{"tlp:green"}}, Fetcher: f, Store: st})
+	p, err := New(Config{Sinks: twoSinks(), EventFilters: map[string]any{"tags": []string{"tlp:green"}}, Refetch: true, Fetcher: f, Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +245,7 @@ func TestHandleNoticeRefetchOutcomes(t *testing.T) {
 }
 
 func TestHandleNoticeRejectsBadNotices(t *testing.T) {
-	p, err := New(Config{Sinks: twoSinks(), Store: openStore(t), Refetch: RefetchNever})
+	p, err := New(Config{Sinks: twoSinks(), Store: openStore(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +275,7 @@ func (f failingStore) Apply(sink, event string, desired []stix.Object, now time.
 
 func TestApplyEventFailureInOneSinkStillAppliesTheOthers(t *testing.T) {
 	st := openStore(t)
-	p, err := New(Config{Sinks: twoSinks(), Store: failingStore{Store: st, failSink: "all"}, Refetch: RefetchNever})
+	p, err := New(Config{Sinks: twoSinks(), Store: failingStore{Store: st, failSink: "all"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +292,7 @@ func TestNoticesAreCountedOnlyWhenApplied(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	f := &fakeFetcher{events: map[string]*misp.Event{eventUUID: testEvent([]string{"203.0.113.5"}, nil)}, err: errors.New("timeout")}
-	p, err := New(Config{Sinks: twoSinks(), Refetch: RefetchAlways, Fetcher: f, Store: openStore(t), Metrics: m})
+	p, err := New(Config{Sinks: twoSinks(), Refetch: true, Fetcher: f, Store: openStore(t), Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +333,7 @@ func TestPublishNoticeIsRefetchedWithoutPublicationFilters(t *testing.T) {
 	unpublished := testEvent([]string{"203.0.113.5"}, nil)
 	f := &publishAwareFetcher{event: unpublished}
 	filters := map[string]any{"published": true, "publish_timestamp": "14d", "tags": []any{"tlp:green"}}
-	p, err := New(Config{Sinks: twoSinks()[:1], EventFilters: filters, Refetch: RefetchWhenFiltered, Fetcher: f, Store: st})
+	p, err := New(Config{Sinks: twoSinks()[:1], EventFilters: filters, Refetch: true, Fetcher: f, Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}

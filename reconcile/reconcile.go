@@ -36,11 +36,12 @@ type State interface {
 	DeleteWatermark(name string) error
 }
 
-// Config tunes the reconciler.
+// Config tunes the reconciler. It has no defaults: the daemon fills it from the configuration
+// (config.Default holds the values).
 type Config struct {
 	// EventFilters are the user's restSearch filters, passed through verbatim.
 	EventFilters map[string]any
-	// PageSize is the number of events per restSearch page. Default 100.
+	// PageSize is the number of events per restSearch page.
 	PageSize int
 	// FullInterval is the time between full runs; 0 disables scheduled full runs.
 	FullInterval time.Duration
@@ -51,7 +52,7 @@ type Config struct {
 	// IncrementalInterval is the time between incremental runs; 0 disables them.
 	IncrementalInterval time.Duration
 	// Overlap is subtracted from the watermark of an incremental run so that events modified
-	// while the previous run paged are searched again. Default 5 minutes.
+	// while the previous run paged are searched again (0: no overlap).
 	Overlap time.Duration
 	// GoneGrace is how long an event that still exists in MISP but no longer matches the
 	// filters keeps its indicators before they are revoked (0: revoke at once). The time an
@@ -59,22 +60,25 @@ type Config struct {
 	// works across one-shot `listener sync` runs.
 	GoneGrace time.Duration
 	// CatchUpRetry is the wait before a failed start-up or catch-up run is tried again (it
-	// is never dropped: a lost catch-up would leave a gap unreconciled). Default 30 s.
+	// is never dropped: a lost catch-up would leave a gap unreconciled).
 	CatchUpRetry time.Duration
 	// Progress, when set, is called after each search page with the run's counts so far.
 	Progress func(kind string, pages, events int)
 }
 
-func (c *Config) setDefaults() {
-	if c.PageSize <= 0 {
-		c.PageSize = 100
+// validate reports the settings Run cannot work with.
+func (c Config) validate() error {
+	var errs []error
+	if c.PageSize < 1 {
+		errs = append(errs, fmt.Errorf("page size %d: must be at least 1", c.PageSize))
 	}
 	if c.CatchUpRetry <= 0 {
-		c.CatchUpRetry = 30 * time.Second
+		errs = append(errs, fmt.Errorf("catch-up retry %s: must be positive", c.CatchUpRetry))
 	}
-	if c.Overlap <= 0 {
-		c.Overlap = 5 * time.Minute
+	if c.Overlap < 0 {
+		errs = append(errs, fmt.Errorf("overlap %s: must not be negative", c.Overlap))
 	}
+	return errors.Join(errs...)
 }
 
 // Watermark names in the store.
@@ -107,7 +111,6 @@ type Reconciler struct {
 
 // New returns a Reconciler. metrics may be nil.
 func New(cfg Config, m MISP, apply Applier, state State, log logrus.FieldLogger, metrics *Metrics) *Reconciler {
-	cfg.setDefaults()
 	if log == nil {
 		log = logrus.StandardLogger()
 	}

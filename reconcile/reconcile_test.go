@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/pipeline"
 	"github.com/mispsentinel/listener/store"
@@ -263,6 +264,22 @@ type rig struct {
 	r     *Reconciler
 }
 
+// complete returns cfg with the zero fields the reconciler needs set as the daemon sets them
+// for an empty configuration: the reconciler keeps no defaults of its own.
+func complete(cfg Config) Config {
+	d := config.Default()
+	if cfg.PageSize == 0 {
+		cfg.PageSize = d.MISP.PageSize
+	}
+	if cfg.Overlap == 0 {
+		cfg.Overlap = d.Reconcile.Overlap
+	}
+	if cfg.CatchUpRetry == 0 {
+		cfg.CatchUpRetry = config.ReconcileCatchUpRetry
+	}
+	return cfg
+}
+
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func newRig(cfg Config) *rig {
@@ -272,7 +289,7 @@ func newRig(cfg Config) *rig {
 	c := &testClock{t: t0}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	r := New(cfg, m, a, st, log, nil)
+	r := New(complete(cfg), m, a, st, log, nil)
 	r.SetClock(c.Now)
 	return &rig{misp: m, apply: a, state: st, clock: c, r: r}
 }
@@ -338,7 +355,7 @@ func TestGoneGraceSurvivesRestartsAndEndsWhenTheEventReturns(t *testing.T) {
 
 	// Each run uses a new Reconciler over the same state, as one-shot `listener sync` does.
 	restart := func() *Reconciler {
-		r := New(cfg, g.misp, g.apply, g.state, logrus.New(), nil)
+		r := New(complete(cfg), g.misp, g.apply, g.state, logrus.New(), nil)
 		r.SetClock(g.clock.Now)
 		return r
 	}

@@ -94,8 +94,12 @@ func (r *Reconciler) enqueue(req catchUp) {
 // daemon was down, which only a full run notices), then full runs on their schedule (cron expression or interval), incremental
 // runs on their interval, and a catch-up whenever RequestCatchUp is called. Runs never overlap;
 // a run that comes due while another runs starts after it. A failed run is logged and retried
-// at the next occasion. Run returns an error only when the full schedule does not parse.
+// at the next occasion. Run returns an error only for an invalid configuration, such as a full
+// schedule that does not parse.
 func (r *Reconciler) Run(ctx context.Context) error {
+	if err := r.cfg.validate(); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
 	sched, err := r.fullSchedule()
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)

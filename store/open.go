@@ -28,21 +28,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		l.SetOutput(io.Discard)
 		log = l
 	}
-	if opts.RefreshWindow <= 0 {
-		opts.RefreshWindow = DefaultRefreshWindow
-	}
-	if opts.GCInterval == 0 {
-		opts.GCInterval = DefaultGCInterval
-	}
-	if opts.CompactInterval == 0 {
-		opts.CompactInterval = DefaultCompactInterval
+	if opts.RefreshWindow < 0 {
+		return nil, fmt.Errorf("open store: refresh window %s is negative", opts.RefreshWindow)
 	}
 	bopts := badger.DefaultOptions(dir).
 		WithMemTableSize(16 << 20).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
-		WithBlockCacheSize(DefaultBlockCacheSize).
+		WithBlockCacheSize(blockCacheSize).
 		WithCompression(options.ZSTD).
 		WithZSTDCompressionLevel(1).
 		WithNumCompactors(2).

@@ -11,20 +11,21 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Options configures Open. The zero value is usable.
+// Options configures Open. The zero value is usable for tools that only read or copy the
+// store: no refresh window and no background GC. The daemon passes its configured values
+// (config.Default and config/defaults.go hold them); the store has no defaults of its own.
 type Options struct {
 	// Logger receives Badger's warnings and errors (its info lines at debug level, its debug
 	// lines dropped) and the store's own warnings. Nil discards them.
 	Logger logrus.FieldLogger
 	// RefreshWindow: an unchanged indicator is re-uploaded with its new valid_until when the
-	// valid_until Sentinel holds is less than this far from now. Default 24h.
+	// valid_until Sentinel holds is less than this far from now (0: only once it passed).
 	RefreshWindow time.Duration
-	// GCInterval is the period of the value-log GC ticker. Default 5 minutes; negative
-	// disables it.
+	// GCInterval is the period of the value-log GC ticker; zero or negative disables it.
 	GCInterval time.Duration
 	// CompactInterval is the least time between two compactions that give the space of
-	// deleted keys (drained outbox items) back to the file system. Default 1 hour; negative
-	// disables them. Compactions run from the GC ticker, so never more often than GCInterval.
+	// deleted keys (drained outbox items) back to the file system; zero or negative disables
+	// them. Compactions run from the GC ticker, so never more often than GCInterval.
 	CompactInterval time.Duration
 	// InMemory keeps everything in memory (tests, dry runs); dir is ignored.
 	InMemory bool
@@ -39,20 +40,11 @@ type Options struct {
 	freeSpace func(dir string) (uint64, error)
 }
 
-// DefaultRefreshWindow is the RefreshWindow used when Options leaves it zero.
-const DefaultRefreshWindow = 24 * time.Hour
-
-// DefaultGCInterval is the GCInterval used when Options leaves it zero.
-const DefaultGCInterval = 5 * time.Minute
-
-// DefaultBlockCacheSize is the size of Badger's cache of decompressed table blocks. Tables are
+// blockCacheSize is the size of Badger's cache of decompressed table blocks. Tables are
 // ZSTD-compressed (the STIX bodies make up most of the store and shrink about fourfold), and
 // Badger requires a block cache with compression; a small one is enough because the
 // reconciler's hot reads are the small digest and state records.
-const DefaultBlockCacheSize = 8 << 20
-
-// DefaultCompactInterval is the CompactInterval used when Options leaves it zero.
-const DefaultCompactInterval = time.Hour
+const blockCacheSize = 8 << 20
 
 // ErrClosed is returned by every method after Close.
 var ErrClosed = errors.New("store is closed")

@@ -59,7 +59,7 @@ func runSync(ctx context.Context, o syncOptions, stdout, stderr io.Writer) int {
 	opts := daemon.Options{Logger: log}
 	var dry *daemon.DryRun
 	if o.dryRun {
-		dry, err = daemon.NewDryRun(cfg.Store.Dir, log)
+		dry, err = daemon.NewDryRun(cfg.Store, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "listener sync: %v\n", err)
 			return exitFailure

@@ -346,12 +346,12 @@ func (l *Lab) Actual(sink SinkSpec, sourceSystem string) (Live, error) {
 
 // Expected converts every event the sink's filtered search returns, as the daemon should have.
 func (l *Lab) Expected(ctx context.Context, cfg *config.Config, sinkName string, opts stix.Options, now time.Time) (Live, error) {
-	client, err := misp.NewClient(misp.ClientConfig{URL: l.MISP.URL(), Key: l.MISP.Key(), HTTPClient: l.MISP.Client()})
+	client, err := l.mispClient(cfg)
 	if err != nil {
 		return nil, err
 	}
 	live := Live{}
-	_, err = client.SearchEvents(ctx, cfg.SearchFilters(), 100, func(page []*misp.Event) error {
+	_, err = client.SearchEvents(ctx, cfg.SearchFilters(), cfg.MISP.PageSize, func(page []*misp.Event) error {
 		for _, ev := range page {
 			res := stix.Convert(ev, opts, now)
 			for _, o := range res.Objects {
@@ -385,16 +385,23 @@ func (l *Lab) ActualDefender(sink SinkSpec) Live {
 	return live
 }
 
+// mispClient returns a MISP client configured as the daemon's, talking to the simulator.
+func (l *Lab) mispClient(cfg *config.Config) (*misp.Client, error) {
+	mcfg := daemon.MISPClientConfig(cfg.MISP)
+	mcfg.URL, mcfg.Key, mcfg.HTTPClient = l.MISP.URL(), l.MISP.Key(), l.MISP.Client()
+	return misp.NewClient(mcfg)
+}
+
 // ExpectedDefender maps every event the sink's filtered search returns, as the daemon should
 // have, and keeps what fits the budget (the lab's budgets hold everything).
 func (l *Lab) ExpectedDefender(ctx context.Context, cfg *config.Config, s config.Sink, now time.Time) (Live, error) {
-	client, err := misp.NewClient(misp.ClientConfig{URL: l.MISP.URL(), Key: l.MISP.Key(), HTTPClient: l.MISP.Client()})
+	client, err := l.mispClient(cfg)
 	if err != nil {
 		return nil, err
 	}
 	opts, mapOpts := daemon.ConversionOptions(cfg, s), daemon.DefenderMapOptions(cfg, s)
 	live := Live{}
-	_, err = client.SearchEvents(ctx, cfg.SearchFilters(), 100, func(page []*misp.Event) error {
+	_, err = client.SearchEvents(ctx, cfg.SearchFilters(), cfg.MISP.PageSize, func(page []*misp.Event) error {
 		for _, ev := range page {
 			cands, _ := defender.Map(ev, stix.Convert(ev, opts, now), mapOpts)
 			for _, c := range cands {
