@@ -12,6 +12,7 @@ import (
 
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/reconcile"
 	"github.com/mispsentinel/listener/sim/lab"
 )
 
@@ -55,7 +56,7 @@ func waitFor(t testing.TB, within time.Duration, what string, cond func() (bool,
 
 func waitForInitialReconcile(t testing.TB, d *daemon.Daemon) {
 	waitFor(t, 60*time.Second, "start-up reconcile", func() (bool, string) {
-		ts, err := d.Store().Watermark("reconcile/full")
+		ts, err := d.Store().Watermark(reconcile.WatermarkFull)
 		if err != nil {
 			return false, err.Error()
 		}

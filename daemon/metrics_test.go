@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/reconcile"
 	"github.com/mispsentinel/listener/sim/lab"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
 	"github.com/mispsentinel/listener/stix"
@@ -104,11 +105,11 @@ func TestMetricsExposition(t *testing.T) {
 	if stats.Throttled == 0 || stats.ServerErrors == 0 {
 		t.Fatalf("the run saw %d 429s and %d 5xx; the test needs both", stats.Throttled, stats.ServerErrors)
 	}
-	full, err := d.Store().Watermark("reconcile/full")
+	full, err := d.Store().Watermark(reconcile.WatermarkFull)
 	if err != nil {
 		t.Fatal(err)
 	}
-	incremental, err := d.Store().Watermark("reconcile/incremental")
+	incremental, err := d.Store().Watermark(reconcile.WatermarkIncremental)
 	if err != nil {
 		t.Fatal(err)
 	}

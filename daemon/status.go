@@ -8,6 +8,7 @@ import (
 
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/defender"
+	"github.com/mispsentinel/listener/reconcile"
 	"github.com/mispsentinel/listener/store"
 )
 
@@ -59,10 +60,10 @@ func ReadStatus(st *store.Store, sinks []string) (*Status, error) {
 		})
 	}
 	var err error
-	if out.LastFullReconcile, err = st.Watermark("reconcile/full"); err != nil {
+	if out.LastFullReconcile, err = st.Watermark(reconcile.WatermarkFull); err != nil {
 		return nil, fmt.Errorf("read full reconcile watermark: %w", err)
 	}
-	if out.LastIncrementalReconcile, err = st.Watermark("reconcile/incremental"); err != nil {
+	if out.LastIncrementalReconcile, err = st.Watermark(reconcile.WatermarkIncremental); err != nil {
 		return nil, fmt.Errorf("read incremental reconcile watermark: %w", err)
 	}
 	return out, nil

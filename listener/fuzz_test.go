@@ -11,6 +11,8 @@ import (
 
 	"github.com/go-zeromq/zmq4"
 	zmq4plain "github.com/go-zeromq/zmq4/security/plain"
+
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 // FuzzZeroMQFrame feeds arbitrary frames to the ZeroMQ decoder: it must never panic, and whatever
@@ -42,7 +44,7 @@ func FuzzZeroMQFrame(f *testing.F) {
 			if _, err := canonicalUUID(n.EventUUID); err != nil || len(n.EventUUID) != 36 {
 				t.Fatalf("notice with uuid %q", n.EventUUID)
 			}
-			if (n.Kind == Published) != (n.Event != nil) || (n.Kind != Published && n.Kind != Deleted) {
+			if (n.Kind == pipeline.Published) != (n.Event != nil) || (n.Kind != pipeline.Published && n.Kind != pipeline.Deleted) {
 				t.Fatalf("inconsistent notice %+v", n)
 			}
 		}

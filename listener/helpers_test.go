@@ -10,6 +10,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"go.uber.org/goleak"
+
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 func TestMain(m *testing.M) {
@@ -53,9 +55,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // recorder is a Handler and GapFunc that records what it is given.
 type recorder struct {
 	mu      sync.Mutex
-	notices []Notice
+	notices []pipeline.Notice
 	gaps    []gap
-	fail    func(Notice) error // optional
+	fail    func(pipeline.Notice) error // optional
 }
 
 type gap struct {
@@ -63,7 +65,7 @@ type gap struct {
 	reason string
 }
 
-func (r *recorder) HandleNotice(_ context.Context, n Notice) error {
+func (r *recorder) HandleNotice(_ context.Context, n pipeline.Notice) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fail != nil {
@@ -81,13 +83,13 @@ func (r *recorder) onGap(_ context.Context, since time.Time, reason string) {
 	r.gaps = append(r.gaps, gap{since: since, reason: reason})
 }
 
-func (r *recorder) snapshot() ([]Notice, []gap) {
+func (r *recorder) snapshot() ([]pipeline.Notice, []gap) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]Notice(nil), r.notices...), append([]gap(nil), r.gaps...)
+	return append([]pipeline.Notice(nil), r.notices...), append([]gap(nil), r.gaps...)
 }
 
-func (r *recorder) hasNotice(kind NoticeKind, uuid string) bool {
+func (r *recorder) hasNotice(kind pipeline.NoticeKind, uuid string) bool {
 	notices, _ := r.snapshot()
 	for _, n := range notices {
 		if n.Kind == kind && n.EventUUID == uuid {

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 // largeEventBody is a valid webhook body of at least size bytes: one event with many attributes.
@@ -44,7 +46,7 @@ func TestWebhookFloodChild(t *testing.T) {
 		t.Skip("runs only as the child process of TestWebhookMemoryBoundedUnderLargeBodyFlood")
 	}
 	w := NewWebhook(completeWebhook(WebhookConfig{Addr: "127.0.0.1:0", Token: testToken, MaxBodyBytes: 32 << 20}),
-		HandlerFunc(func(context.Context, Notice) error { return nil }), discardLogger(), nil)
+		pipeline.HandlerFunc(func(context.Context, pipeline.Notice) error { return nil }), discardLogger(), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -174,7 +176,7 @@ func TestWebhookRefusesWhenBodyBudgetFull(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
 	var calls atomic.Int32
-	h := HandlerFunc(func(ctx context.Context, n Notice) error {
+	h := pipeline.HandlerFunc(func(ctx context.Context, n pipeline.Notice) error {
 		if calls.Add(1) == 1 {
 			entered <- struct{}{}
 			<-release

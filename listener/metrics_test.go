@@ -7,14 +7,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 func TestMetricsRegisterAndExpose(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	m := NewMetrics(reg)
-	m.NoticesReceived.WithLabelValues(SourceZeroMQ, Published.String()).Add(2)
+	m.NoticesReceived.WithLabelValues(SourceZeroMQ, pipeline.Published.String()).Add(2)
 	m.Malformed.WithLabelValues(SourceWebhook, ReasonBodyTooLarge).Inc()
-	m.Gaps.WithLabelValues(GapReasonStart).Inc()
+	m.Gaps.WithLabelValues(pipeline.GapReasonStart).Inc()
 	m.Connected.Set(1)
 
 	want := `# HELP listener_source_malformed_total ZeroMQ frames and webhook bodies skipped or rejected as malformed, by source and reason.
@@ -38,14 +40,6 @@ listener_zeromq_gaps_total{reason="start"} 1
 	}
 	if _, err := reg.Gather(); err != nil {
 		t.Fatalf("pedantic gather: %v", err)
-	}
-}
-
-func TestNoticeKindString(t *testing.T) {
-	for kind, want := range map[NoticeKind]string{Published: "published", Deleted: "deleted", 0: "unknown"} {
-		if got := kind.String(); got != want {
-			t.Errorf("%d.String() = %q, want %q", int(kind), got, want)
-		}
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/mispsentinel/listener/internal/httpserve"
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 // WebhookConfig configures the webhook source. Every field is required except the TLS files
@@ -97,7 +98,7 @@ func (c WebhookConfig) Validate() error {
 type Webhook struct {
 	cfg      WebhookConfig
 	cfgErr   error
-	handler  Handler
+	handler  pipeline.Handler
 	log      *logrus.Entry
 	metrics  *Metrics
 	now      func() time.Time
@@ -112,7 +113,7 @@ type Webhook struct {
 }
 
 // NewWebhook creates the source. log and m may be nil. Configuration errors are returned by Run.
-func NewWebhook(cfg WebhookConfig, h Handler, log *logrus.Logger, m *Metrics) *Webhook {
+func NewWebhook(cfg WebhookConfig, h pipeline.Handler, log *logrus.Logger, m *Metrics) *Webhook {
 	if log == nil {
 		log = logrus.StandardLogger()
 	}

@@ -26,6 +26,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 const (
@@ -45,7 +47,7 @@ func workflowBody(t *testing.T) []byte {
 
 var plainBody = []byte(`{"Event":{"uuid":"` + plainEventID + `","info":"plain","published":true,"Attribute":[{"uuid":"c3a7c1a2-0d5e-4f7a-9b1c-2d3e4f5a6b7c","type":"domain","category":"Network activity","to_ids":true,"value":"evil.example"}]}}`)
 
-func newTestWebhook(t *testing.T, cfg WebhookConfig, h Handler) (*Webhook, *Metrics) {
+func newTestWebhook(t *testing.T, cfg WebhookConfig, h pipeline.Handler) (*Webhook, *Metrics) {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
@@ -151,7 +153,7 @@ func TestWebhookRequests(t *testing.T) {
 			}
 			notices, _ := rec.snapshot()
 			if tt.wantUUID != "" {
-				if len(notices) != 1 || notices[0].EventUUID != tt.wantUUID || notices[0].Kind != Published || notices[0].Source != SourceWebhook || notices[0].Event == nil {
+				if len(notices) != 1 || notices[0].EventUUID != tt.wantUUID || notices[0].Kind != pipeline.Published || notices[0].Source != SourceWebhook || notices[0].Event == nil {
 					t.Fatalf("notices = %+v, want one published %s", notices, tt.wantUUID)
 				}
 				if reply.Status != "accepted" || reply.EventUUID != tt.wantUUID {
@@ -219,7 +221,7 @@ func TestWebhookChunkedBodyHasNoContentLength(t *testing.T) {
 }
 
 func TestWebhookHandlerErrorIs503(t *testing.T) {
-	rec := &recorder{fail: func(Notice) error { return errors.New("badger: disk full at /var/lib/secret-path") }}
+	rec := &recorder{fail: func(pipeline.Notice) error { return errors.New("badger: disk full at /var/lib/secret-path") }}
 	w, m := newTestWebhook(t, WebhookConfig{}, rec)
 	srv := httptest.NewServer(w.Handler())
 	defer srv.Close()
@@ -237,11 +239,11 @@ func TestWebhookHandlerErrorIs503(t *testing.T) {
 
 // blockingHandler holds every notice until released.
 type blockingHandler struct {
-	entered chan Notice
+	entered chan pipeline.Notice
 	release chan error
 }
 
-func (b blockingHandler) HandleNotice(ctx context.Context, n Notice) error {
+func (b blockingHandler) HandleNotice(ctx context.Context, n pipeline.Notice) error {
 	b.entered <- n
 	select {
 	case err := <-b.release:
@@ -252,7 +254,7 @@ func (b blockingHandler) HandleNotice(ctx context.Context, n Notice) error {
 }
 
 func TestWebhookAnswersOnlyAfterHandlerReturns(t *testing.T) {
-	h := blockingHandler{entered: make(chan Notice, 1), release: make(chan error)}
+	h := blockingHandler{entered: make(chan pipeline.Notice, 1), release: make(chan error)}
 	w, _ := newTestWebhook(t, WebhookConfig{}, h)
 	srv := httptest.NewServer(w.Handler())
 	defer srv.Close()
@@ -357,7 +359,7 @@ func TestWebhookRunRejectsBadConfig(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  WebhookConfig
-		h    Handler
+		h    pipeline.Handler
 	}{
 		{"no addr", WebhookConfig{Token: "t"}, &recorder{}},
 		{"no token", WebhookConfig{Addr: "127.0.0.1:0"}, &recorder{}},

@@ -14,6 +14,8 @@ import (
 	"github.com/go-zeromq/zmq4"
 	"github.com/go-zeromq/zmq4/security/plain"
 	"github.com/sirupsen/logrus"
+
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 // workerQueue is the number of received notices one worker may have waiting before the
@@ -87,8 +89,8 @@ type ZeroMQ struct {
 	cfg      ZeroMQConfig
 	endpoint string // on the guarded transport
 	cfgErr   error
-	handler  Handler
-	onGap    GapFunc
+	handler  pipeline.Handler
+	onGap    pipeline.GapFunc
 	log      *logrus.Logger
 	metrics  *Metrics
 	now      func() time.Time
@@ -102,7 +104,7 @@ type ZeroMQ struct {
 
 // NewZeroMQ creates the source. onGap, log and m may be nil. Configuration errors are returned by
 // Run, before any I/O.
-func NewZeroMQ(cfg ZeroMQConfig, h Handler, onGap GapFunc, log *logrus.Logger, m *Metrics) *ZeroMQ {
+func NewZeroMQ(cfg ZeroMQConfig, h pipeline.Handler, onGap pipeline.GapFunc, log *logrus.Logger, m *Metrics) *ZeroMQ {
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
@@ -140,7 +142,7 @@ func (z *ZeroMQ) Run(ctx context.Context) error {
 	z.seenUntil = z.now()
 	z.workers = z.startWorkers(ctx, log)
 	defer z.workers.close()
-	gapReason := GapReasonStart
+	gapReason := pipeline.GapReasonStart
 	for ctx.Err() == nil {
 		received, err := z.session(ctx, gapReason, log)
 		if ctx.Err() != nil {
@@ -177,7 +179,7 @@ func (z *ZeroMQ) Run(ctx context.Context) error {
 
 // disconnect ends a session that was connected.
 type disconnect struct {
-	reason string // GapReasonReceiveError or GapReasonHeartbeatTimeout
+	reason string // pipeline.GapReasonReceiveError or pipeline.GapReasonHeartbeatTimeout
 	err    error
 }
 
@@ -224,10 +226,10 @@ func (z *ZeroMQ) session(ctx context.Context, gapReason string, log *logrus.Entr
 		case <-ctx.Done():
 			return gotMessage, nil
 		case <-watchdog.C:
-			return gotMessage, &disconnect{reason: GapReasonHeartbeatTimeout, err: fmt.Errorf("%w (%s)", errHeartbeatTimeout, z.cfg.HeartbeatTimeout)}
+			return gotMessage, &disconnect{reason: pipeline.GapReasonHeartbeatTimeout, err: fmt.Errorf("%w (%s)", errHeartbeatTimeout, z.cfg.HeartbeatTimeout)}
 		case r := <-msgs:
 			if r.err != nil {
-				return gotMessage, &disconnect{reason: GapReasonReceiveError, err: r.err}
+				return gotMessage, &disconnect{reason: pipeline.GapReasonReceiveError, err: r.err}
 			}
 			gotMessage = true
 			z.handleMessage(ctx, r.msg, log)
@@ -265,7 +267,7 @@ func (z *ZeroMQ) dial(ctx context.Context, log *logrus.Entry) (zmq4.Socket, erro
 	for _, topic := range subscriptions {
 		if err := sock.SetOption(zmq4.OptionSubscribe, topic); err != nil {
 			_ = sock.Close()
-			return nil, &disconnect{reason: GapReasonReceiveError, err: fmt.Errorf("subscribe %q: %w", topic, err)}
+			return nil, &disconnect{reason: pipeline.GapReasonReceiveError, err: fmt.Errorf("subscribe %q: %w", topic, err)}
 		}
 	}
 	return sock, nil
@@ -352,7 +354,7 @@ func (z *ZeroMQ) handleMessage(ctx context.Context, msg zmq4.Msg, log *logrus.En
 
 // noticeJob is a received notice waiting for a worker.
 type noticeJob struct {
-	notice Notice
+	notice pipeline.Notice
 	// previous is the subscriber's seenUntil before the notice arrived: where a catch-up must
 	// start if the notice cannot be handled.
 	previous time.Time
@@ -410,7 +412,7 @@ func (z *ZeroMQ) handleNotice(ctx context.Context, job noticeJob, log *logrus.En
 		z.metrics.HandlerErrors.WithLabelValues(SourceZeroMQ).Inc()
 		log.WithError(err).WithFields(logrus.Fields{"event_uuid": n.EventUUID, "kind": n.Kind.String()}).
 			Error("handling zeromq notice failed; asking the reconciler to catch up")
-		z.reportGap(ctx, job.previous, GapReasonHandlerError)
+		z.reportGap(ctx, job.previous, pipeline.GapReasonHandlerError)
 	}
 }
 

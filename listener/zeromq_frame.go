@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mispsentinel/listener/misp"
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 // ZeroMQ topics the subscriber consumes (spec/misp-interfaces.md §1.4). Subscriptions are byte
@@ -55,7 +56,7 @@ func malformed(reason string, err error) error { return &MalformedError{Reason: 
 
 // frameOutcome is what one ZeroMQ message amounts to.
 type frameOutcome struct {
-	notice    *Notice // set for a published or deleted event
+	notice    *pipeline.Notice // set for a published or deleted event
 	heartbeat bool
 	ignored   string // set, as a metric reason, for a well-formed message with nothing for us
 }
@@ -97,7 +98,7 @@ func decodeFrames(frames [][]byte, receivedAt time.Time) (frameOutcome, error) {
 
 // decodePublished turns a full event ({"Event": ...}, a bare event or MISP core format) into a
 // Published notice.
-func decodePublished(payload []byte, source string, receivedAt time.Time) (*Notice, error) {
+func decodePublished(payload []byte, source string, receivedAt time.Time) (*pipeline.Notice, error) {
 	ev, err := misp.DecodeEvent(payload)
 	if err != nil {
 		return nil, malformed(ReasonInvalidJSON, err)
@@ -106,7 +107,7 @@ func decodePublished(payload []byte, source string, receivedAt time.Time) (*Noti
 	if err != nil {
 		return nil, err
 	}
-	return &Notice{Source: source, Kind: Published, EventUUID: id, Event: ev, ReceivedAt: receivedAt}, nil
+	return &pipeline.Notice{Source: source, Kind: pipeline.Published, EventUUID: id, Event: ev, ReceivedAt: receivedAt}, nil
 }
 
 // decodeEventTopic handles misp_json_event: only "delete" matters here; add and edit do not
@@ -135,7 +136,7 @@ func decodeEventTopic(payload []byte, receivedAt time.Time) (frameOutcome, error
 	if err != nil {
 		return frameOutcome{}, err
 	}
-	return frameOutcome{notice: &Notice{Source: SourceZeroMQ, Kind: Deleted, EventUUID: id, ReceivedAt: receivedAt}}, nil
+	return frameOutcome{notice: &pipeline.Notice{Source: SourceZeroMQ, Kind: pipeline.Deleted, EventUUID: id, ReceivedAt: receivedAt}}, nil
 }
 
 // canonicalUUID accepts the 36-character hyphenated form MISP uses, in either case, and returns

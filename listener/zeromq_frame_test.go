@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 const testEventUUID = "5f1c7f7e-2b7a-4d8e-9a51-0c3f4b6e9d21"
@@ -16,7 +18,7 @@ func TestDecodeFrames(t *testing.T) {
 		name       string
 		frames     [][]byte
 		wantReason string // malformed reason, "" when valid
-		wantKind   NoticeKind
+		wantKind   pipeline.NoticeKind
 		wantUUID   string
 		heartbeat  bool
 		ignored    string
@@ -24,17 +26,17 @@ func TestDecodeFrames(t *testing.T) {
 		{
 			name:     "publish with published false still means published",
 			frames:   [][]byte{[]byte(`misp_json {"Event":{"uuid":"` + testEventUUID + `","published":false,"info":"x","Attribute":[]}}`)},
-			wantKind: Published, wantUUID: testEventUUID,
+			wantKind: pipeline.Published, wantUUID: testEventUUID,
 		},
 		{
 			name:     "publish with upper-case uuid is canonicalised",
 			frames:   [][]byte{[]byte(`misp_json {"Event":{"uuid":"5F1C7F7E-2B7A-4D8E-9A51-0C3F4B6E9D21"}}`)},
-			wantKind: Published, wantUUID: testEventUUID,
+			wantKind: pipeline.Published, wantUUID: testEventUUID,
 		},
 		{
 			name:     "event delete",
 			frames:   [][]byte{[]byte(`misp_json_event {"Event":{"id":"12","uuid":"` + testEventUUID + `"},"action":"delete"}`)},
-			wantKind: Deleted, wantUUID: testEventUUID,
+			wantKind: pipeline.Deleted, wantUUID: testEventUUID,
 		},
 		{
 			name:    "event edit is ignored",
@@ -99,7 +101,7 @@ func TestDecodeFrames(t *testing.T) {
 			if n == nil || n.Kind != tt.wantKind || n.EventUUID != tt.wantUUID || n.Source != SourceZeroMQ || !n.ReceivedAt.Equal(at) {
 				t.Fatalf("notice = %+v, want kind %v uuid %s", n, tt.wantKind, tt.wantUUID)
 			}
-			if (n.Kind == Published) != (n.Event != nil) {
+			if (n.Kind == pipeline.Published) != (n.Event != nil) {
 				t.Fatalf("Event = %v for kind %v", n.Event, n.Kind)
 			}
 		})

@@ -17,6 +17,8 @@ import (
 
 	"github.com/mispsentinel/listener/internal/sharedref"
 	simmisp "github.com/mispsentinel/listener/sim/misp"
+
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 func newPublisher(t *testing.T, cfg simmisp.PublisherConfig) *simmisp.Publisher {
@@ -88,23 +90,25 @@ func TestZeroMQDeliversPublishAndDelete(t *testing.T) {
 	mustPublish(t, p, simmisp.ZMQTopicEvent, []byte(`{"Event":{"uuid":"`+published+`"},"Orgc":{},"EventTag":[],"action":"edit"}`))
 	mustPublish(t, p, simmisp.ZMQTopicEvent, []byte(`{"Event":{"id":"7","uuid":"`+deleted+`"},"action":"delete"}`))
 
-	waitFor(t, "both notices", func() bool { return rec.hasNotice(Deleted, deleted) && rec.hasNotice(Published, published) })
+	waitFor(t, "both notices", func() bool {
+		return rec.hasNotice(pipeline.Deleted, deleted) && rec.hasNotice(pipeline.Published, published)
+	})
 	notices, gaps := rec.snapshot()
 	if len(notices) != 2 {
 		t.Fatalf("got %d notices, want 2: %+v", len(notices), notices)
 	}
 	// Notices about different events may be handled in either order.
-	if notices[0].Kind == Deleted {
+	if notices[0].Kind == pipeline.Deleted {
 		notices[0], notices[1] = notices[1], notices[0]
 	}
 	pub := notices[0]
-	if pub.Kind != Published || pub.EventUUID != published || pub.Source != SourceZeroMQ || pub.Event == nil || pub.Event.UUID != published {
+	if pub.Kind != pipeline.Published || pub.EventUUID != published || pub.Source != SourceZeroMQ || pub.Event == nil || pub.Event.UUID != published {
 		t.Fatalf("first notice = %+v, want the published event %s", pub, published)
 	}
 	if notices[1].Event != nil {
 		t.Fatalf("delete notice carries an event: %+v", notices[1])
 	}
-	if len(gaps) != 1 || gaps[0].reason != GapReasonStart {
+	if len(gaps) != 1 || gaps[0].reason != pipeline.GapReasonStart {
 		t.Fatalf("gaps = %+v, want one start gap", gaps)
 	}
 	for name, got := range map[string]float64{
@@ -138,7 +142,7 @@ func TestZeroMQSkipsMalformedFrames(t *testing.T) {
 	good := uuid.NewString()
 	mustPublish(t, p, simmisp.ZMQTopicPublish, eventJSON(good))
 
-	waitFor(t, "the valid event after the malformed ones", func() bool { return rec.hasNotice(Published, good) })
+	waitFor(t, "the valid event after the malformed ones", func() bool { return rec.hasNotice(pipeline.Published, good) })
 	if notices, _ := rec.snapshot(); len(notices) != 1 {
 		t.Fatalf("got %d notices, want only the valid one: %+v", len(notices), notices)
 	}
@@ -149,7 +153,7 @@ func TestZeroMQSkipsMalformedFrames(t *testing.T) {
 			t.Errorf("malformed{%s} = %v, want %v", reason, got, want)
 		}
 	}
-	if got := testutil.ToFloat64(m.Reconnects.WithLabelValues(GapReasonReceiveError)); got != 0 {
+	if got := testutil.ToFloat64(m.Reconnects.WithLabelValues(pipeline.GapReasonReceiveError)); got != 0 {
 		t.Errorf("malformed frames caused %v reconnects", got)
 	}
 }
@@ -170,7 +174,7 @@ func TestZeroMQResumesAfterPublisherRestartWithPLAIN(t *testing.T) {
 		}
 		waitFor(t, fmt.Sprintf("round %d's events", round), func() bool {
 			notices, _ := rec.snapshot()
-			return rec.hasNotice(Published, last) && len(notices) == 20*(round+1)
+			return rec.hasNotice(pipeline.Published, last) && len(notices) == 20*(round+1)
 		})
 		// Workers may hand notices over out of order across events: the gap starts at the
 		// latest receipt.
@@ -185,7 +189,7 @@ func TestZeroMQResumesAfterPublisherRestartWithPLAIN(t *testing.T) {
 		if err := p.Restart(); err != nil {
 			t.Fatalf("Restart: %v", err)
 		}
-		waitFor(t, "the reconnect gap", func() bool { return rec.gapCount(GapReasonReceiveError) == round+1 })
+		waitFor(t, "the reconnect gap", func() bool { return rec.gapCount(pipeline.GapReasonReceiveError) == round+1 })
 		_, gaps := rec.snapshot()
 		if g := gaps[len(gaps)-1]; !g.since.Equal(lastReceived) {
 			t.Errorf("round %d: gap since %v, want the last message's receipt %v", round, g.since, lastReceived)
@@ -194,12 +198,12 @@ func TestZeroMQResumesAfterPublisherRestartWithPLAIN(t *testing.T) {
 	waitSubscribed(t, p)
 	final := uuid.NewString()
 	mustPublish(t, p, simmisp.ZMQTopicPublish, eventJSON(final))
-	waitFor(t, "the event after the last restart", func() bool { return rec.hasNotice(Published, final) })
+	waitFor(t, "the event after the last restart", func() bool { return rec.hasNotice(pipeline.Published, final) })
 
 	if notices, _ := rec.snapshot(); len(notices) != 61 {
 		t.Errorf("got %d notices, want 61", len(notices))
 	}
-	if got := testutil.ToFloat64(m.Reconnects.WithLabelValues(GapReasonReceiveError)); got != 3 {
+	if got := testutil.ToFloat64(m.Reconnects.WithLabelValues(pipeline.GapReasonReceiveError)); got != 3 {
 		t.Errorf("reconnects = %v, want 3", got)
 	}
 }
@@ -209,12 +213,12 @@ func TestZeroMQWatchdogReconnectsWhenSilent(t *testing.T) {
 	rec := &recorder{}
 	_, m := runZeroMQ(t, ZeroMQConfig{Endpoint: p.Addr(), HeartbeatTimeout: 50 * time.Millisecond}, rec)
 
-	waitFor(t, "a watchdog reconnect", func() bool { return rec.gapCount(GapReasonHeartbeatTimeout) >= 2 })
-	if got := testutil.ToFloat64(m.Reconnects.WithLabelValues(GapReasonHeartbeatTimeout)); got < 2 {
+	waitFor(t, "a watchdog reconnect", func() bool { return rec.gapCount(pipeline.GapReasonHeartbeatTimeout) >= 2 })
+	if got := testutil.ToFloat64(m.Reconnects.WithLabelValues(pipeline.GapReasonHeartbeatTimeout)); got < 2 {
 		t.Errorf("reconnects{heartbeat_timeout} = %v, want >= 2", got)
 	}
 	_, gaps := rec.snapshot()
-	if gaps[0].reason != GapReasonStart {
+	if gaps[0].reason != pipeline.GapReasonStart {
 		t.Errorf("first gap = %+v, want start", gaps[0])
 	}
 	for i := 1; i < len(gaps); i++ {
@@ -230,7 +234,7 @@ func TestZeroMQHeartbeatsKeepConnection(t *testing.T) {
 	rec := &recorder{}
 	_, m := runZeroMQ(t, ZeroMQConfig{Endpoint: p.Addr(), HeartbeatTimeout: 10 * time.Second}, rec)
 	waitFor(t, "heartbeats", func() bool { return testutil.ToFloat64(m.Heartbeats) >= 20 })
-	if got := rec.gapCount(GapReasonHeartbeatTimeout) + rec.gapCount(GapReasonReceiveError); got != 0 {
+	if got := rec.gapCount(pipeline.GapReasonHeartbeatTimeout) + rec.gapCount(pipeline.GapReasonReceiveError); got != 0 {
 		t.Errorf("%d reconnect gaps while heartbeats flowed", got)
 	}
 }
@@ -238,7 +242,7 @@ func TestZeroMQHeartbeatsKeepConnection(t *testing.T) {
 func TestZeroMQHandlerErrorReportsGapAndContinues(t *testing.T) {
 	p := newPublisher(t, simmisp.PublisherConfig{})
 	failing := uuid.NewString()
-	rec := &recorder{fail: func(n Notice) error {
+	rec := &recorder{fail: func(n pipeline.Notice) error {
 		if n.EventUUID == failing {
 			return errors.New("store unavailable")
 		}
@@ -250,11 +254,11 @@ func TestZeroMQHandlerErrorReportsGapAndContinues(t *testing.T) {
 	next := uuid.NewString()
 	mustPublish(t, p, simmisp.ZMQTopicPublish, eventJSON(next))
 	waitFor(t, "the event after the failed one and the failure's gap", func() bool {
-		return rec.hasNotice(Published, next) && rec.gapCount(GapReasonHandlerError) == 1
+		return rec.hasNotice(pipeline.Published, next) && rec.gapCount(pipeline.GapReasonHandlerError) == 1
 	})
 
 	_, gaps := rec.snapshot()
-	if len(gaps) != 2 || gaps[1].reason != GapReasonHandlerError {
+	if len(gaps) != 2 || gaps[1].reason != pipeline.GapReasonHandlerError {
 		t.Fatalf("gaps = %+v, want start then handler_error", gaps)
 	}
 	if gaps[1].since.Before(gaps[0].since) {
@@ -321,7 +325,7 @@ func TestZeroMQConfigErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  ZeroMQConfig
-		h    Handler
+		h    pipeline.Handler
 	}{
 		{"no endpoint", ZeroMQConfig{}, &recorder{}},
 		{"ipc endpoint", ZeroMQConfig{Endpoint: "ipc:///tmp/misp"}, &recorder{}},
@@ -358,7 +362,7 @@ func TestZeroMQCorpusEvent(t *testing.T) {
 	waitSubscribed(t, p)
 	mustPublish(t, p, simmisp.ZMQTopicPublish, compact.Bytes())
 	const id = "57c4445b-c548-4654-af0b-4be3950d210f"
-	waitFor(t, "the corpus event", func() bool { return rec.hasNotice(Published, id) })
+	waitFor(t, "the corpus event", func() bool { return rec.hasNotice(pipeline.Published, id) })
 	notices, _ := rec.snapshot()
 	if got := notices[0].Event.AttributeCount(); got != 9 {
 		t.Errorf("attribute count = %d, want 9", got)

@@ -9,19 +9,21 @@ import (
 	"github.com/google/uuid"
 
 	simmisp "github.com/mispsentinel/listener/sim/misp"
+
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 // orderHandler records, per event, the kinds of the notices it handled, and blocks the first
 // notice of the event named block until another event's notice has been handled meanwhile.
 type orderHandler struct {
 	mu       sync.Mutex
-	kinds    map[string][]NoticeKind
+	kinds    map[string][]pipeline.NoticeKind
 	total    int
 	block    string
 	overtook chan struct{} // closed once a notice was handled while block's was held
 }
 
-func (h *orderHandler) HandleNotice(ctx context.Context, n Notice) error {
+func (h *orderHandler) HandleNotice(ctx context.Context, n pipeline.Notice) error {
 	h.mu.Lock()
 	first := n.EventUUID == h.block && len(h.kinds[n.EventUUID]) == 0
 	h.mu.Unlock()
@@ -61,7 +63,7 @@ func TestZeroMQWorkersKeepPerEventOrder(t *testing.T) {
 	for i := range events {
 		events[i] = uuid.NewString()
 	}
-	h := &orderHandler{kinds: map[string][]NoticeKind{}, block: events[0], overtook: make(chan struct{})}
+	h := &orderHandler{kinds: map[string][]pipeline.NoticeKind{}, block: events[0], overtook: make(chan struct{})}
 	z := NewZeroMQ(completeZeroMQ(ZeroMQConfig{Endpoint: p.Addr(), ReconnectMin: 5 * time.Millisecond, ReconnectMax: 50 * time.Millisecond, Workers: 4}),
 		h, nil, testLogger(t), NewMetrics(nil))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -83,7 +85,7 @@ func TestZeroMQWorkersKeepPerEventOrder(t *testing.T) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, ev := range events {
-		if got := h.kinds[ev]; len(got) != 2 || got[0] != Published || got[1] != Deleted {
+		if got := h.kinds[ev]; len(got) != 2 || got[0] != pipeline.Published || got[1] != pipeline.Deleted {
 			t.Errorf("event %s: handled %v, want published then deleted", ev, got)
 		}
 	}

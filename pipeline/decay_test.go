@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/stix"
 )
@@ -54,7 +53,7 @@ func TestDecayOnTheRealtimePath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := listener.Notice{Source: listener.SourceZeroMQ, Kind: listener.Published, EventUUID: eventUUID, Event: payload}
+	n := Notice{Source: "zeromq", Kind: Published, EventUUID: eventUUID, Event: payload}
 	if err := p.HandleNotice(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}

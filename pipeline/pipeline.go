@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/stix"
 	"github.com/mispsentinel/listener/store"
@@ -162,7 +161,7 @@ func (p *Pipeline) RemoveEvent(uuid string) (Stats, error) {
 
 // HandleNotice applies a real-time notice. It returns after the consequences are committed
 // to the store, so the webhook may acknowledge it; only then is the notice counted as applied.
-func (p *Pipeline) HandleNotice(ctx context.Context, n listener.Notice) error {
+func (p *Pipeline) HandleNotice(ctx context.Context, n Notice) error {
 	if err := p.handleNotice(ctx, n); err != nil {
 		return err
 	}
@@ -170,12 +169,12 @@ func (p *Pipeline) HandleNotice(ctx context.Context, n listener.Notice) error {
 	return nil
 }
 
-func (p *Pipeline) handleNotice(ctx context.Context, n listener.Notice) error {
+func (p *Pipeline) handleNotice(ctx context.Context, n Notice) error {
 	switch n.Kind {
-	case listener.Deleted:
+	case Deleted:
 		_, err := p.RemoveEvent(n.EventUUID)
 		return err
-	case listener.Published:
+	case Published:
 	default:
 		return fmt.Errorf("handle notice: unknown kind %d", n.Kind)
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mispsentinel/listener/config"
-	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/stix"
 	"github.com/mispsentinel/listener/store"
@@ -155,7 +154,7 @@ func TestRemoveEventRevokesInEverySink(t *testing.T) {
 	if _, err := p.ApplyEvent(testEvent([]string{"203.0.113.5"}, []string{"evil.example"})); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.HandleNotice(context.Background(), listener.Notice{Source: listener.SourceZeroMQ, Kind: listener.Deleted, EventUUID: eventUUID}); err != nil {
+	if err := p.HandleNotice(context.Background(), Notice{Source: "zeromq", Kind: Deleted, EventUUID: eventUUID}); err != nil {
 		t.Fatalf("delete notice: %v", err)
 	}
 	for _, sink := range []string{"all", "domains"} {
@@ -194,7 +193,7 @@ func TestHandleNoticeRefetchPolicy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			n := listener.Notice{Source: listener.SourceZeroMQ, Kind: listener.Published, EventUUID: eventUUID, Event: payload}
+			n := Notice{Source: "zeromq", Kind: Published, EventUUID: eventUUID, Event: payload}
 			if err := p.HandleNotice(context.Background(), n); err != nil {
 				t.Fatal(err)
 			}
@@ -221,7 +220,7 @@ func TestHandleNoticeRefetchOutcomes(t *testing.T) {
 	if _, err := p.ApplyEvent(testEvent([]string{"203.0.113.5"}, []string{"evil.example"})); err != nil {
 		t.Fatal(err)
 	}
-	published := listener.Notice{Source: listener.SourceWebhook, Kind: listener.Published, EventUUID: eventUUID,
+	published := Notice{Source: "webhook", Kind: Published, EventUUID: eventUUID,
 		Event: testEvent([]string{"203.0.113.5"}, []string{"evil.example"})}
 
 	// A failed re-fetch changes nothing and is reported, so the caller can retry or catch up.
@@ -249,10 +248,10 @@ func TestHandleNoticeRejectsBadNotices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []listener.Notice{
-		{Kind: listener.Published, EventUUID: eventUUID}, // no content and nothing to re-fetch
+	for _, n := range []Notice{
+		{Kind: Published, EventUUID: eventUUID}, // no content and nothing to re-fetch
 		{Kind: 0, EventUUID: eventUUID},
-		{Kind: listener.Deleted},
+		{Kind: Deleted},
 	} {
 		if err := p.HandleNotice(context.Background(), n); err == nil {
 			t.Errorf("notice %+v accepted", n)
@@ -296,18 +295,18 @@ func TestNoticesAreCountedOnlyWhenApplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := listener.Notice{Source: listener.SourceWebhook, Kind: listener.Published, EventUUID: eventUUID}
+	n := Notice{Source: "webhook", Kind: Published, EventUUID: eventUUID}
 	if err := p.HandleNotice(context.Background(), n); err == nil {
 		t.Fatal("failed re-fetch not reported")
 	}
-	if got := testutil.ToFloat64(m.notices.WithLabelValues(listener.SourceWebhook)); got != 0 {
+	if got := testutil.ToFloat64(m.notices.WithLabelValues("webhook")); got != 0 {
 		t.Errorf("a failed notice was counted as applied (%v)", got)
 	}
 	f.err = nil
 	if err := p.HandleNotice(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(m.notices.WithLabelValues(listener.SourceWebhook)); got != 1 {
+	if got := testutil.ToFloat64(m.notices.WithLabelValues("webhook")); got != 1 {
 		t.Errorf("applied notices = %v, want 1", got)
 	}
 	if got := testutil.ToFloat64(m.exported.WithLabelValues("all")); got != 1 {
@@ -337,7 +336,7 @@ func TestPublishNoticeIsRefetchedWithoutPublicationFilters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := listener.Notice{Source: listener.SourceWebhook, Kind: listener.Published, EventUUID: eventUUID, Event: unpublished}
+	n := Notice{Source: "webhook", Kind: Published, EventUUID: eventUUID, Event: unpublished}
 	if err := p.HandleNotice(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}

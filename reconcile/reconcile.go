@@ -33,7 +33,11 @@ type State interface {
 	Events(sink string, fn func(eventUUID string) error) error
 	Watermark(name string) (time.Time, error)
 	SetWatermark(name string, t time.Time) error
-	DeleteWatermark(name string) error
+	// GraceMark, SetGraceMark and DeleteGraceMark keep when an existing event was first found
+	// outside the filters (the start of its GoneGrace).
+	GraceMark(eventUUID string) (time.Time, error)
+	SetGraceMark(eventUUID string, t time.Time) error
+	DeleteGraceMark(eventUUID string) error
 }
 
 // Config tunes the reconciler. It has no defaults: the daemon fills it from the configuration
@@ -81,17 +85,15 @@ func (c Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// Watermark names in the store.
+// Names of the reconciler's watermarks in the store: the start of the last successful full
+// and incremental run (`listener status` reads them).
 const (
-	watermarkFull        = "reconcile/full"
-	watermarkIncremental = "reconcile/incremental"
+	WatermarkFull        = "reconcile/full"
+	WatermarkIncremental = "reconcile/incremental"
 	// watermarkWindow is where the next incremental window starts (before the overlap): the
 	// newest MISP timestamp the last full or incremental run saw, never later than that run's
 	// start by the local clock. The two marks above are the runs' start times (status).
 	watermarkWindow = "reconcile/window"
-	// watermarkOutside + event uuid holds when an existing event was first found outside the
-	// filters.
-	watermarkOutside = "reconcile/outside/"
 )
 
 // Reconciler runs full and incremental reconciliations. Its methods may be called
@@ -185,10 +187,10 @@ func (r *Reconciler) Incremental(ctx context.Context, since time.Time) (*Report,
 		return nil, fmt.Errorf("read incremental window watermark: %w", err)
 	}
 	if mark.IsZero() { // a store written before the window mark: the last run's start
-		if mark, err = r.state.Watermark(watermarkIncremental); err != nil {
+		if mark, err = r.state.Watermark(WatermarkIncremental); err != nil {
 			return nil, fmt.Errorf("read incremental watermark: %w", err)
 		}
-		if full, err := r.state.Watermark(watermarkFull); err == nil && full.After(mark) {
+		if full, err := r.state.Watermark(WatermarkFull); err == nil && full.After(mark) {
 			mark = full
 		}
 	}
@@ -244,9 +246,9 @@ func (r *Reconciler) run(ctx context.Context, kind string, searches []map[string
 	rep.Finished = r.now()
 	ok := len(rep.Errors) == 0
 	if ok && onlyEvent == "" {
-		name := watermarkIncremental
+		name := WatermarkIncremental
 		if kind == "full" {
-			name = watermarkFull
+			name = WatermarkFull
 		}
 		if err := r.state.SetWatermark(name, rep.Started); err != nil {
 			rep.Errors = append(rep.Errors, fmt.Errorf("save %s watermark: %w", kind, err))
@@ -404,12 +406,12 @@ func (r *Reconciler) outsideFilterExpired(uuid string) (bool, error) {
 		return true, nil
 	}
 	now := r.now()
-	first, err := r.state.Watermark(watermarkOutside + uuid)
+	first, err := r.state.GraceMark(uuid)
 	if err != nil {
 		return false, fmt.Errorf("read grace period of event %s: %w", uuid, err)
 	}
 	if first.IsZero() {
-		if err := r.state.SetWatermark(watermarkOutside+uuid, now); err != nil {
+		if err := r.state.SetGraceMark(uuid, now); err != nil {
 			return false, fmt.Errorf("start grace period of event %s: %w", uuid, err)
 		}
 		return false, nil
@@ -423,14 +425,14 @@ func (r *Reconciler) clearOutside(uuid string) error {
 		return nil
 	}
 	// A read is cheap and the mark is rare: write only when there is one.
-	first, err := r.state.Watermark(watermarkOutside + uuid)
+	first, err := r.state.GraceMark(uuid)
 	if err != nil {
 		return fmt.Errorf("read grace period of event %s: %w", uuid, err)
 	}
 	if first.IsZero() {
 		return nil
 	}
-	if err := r.state.DeleteWatermark(watermarkOutside + uuid); err != nil {
+	if err := r.state.DeleteGraceMark(uuid); err != nil {
 		return fmt.Errorf("end grace period of event %s: %w", uuid, err)
 	}
 	return nil

@@ -201,9 +201,10 @@ func (a *fakeApplier) reset() {
 
 // fakeState lists the applier's exported events and keeps watermarks in memory.
 type fakeState struct {
-	mu    sync.Mutex
-	apply *fakeApplier
-	marks map[string]time.Time
+	mu     sync.Mutex
+	apply  *fakeApplier
+	marks  map[string]time.Time
+	graces map[string]time.Time // grace marks by event uuid
 }
 
 func (s *fakeState) Events(sink string, fn func(string) error) error {
@@ -231,10 +232,23 @@ func (s *fakeState) SetWatermark(name string, t time.Time) error {
 	return nil
 }
 
-func (s *fakeState) DeleteWatermark(name string) error {
+func (s *fakeState) GraceMark(eventUUID string) (time.Time, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.marks, name)
+	return s.graces[eventUUID], nil
+}
+
+func (s *fakeState) SetGraceMark(eventUUID string, t time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.graces[eventUUID] = t
+	return nil
+}
+
+func (s *fakeState) DeleteGraceMark(eventUUID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.graces, eventUUID)
 	return nil
 }
 
@@ -285,7 +299,7 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 func newRig(cfg Config) *rig {
 	m := newFakeMISP()
 	a := newFakeApplier("a", "b")
-	st := &fakeState{apply: a, marks: map[string]time.Time{}}
+	st := &fakeState{apply: a, marks: map[string]time.Time{}, graces: map[string]time.Time{}}
 	c := &testClock{t: t0}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
@@ -336,7 +350,7 @@ func TestFullAppliesEverythingAndRevokesGoneAndFilteredOut(t *testing.T) {
 			if rep.Sinks["a"].Unchanged != 3 || rep.Sinks["a"].Revoked != len(tc.wantRemoved) {
 				t.Errorf("sink a: %+v", rep.Sinks["a"])
 			}
-			if mark, _ := g.state.Watermark(watermarkFull); !mark.Equal(t0) {
+			if mark, _ := g.state.Watermark(WatermarkFull); !mark.Equal(t0) {
 				t.Errorf("full watermark %v, want %v", mark, t0)
 			}
 		})
@@ -377,7 +391,7 @@ func TestGoneGraceSurvivesRestartsAndEndsWhenTheEventReturns(t *testing.T) {
 			t.Fatalf("step %d: removed=%v, want %v", i, got, s.wantRemoved)
 		}
 	}
-	if _, ok := g.state.marks[watermarkOutside+"e2"]; ok {
+	if _, ok := g.state.graces["e2"]; ok {
 		t.Error("grace mark kept after the revocation")
 	}
 
@@ -395,7 +409,7 @@ func TestGoneGraceSurvivesRestartsAndEndsWhenTheEventReturns(t *testing.T) {
 	if _, err := restart().Full(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := g.state.marks[watermarkOutside+"e3"]; ok {
+	if _, ok := g.state.graces["e3"]; ok {
 		t.Fatal("grace mark kept after the event matched the filters again")
 	}
 	g.misp.inFilter["e3"] = false
@@ -435,7 +449,7 @@ func TestFullSearchFailureKeepsAppliedPagesAndRevokesNothing(t *testing.T) {
 	if rep == nil || rep.Events != 4 {
 		t.Errorf("report %+v, want the 4 events done", rep)
 	}
-	if mark, _ := g.state.Watermark(watermarkFull); !mark.Equal(t0) {
+	if mark, _ := g.state.Watermark(WatermarkFull); !mark.Equal(t0) {
 		t.Errorf("full watermark moved to %v by a failed run", mark)
 	}
 }
@@ -469,7 +483,7 @@ func TestApplyErrorIsReportedAndTheRunGoesOn(t *testing.T) {
 	if len(rep.Errors) != 1 || !slices.Equal(g.apply.appliedList(), []string{"e2"}) {
 		t.Errorf("errors %v applied %v", rep.Errors, g.apply.appliedList())
 	}
-	if mark, _ := g.state.Watermark(watermarkFull); !mark.IsZero() {
+	if mark, _ := g.state.Watermark(WatermarkFull); !mark.IsZero() {
 		t.Error("a run with errors moved the watermark")
 	}
 }
@@ -504,7 +518,7 @@ func TestEventKeepsTheFiltersAndChecksOnlyThatEvent(t *testing.T) {
 	if !slices.Equal(g.apply.removedList(), []string{"e1"}) {
 		t.Errorf("removed %v, want [e1]", g.apply.removedList())
 	}
-	if mark, _ := g.state.Watermark(watermarkFull); !mark.Equal(t0) {
+	if mark, _ := g.state.Watermark(WatermarkFull); !mark.Equal(t0) {
 		t.Error("a one-event run moved the full watermark")
 	}
 }
@@ -553,7 +567,7 @@ func TestIncrementalSearchesTimestampAndPublishTimestamp(t *testing.T) {
 	if rep.Kind != "incremental" {
 		t.Errorf("kind %s", rep.Kind)
 	}
-	if mark, _ := g.state.Watermark(watermarkIncremental); !mark.Equal(t0.Add(time.Hour)) {
+	if mark, _ := g.state.Watermark(WatermarkIncremental); !mark.Equal(t0.Add(time.Hour)) {
 		t.Errorf("incremental watermark %v", mark)
 	}
 

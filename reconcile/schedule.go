@@ -8,6 +8,8 @@ import (
 
 	cron "github.com/netresearch/go-cron"
 	"github.com/sirupsen/logrus"
+
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 // Schedule says when the next scheduled run after t is. A zero time means never again.
@@ -57,18 +59,15 @@ type catchUp struct {
 	full bool
 }
 
-// GapReasonStart is the reason a real-time source gives for its first connection, which
-// loses nothing the start-up run does not cover (listener.GapReasonStart).
-const GapReasonStart = "start"
-
 // RequestCatchUp asks Run for a catch-up covering the time since `since`: an incremental run
-// for a source's first connection (the start-up run covers the rest), a full run after a
+// for a source's first connection (pipeline.GapReasonStart: the start-up run covers what it
+// could not see), a full run after a
 // disconnection, because only a full run notices the events deleted meanwhile. It never
 // blocks: requests made while one is pending merge (the earliest `since`, full if either
-// asked for it). Its signature matches listener.GapFunc.
+// asked for it). Its signature matches pipeline.GapFunc.
 func (r *Reconciler) RequestCatchUp(_ context.Context, since time.Time, reason string) {
 	r.log.WithFields(logrus.Fields{"since": since, "reason": reason}).Info("catch-up requested")
-	r.enqueue(catchUp{since: since, full: reason != GapReasonStart})
+	r.enqueue(catchUp{since: since, full: reason != pipeline.GapReasonStart})
 }
 
 // enqueue adds a catch-up request, merging it with a pending one; it never blocks.

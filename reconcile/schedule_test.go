@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mispsentinel/listener/listener"
+	"github.com/mispsentinel/listener/pipeline"
 )
 
 // searchKinds counts the rig's searches by what they filter on.
@@ -77,18 +77,12 @@ func TestRunStartUpIsAlwaysAFullRun(t *testing.T) {
 	}
 }
 
-func TestGapReasonStartMatchesTheListener(t *testing.T) {
-	if GapReasonStart != listener.GapReasonStart {
-		t.Fatalf("reconcile.GapReasonStart %q != listener.GapReasonStart %q", GapReasonStart, listener.GapReasonStart)
-	}
-}
-
 func TestCatchUpAfterADisconnectionIsAFullRun(t *testing.T) {
 	g := newRig(Config{})
 	if _, err := g.r.Full(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	g.r.RequestCatchUp(context.Background(), t0.Add(-time.Hour), GapReasonStart)
+	g.r.RequestCatchUp(context.Background(), t0.Add(-time.Hour), pipeline.GapReasonStart)
 	g.r.RequestCatchUp(context.Background(), t0.Add(-time.Minute), "receive_error")
 	g.misp.searches = nil
 	// Start-up (full), then the merged catch-up: full because one request was a disconnection.
@@ -105,7 +99,7 @@ func TestRequestCatchUpMergesIntoTheEarliestGap(t *testing.T) {
 	}
 	earliest := t0.Add(-3 * time.Hour)
 	for _, since := range []time.Time{t0.Add(-time.Hour), earliest, t0.Add(-2 * time.Hour), {}} {
-		g.r.RequestCatchUp(context.Background(), since, GapReasonStart)
+		g.r.RequestCatchUp(context.Background(), since, pipeline.GapReasonStart)
 	}
 	if n := len(g.r.gaps); n != 1 {
 		t.Fatalf("%d pending catch-ups, want them merged into one", n)

@@ -200,3 +200,35 @@ func (s *Store) DeleteWatermark(name string) error {
 	}
 	return nil
 }
+
+// graceMarkPrefix puts the grace marks in the watermark keyspace, under the prefix the
+// reconciler used before the store offered them, so that marks written by earlier versions
+// keep counting.
+const graceMarkPrefix = "reconcile/outside/"
+
+// GraceMark returns when the reconciler first found event eventUUID outside the event
+// filters while it still existed in MISP, or the zero time if it has no such mark. The mark
+// is kept across restarts so that the grace period also works across one-shot syncs.
+func (s *Store) GraceMark(eventUUID string) (time.Time, error) {
+	if eventUUID == "" {
+		return time.Time{}, errors.New("read grace mark: empty event uuid")
+	}
+	return s.Watermark(graceMarkPrefix + eventUUID)
+}
+
+// SetGraceMark records t as the time event eventUUID was first found outside the filters.
+func (s *Store) SetGraceMark(eventUUID string, t time.Time) error {
+	if eventUUID == "" {
+		return errors.New("set grace mark: empty event uuid")
+	}
+	return s.SetWatermark(graceMarkPrefix+eventUUID, t)
+}
+
+// DeleteGraceMark forgets the grace mark of event eventUUID; an event without one is not an
+// error.
+func (s *Store) DeleteGraceMark(eventUUID string) error {
+	if eventUUID == "" {
+		return errors.New("delete grace mark: empty event uuid")
+	}
+	return s.DeleteWatermark(graceMarkPrefix + eventUUID)
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/mispsentinel/listener/internal/cli"
 	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
+	"github.com/mispsentinel/listener/pipeline"
 	"github.com/mispsentinel/listener/pusher"
 	"github.com/mispsentinel/listener/sentinel"
 )
@@ -87,7 +88,7 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) int
 		c, cancel := step()
 		quiet := logrus.New()
 		quiet.SetOutput(io.Discard)
-		z := listener.NewZeroMQ(daemon.ZeroMQConfig(cfg.ZeroMQ), listener.HandlerFunc(func(context.Context, listener.Notice) error { return nil }), nil, quiet, nil)
+		z := listener.NewZeroMQ(daemon.ZeroMQConfig(cfg.ZeroMQ), pipeline.HandlerFunc(func(context.Context, pipeline.Notice) error { return nil }), nil, quiet, nil)
 		err := z.Probe(c)
 		cancel()
 		report("ZeroMQ "+cfg.ZeroMQ.Endpoint, err, "")
