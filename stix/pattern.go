@@ -83,207 +83,264 @@ func networkTrafficRef(dir, ip string) string {
 }
 
 // buildComponents normalises the value of one attribute of type typ and builds its
-// indicator patterns for profile. err is set when nothing can be exported; skipped lists the
-// parts of a split attribute that could not be exported while others could.
+// indicator patterns for profile with the builder of its kind. err is set when nothing can be
+// exported; skipped lists the parts of a split attribute that could not be exported while
+// others could.
 func buildComponents(spec typeSpec, typ, value, data string, profile Profile) (comps []component, skipped []componentError, err error) {
 	value, err = prepare(value)
 	if err != nil {
 		return nil, nil, err
 	}
-	one := func(pattern, observable string) ([]component, []componentError, error) {
-		return []component{{pattern: pattern, patternType: "stix", observable: observable}}, nil, nil
+	if int(spec.kind) < 0 || int(spec.kind) >= len(patternBuilders) || patternBuilders[spec.kind] == nil {
+		return nil, nil, fmt.Errorf("type %s has no pattern rule", typ)
 	}
-	sentinel := profile != ProfileMISPSTIX
+	return patternBuilders[spec.kind](patternInput{spec: spec, typ: typ, value: value, data: data, sentinel: profile != ProfileMISPSTIX})
+}
 
-	switch spec.kind {
-	case kindSimple:
-		v, err := spec.norm(value)
-		if err != nil {
-			return nil, nil, err
-		}
-		return one(single(spec.path, v), spec.observable)
+// patternInput is what a pattern builder knows of one attribute.
+type patternInput struct {
+	spec typeSpec
+	typ  string
+	// value is the attribute's value after prepare; data its data field (samples, attachments).
+	value, data string
+	// sentinel selects the sentinel profile: matchable parts only, composites split.
+	sentinel bool
+}
 
-	case kindHash:
-		v, err := spec.norm(value)
-		if err != nil {
-			return nil, nil, err
-		}
-		return one(single("file:hashes."+spec.path, v), "file")
+// patternBuilder builds the components of one kind of attribute (see buildComponents).
+type patternBuilder func(in patternInput) ([]component, []componentError, error)
 
-	case kindX509:
-		v, err := spec.norm(value)
-		if err != nil {
-			return nil, nil, err
-		}
-		return one(single("x509-certificate:hashes."+spec.path, v), "x509-certificate")
+// patternBuilders holds the builder of each kind.
+var patternBuilders = [...]patternBuilder{
+	kindSimple:        buildSimple,
+	kindHash:          buildHash,
+	kindX509:          buildX509,
+	kindIP:            buildIP,
+	kindIPPort:        buildIPPort,
+	kindDomainIP:      buildDomainIP,
+	kindHostnamePort:  buildHostnamePort,
+	kindFilenameHash:  buildFilenameHash,
+	kindMalwareSample: buildFilenameHash,
+	kindAttachment:    buildAttachment,
+	kindRegkey:        buildRegkey,
+	kindRegkeyValue:   buildRegkeyValue,
+	kindGithubUser:    buildGithubUser,
+	kindAS:            buildAS,
+	kindPatternLang:   buildPatternLang,
+}
 
-	case kindIP:
-		ip, err := normIP(value)
-		if err != nil {
-			return nil, nil, err
-		}
-		if sentinel {
-			return one(single(ipObservable(ip)+":value", ip), ipObservable(ip))
-		}
-		return one("["+networkTrafficRef(spec.path, ip)+"]", ipObservable(ip))
+// one returns the single STIX component of an attribute that yields one indicator.
+func one(pattern, observable string) ([]component, []componentError, error) {
+	return []component{{pattern: pattern, patternType: "stix", observable: observable}}, nil, nil
+}
 
-	case kindIPPort:
-		ipPart, port, err := splitIPPort(value)
-		if err != nil {
-			return nil, nil, err
-		}
-		ip, err := normIP(ipPart)
-		if err != nil {
-			return nil, nil, err
-		}
-		if port, err = normPort(port); err != nil {
-			return nil, nil, err
-		}
-		if sentinel {
-			c := component{pattern: single(ipObservable(ip)+":value", ip), patternType: "stix", observable: ipObservable(ip), context: "port " + port}
-			return []component{c}, nil, nil
-		}
-		return one("["+networkTrafficRef(spec.path, ip)+" AND "+comparison("network-traffic:"+spec.path+"_port", port)+"]", ipObservable(ip))
+// oneWithContext is one with a part of the value the pattern drops but the description shows.
+func oneWithContext(c component) ([]component, []componentError, error) {
+	c.patternType = "stix"
+	return []component{c}, nil, nil
+}
 
-	case kindDomainIP:
-		d, ipPart, err := splitComposite(value)
-		if err != nil {
-			return nil, nil, err
-		}
-		domain, derr := normDomain(d)
-		ip, ierr := normIP(ipPart)
-		if !sentinel {
-			if derr != nil {
-				return nil, nil, derr
-			}
-			if ierr != nil {
-				return nil, nil, ierr
-			}
-			return one("["+comparison("domain-name:value", domain)+" AND "+comparison("domain-name:resolves_to_refs[*].value", ip)+"]", "domain-name")
-		}
-		if derr == nil {
-			comps = append(comps, component{name: "domain", pattern: single("domain-name:value", domain), patternType: "stix", observable: "domain-name", context: "resolves to " + ip})
-		} else {
-			skipped = append(skipped, componentError{"domain", derr})
-		}
-		if ierr == nil {
-			comps = append(comps, component{name: "ip", pattern: single(ipObservable(ip)+":value", ip), patternType: "stix", observable: ipObservable(ip), context: "resolved from " + domain})
-		} else {
-			skipped = append(skipped, componentError{"ip", ierr})
-		}
-		if len(comps) == 0 {
-			return nil, nil, fmt.Errorf("domain: %v; ip: %v", derr, ierr)
-		}
-		return comps, skipped, nil
+// normalised returns in.value normalised by the type's normaliser and compared on path.
+func normalised(in patternInput, path, observable string) ([]component, []componentError, error) {
+	v, err := in.spec.norm(in.value)
+	if err != nil {
+		return nil, nil, err
+	}
+	return one(single(path, v), observable)
+}
 
-	case kindHostnamePort:
-		h, port, err := splitHostPort(value)
-		if err != nil {
-			return nil, nil, err
-		}
-		host, err := normHostname(h)
-		if err != nil {
-			return nil, nil, err
-		}
-		if port, err = normPort(port); err != nil {
-			return nil, nil, err
-		}
-		if sentinel {
-			c := component{pattern: single("domain-name:value", host), patternType: "stix", observable: "domain-name", context: "port " + port}
-			return []component{c}, nil, nil
-		}
-		return one("["+comparison("domain-name:value", host)+" AND "+comparison("network-traffic:dst_port", port)+"]", "domain-name")
+func buildSimple(in patternInput) ([]component, []componentError, error) {
+	return normalised(in, in.spec.path, in.spec.observable)
+}
 
-	case kindFilenameHash, kindMalwareSample:
-		if spec.kind == kindMalwareSample && !strings.ContainsAny(value, "|_") {
-			// A sample without its hash: misp-stix falls back to the file name.
-			name, err := normNoNewline(value)
-			if err != nil {
-				return nil, nil, err
-			}
-			return one(single("file:name", name), "file")
-		}
-		f, h, err := splitComposite(value)
-		if err != nil {
-			return nil, nil, err
-		}
-		name, err := normNoNewline(f)
-		if err != nil {
-			return nil, nil, err
-		}
-		hash, err := spec.norm(h)
-		if err != nil {
-			return nil, nil, err
-		}
-		if sentinel {
-			c := component{pattern: single("file:hashes."+spec.path, hash), patternType: "stix", observable: "file", context: "file name " + name, fileName: name}
-			return []component{c}, nil, nil
-		}
-		if spec.kind == kindMalwareSample && data != "" {
-			data, isZip := normBase64(data)
-			if !isZip {
-				// PyMISP drops the name and hash of a sample that is not a MISP zip.
-				return one("["+comparison("file:content_ref.payload_bin", data)+" AND file:content_ref.mime_type = 'application/zip' AND "+
-					"file:content_ref.encryption_algorithm = 'mime-type-indicated' AND file:content_ref.decryption_key = 'infected']", "file")
-			}
-			return one("["+comparison("file:content_ref.payload_bin", data)+" AND "+comparison("file:name", name)+" AND "+
-				comparison("file:hashes.MD5", hash)+" AND file:content_ref.mime_type = 'application/zip' AND "+
-				"file:content_ref.encryption_algorithm = 'mime-type-indicated' AND file:content_ref.decryption_key = 'infected']", "file")
-		}
-		return one("["+comparison("file:name", name)+" AND "+comparison("file:hashes."+spec.path, hash)+"]", "file")
+func buildHash(in patternInput) ([]component, []componentError, error) {
+	return normalised(in, "file:hashes."+in.spec.path, "file")
+}
 
-	case kindAttachment:
-		name, err := normNoNewline(value)
+func buildX509(in patternInput) ([]component, []componentError, error) {
+	return normalised(in, "x509-certificate:hashes."+in.spec.path, "x509-certificate")
+}
+
+func buildIP(in patternInput) ([]component, []componentError, error) {
+	ip, err := normIP(in.value)
+	if err != nil {
+		return nil, nil, err
+	}
+	if in.sentinel {
+		return one(single(ipObservable(ip)+":value", ip), ipObservable(ip))
+	}
+	return one("["+networkTrafficRef(in.spec.path, ip)+"]", ipObservable(ip))
+}
+
+func buildIPPort(in patternInput) ([]component, []componentError, error) {
+	ipPart, port, err := splitIPPort(in.value)
+	if err != nil {
+		return nil, nil, err
+	}
+	ip, err := normIP(ipPart)
+	if err != nil {
+		return nil, nil, err
+	}
+	if port, err = normPort(port); err != nil {
+		return nil, nil, err
+	}
+	if in.sentinel {
+		return oneWithContext(component{pattern: single(ipObservable(ip)+":value", ip), observable: ipObservable(ip), context: "port " + port})
+	}
+	return one("["+networkTrafficRef(in.spec.path, ip)+" AND "+comparison("network-traffic:"+in.spec.path+"_port", port)+"]", ipObservable(ip))
+}
+
+// buildDomainIP exports domain|ip as one pattern for misp-stix and, for sentinel, as one
+// indicator per part, keeping the part that is valid when the other is not.
+func buildDomainIP(in patternInput) (comps []component, skipped []componentError, err error) {
+	d, ipPart, err := splitComposite(in.value)
+	if err != nil {
+		return nil, nil, err
+	}
+	domain, derr := normDomain(d)
+	ip, ierr := normIP(ipPart)
+	if !in.sentinel {
+		if derr != nil {
+			return nil, nil, derr
+		}
+		if ierr != nil {
+			return nil, nil, ierr
+		}
+		return one("["+comparison("domain-name:value", domain)+" AND "+comparison("domain-name:resolves_to_refs[*].value", ip)+"]", "domain-name")
+	}
+	if derr == nil {
+		comps = append(comps, component{name: "domain", pattern: single("domain-name:value", domain), patternType: "stix", observable: "domain-name", context: "resolves to " + ip})
+	} else {
+		skipped = append(skipped, componentError{"domain", derr})
+	}
+	if ierr == nil {
+		comps = append(comps, component{name: "ip", pattern: single(ipObservable(ip)+":value", ip), patternType: "stix", observable: ipObservable(ip), context: "resolved from " + domain})
+	} else {
+		skipped = append(skipped, componentError{"ip", ierr})
+	}
+	if len(comps) == 0 {
+		return nil, nil, fmt.Errorf("domain: %v; ip: %v", derr, ierr)
+	}
+	return comps, skipped, nil
+}
+
+func buildHostnamePort(in patternInput) ([]component, []componentError, error) {
+	h, port, err := splitHostPort(in.value)
+	if err != nil {
+		return nil, nil, err
+	}
+	host, err := normHostname(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	if port, err = normPort(port); err != nil {
+		return nil, nil, err
+	}
+	if in.sentinel {
+		return oneWithContext(component{pattern: single("domain-name:value", host), observable: "domain-name", context: "port " + port})
+	}
+	return one("["+comparison("domain-name:value", host)+" AND "+comparison("network-traffic:dst_port", port)+"]", "domain-name")
+}
+
+// buildFilenameHash exports filename|<hash> and malware-sample (filename|md5 with an optional
+// zipped sample in data).
+func buildFilenameHash(in patternInput) ([]component, []componentError, error) {
+	sample := in.spec.kind == kindMalwareSample
+	if sample && !strings.ContainsAny(in.value, "|_") {
+		// A sample without its hash: misp-stix falls back to the file name.
+		name, err := normNoNewline(in.value)
 		if err != nil {
 			return nil, nil, err
-		}
-		if !sentinel && data != "" {
-			data, _ = normBase64(data)
-			return one("["+comparison("file:name", name)+" AND "+comparison("file:content_ref.payload_bin", data)+"]", "file")
 		}
 		return one(single("file:name", name), "file")
-
-	case kindRegkey:
-		key, err := normNoNewline(value)
-		if err != nil {
-			return nil, nil, err
-		}
-		return one("[windows-registry-key:key = '"+escapeRegistry(key)+"']", "windows-registry-key")
-
-	case kindRegkeyValue:
-		if !strings.ContainsAny(value, "|_") {
-			// A key without a value: misp-stix exports the key alone.
-			key, err := normNoNewline(value)
-			if err != nil {
-				return nil, nil, err
-			}
-			return one("[windows-registry-key:key = '"+escapeRegistry(key)+"']", "windows-registry-key")
-		}
-		k, d, err := splitComposite(value)
-		if err != nil {
-			return nil, nil, err
-		}
-		if _, err := normNoNewline(k); err != nil {
-			return nil, nil, err
-		}
-		return one("[windows-registry-key:key = '"+escapeRegistry(k)+"' AND windows-registry-key:values.data = '"+escapeRegistry(d)+"']", "windows-registry-key")
-
-	case kindGithubUser:
-		return one("[user-account:account_type = 'github' AND "+comparison("user-account:account_login", value)+"]", "user-account")
-
-	case kindAS:
-		n, err := normAS(value)
-		if err != nil {
-			return nil, nil, err
-		}
-		return one(single("autonomous-system:number", n), "autonomous-system")
-
-	case kindPatternLang:
-		pattern := value
-		if !sentinel {
-			pattern = "[" + value + "]"
-		}
-		return []component{{pattern: pattern, patternType: typ, observable: typ}}, nil, nil
 	}
-	return nil, nil, fmt.Errorf("type %s has no pattern rule", typ)
+	f, h, err := splitComposite(in.value)
+	if err != nil {
+		return nil, nil, err
+	}
+	name, err := normNoNewline(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	hash, err := in.spec.norm(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	if in.sentinel {
+		return oneWithContext(component{pattern: single("file:hashes."+in.spec.path, hash), observable: "file", context: "file name " + name, fileName: name})
+	}
+	if sample && in.data != "" {
+		return one(samplePattern(in.data, name, hash), "file")
+	}
+	return one("["+comparison("file:name", name)+" AND "+comparison("file:hashes."+in.spec.path, hash)+"]", "file")
+}
+
+// samplePattern is misp-stix's pattern of a malware sample with its zipped content.
+func samplePattern(data, name, hash string) string {
+	const zip = "file:content_ref.mime_type = 'application/zip' AND " +
+		"file:content_ref.encryption_algorithm = 'mime-type-indicated' AND file:content_ref.decryption_key = 'infected']"
+	data, isZip := normBase64(data)
+	if !isZip {
+		// PyMISP drops the name and hash of a sample that is not a MISP zip.
+		return "[" + comparison("file:content_ref.payload_bin", data) + " AND " + zip
+	}
+	return "[" + comparison("file:content_ref.payload_bin", data) + " AND " + comparison("file:name", name) + " AND " +
+		comparison("file:hashes.MD5", hash) + " AND " + zip
+}
+
+func buildAttachment(in patternInput) ([]component, []componentError, error) {
+	name, err := normNoNewline(in.value)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !in.sentinel && in.data != "" {
+		data, _ := normBase64(in.data)
+		return one("["+comparison("file:name", name)+" AND "+comparison("file:content_ref.payload_bin", data)+"]", "file")
+	}
+	return one(single("file:name", name), "file")
+}
+
+func buildRegkey(in patternInput) ([]component, []componentError, error) {
+	key, err := normNoNewline(in.value)
+	if err != nil {
+		return nil, nil, err
+	}
+	return one("[windows-registry-key:key = '"+escapeRegistry(key)+"']", "windows-registry-key")
+}
+
+func buildRegkeyValue(in patternInput) ([]component, []componentError, error) {
+	if !strings.ContainsAny(in.value, "|_") {
+		// A key without a value: misp-stix exports the key alone.
+		return buildRegkey(in)
+	}
+	k, d, err := splitComposite(in.value)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := normNoNewline(k); err != nil {
+		return nil, nil, err
+	}
+	return one("[windows-registry-key:key = '"+escapeRegistry(k)+"' AND windows-registry-key:values.data = '"+escapeRegistry(d)+"']", "windows-registry-key")
+}
+
+func buildGithubUser(in patternInput) ([]component, []componentError, error) {
+	return one("[user-account:account_type = 'github' AND "+comparison("user-account:account_login", in.value)+"]", "user-account")
+}
+
+func buildAS(in patternInput) ([]component, []componentError, error) {
+	n, err := normAS(in.value)
+	if err != nil {
+		return nil, nil, err
+	}
+	return one(single("autonomous-system:number", n), "autonomous-system")
+}
+
+// buildPatternLang passes a yara, sigma, snort or suricata rule through as a pattern of its own
+// language (bracketed for misp-stix).
+func buildPatternLang(in patternInput) ([]component, []componentError, error) {
+	pattern := in.value
+	if !in.sentinel {
+		pattern = "[" + in.value + "]"
+	}
+	return []component{{pattern: pattern, patternType: in.typ, observable: in.typ}}, nil, nil
 }
