@@ -132,6 +132,9 @@ type plannedObject struct {
 	found bool
 }
 
+// apply does Apply under the sink's lock in four steps: plan (read everything involved),
+// objects (upserts), revocations, and the event record (id list and digest), all written
+// through one chunked writer.
 func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time) (DiffStats, error) {
 	rt, err := s.lockSink(sink)
 	if err != nil {
@@ -151,58 +154,15 @@ func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time) 
 		return DiffStats{Unchanged: len(desired)}, nil
 	}
 
-	// Read phase: meta, the event's previous id list and the state of every object involved.
-	var (
-		meta     sinkMeta
-		oldIDs   []string
-		planned  = make([]plannedObject, len(desired))
-		removed  []plannedObject
-		inNew    = make(map[string]bool, len(desired))
-		newIDs   = make([]string, 0, len(desired))
-		enqueued bool
-	)
-	err = s.db.View(func(txn *badger.Txn) error {
-		var err error
-		if meta, err = readMeta(txn, sink); err != nil {
-			return err
-		}
-		if oldIDs, err = readIDList(txn, sink, event); err != nil {
-			return err
-		}
-		for i, o := range desired {
-			st, found, err := readState(txn, sink, o.ID)
-			if err != nil {
-				return err
-			}
-			planned[i] = plannedObject{obj: o, state: st, found: found}
-			inNew[o.ID] = true
-			if !o.Shared {
-				newIDs = append(newIDs, o.ID)
-			}
-		}
-		for _, id := range oldIDs {
-			if inNew[id] {
-				continue
-			}
-			st, found, err := readState(txn, sink, id)
-			if err != nil {
-				return err
-			}
-			if found {
-				removed = append(removed, plannedObject{obj: stix.Object{ID: id}, state: st, found: true})
-			}
-		}
-		return nil
-	})
+	plan, err := s.plan(sink, event, desired)
 	if err != nil {
 		return DiffStats{}, err
 	}
 
-	// Write phase.
 	var stats DiffStats
-	w := newChunkWriter(s.db, sink, &meta)
+	w := newChunkWriter(s.db, sink, &plan.meta)
 	w.beforeFirstSplit = func(w *chunkWriter) error {
-		return w.set(eventKey(sink, event), encodeIDList(unionIDs(oldIDs, newIDs)))
+		return w.set(eventKey(sink, event), encodeIDList(unionIDs(plan.oldIDs, plan.newIDs)))
 	}
 	fail := func(err error) (DiffStats, error) {
 		w.abort()
@@ -216,8 +176,97 @@ func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time) 
 		}
 	}
 	baseOps := w.ops
-	for i := range planned {
-		p := &planned[i]
+	objectsQueued, err := s.writeObjects(w, rt, event, plan, now, &stats)
+	if err != nil {
+		return fail(err)
+	}
+	revocationsQueued, err := s.writeRevocations(w, rt, event, plan, now, &stats)
+	if err != nil {
+		return fail(err)
+	}
+	digest := eventDigest{Sum: sum, MinValidUntil: minValidUntil(plan.planned)}
+	if w.ops == baseOps && w.chunks == 0 && slices.Equal(plan.oldIDs, plan.newIDs) {
+		// Nothing changed: the common reconcile case costs no write and no fsync, except
+		// once to record the digest that lets the next pass take the fast path.
+		if err := recordDigest(w, sink, event, len(desired), stored, digest); err != nil {
+			return DiffStats{}, err
+		}
+		return stats, nil
+	}
+	if err := writeEventRecord(w, sink, event, plan.newIDs, len(desired), digest); err != nil {
+		return fail(err)
+	}
+	if err := w.finish(); err != nil {
+		return DiffStats{}, err
+	}
+	if objectsQueued || revocationsQueued {
+		rt.signal()
+	}
+	return stats, nil
+}
+
+// applyPlan is what the read phase of apply found: the sink's meta, the event's previous and
+// new id lists and the state of every object involved.
+type applyPlan struct {
+	meta   sinkMeta
+	oldIDs []string
+	// newIDs are the event's own (not shared) ids after the change.
+	newIDs []string
+	// planned holds one entry per desired object; removed the ids the event yielded before
+	// and no longer yields that have a state.
+	planned []plannedObject
+	removed []plannedObject
+}
+
+// plan reads, in one read-only transaction, everything apply is going to change.
+func (s *Store) plan(sink, event string, desired []stix.Object) (*applyPlan, error) {
+	p := &applyPlan{planned: make([]plannedObject, len(desired)), newIDs: make([]string, 0, len(desired))}
+	inNew := make(map[string]bool, len(desired))
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		if p.meta, err = readMeta(txn, sink); err != nil {
+			return err
+		}
+		if p.oldIDs, err = readIDList(txn, sink, event); err != nil {
+			return err
+		}
+		for i, o := range desired {
+			st, found, err := readState(txn, sink, o.ID)
+			if err != nil {
+				return err
+			}
+			p.planned[i] = plannedObject{obj: o, state: st, found: found}
+			inNew[o.ID] = true
+			if !o.Shared {
+				p.newIDs = append(p.newIDs, o.ID)
+			}
+		}
+		for _, id := range p.oldIDs {
+			if inNew[id] {
+				continue
+			}
+			st, found, err := readState(txn, sink, id)
+			if err != nil {
+				return err
+			}
+			if found {
+				p.removed = append(p.removed, plannedObject{obj: stix.Object{ID: id}, state: st, found: true})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// writeObjects queues an upsert for every new, changed or refreshed desired object and records
+// the new owner of unchanged ones. It reports whether it queued anything.
+func (s *Store) writeObjects(w *chunkWriter, rt *sinkRuntime, event string, plan *applyPlan, now time.Time, stats *DiffStats) (queued bool, err error) {
+	sink := w.sink
+	for i := range plan.planned {
+		p := &plan.planned[i]
 		o, st := p.obj, &p.state
 		var live int64 // change of meta.Live, applied once the object's writes are in a chunk
 		switch {
@@ -237,25 +286,13 @@ func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time) 
 			stats.Refreshed++
 		default:
 			stats.Unchanged++
-			if st.Shared != o.Shared || (!o.Shared && st.Event != event) {
-				if err := forgetOwnerDigest(w, sink, st, event); err != nil {
-					return fail(err)
-				}
-				st.Shared, st.Event = o.Shared, event
-				if o.Shared {
-					st.Event = ""
-				}
-				if err := w.reserve(1, len(o.ID)+len(st.Event)+128); err != nil {
-					return fail(err)
-				}
-				if err := w.set(stateKey(sink, o.ID), st.encode()); err != nil {
-					return fail(err)
-				}
+			if err := recordOwner(w, sink, event, o, st); err != nil {
+				return false, err
 			}
 			continue
 		}
 		if err := forgetOwnerDigest(w, sink, st, event); err != nil {
-			return fail(err)
+			return false, err
 		}
 		st.Hash, st.ValidUntil, st.Body, st.Shared = o.Hash, o.ValidUntil, o.Body, o.Shared
 		if o.Shared {
@@ -264,13 +301,38 @@ func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time) 
 			st.Event = event
 		}
 		if err := s.enqueue(w, rt, o.ID, st, now); err != nil {
-			return fail(err)
+			return false, err
 		}
-		meta.Live += live
-		enqueued = true
+		plan.meta.Live += live
+		queued = true
 	}
-	for i := range removed {
-		st := &removed[i].state
+	return queued, nil
+}
+
+// recordOwner stores which event owns an unchanged object (none when it became shared) when
+// that changed, without queuing anything.
+func recordOwner(w *chunkWriter, sink, event string, o stix.Object, st *indicatorState) error {
+	if st.Shared == o.Shared && (o.Shared || st.Event == event) {
+		return nil
+	}
+	if err := forgetOwnerDigest(w, sink, st, event); err != nil {
+		return err
+	}
+	st.Shared, st.Event = o.Shared, event
+	if o.Shared {
+		st.Event = ""
+	}
+	if err := w.reserve(1, len(o.ID)+len(st.Event)+128); err != nil {
+		return err
+	}
+	return w.set(stateKey(sink, o.ID), st.encode())
+}
+
+// writeRevocations queues a revocation for every object the event no longer yields and still
+// owns. It reports whether it queued anything.
+func (s *Store) writeRevocations(w *chunkWriter, rt *sinkRuntime, event string, plan *applyPlan, now time.Time, stats *DiffStats) (queued bool, err error) {
+	for i := range plan.removed {
+		st := &plan.removed[i].state
 		if st.Revoked || st.Shared || st.Event != event {
 			continue // already revoked, shared, or now owned by another event
 		}
@@ -288,56 +350,50 @@ func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time) 
 			continue
 		}
 		stats.Revoked++
-		if err := s.enqueue(w, rt, removed[i].obj.ID, st, now); err != nil {
-			return fail(err)
+		if err := s.enqueue(w, rt, plan.removed[i].obj.ID, st, now); err != nil {
+			return false, err
 		}
-		meta.Live--
-		enqueued = true
+		plan.meta.Live--
+		queued = true
 	}
-	digest := eventDigest{Sum: sum, MinValidUntil: minValidUntil(planned)}
-	if w.ops == baseOps && w.chunks == 0 && slices.Equal(oldIDs, newIDs) {
-		// Nothing changed: the common reconcile case costs no write and no fsync, except
-		// once to record the digest that lets the next pass take the fast path.
-		if (len(desired) == 0 && stored == nil) || (stored != nil && *stored == digest) {
+	return queued, nil
+}
+
+// recordDigest ends an apply that changed nothing: it writes the event's digest when it is
+// missing or stale, and nothing otherwise.
+func recordDigest(w *chunkWriter, sink, event string, desired int, stored *eventDigest, digest eventDigest) error {
+	if (desired == 0 && stored == nil) || (stored != nil && *stored == digest) {
+		w.abort()
+		return nil
+	}
+	if desired > 0 {
+		if err := w.set(digestKey(sink, event), digest.encode()); err != nil {
 			w.abort()
-			return stats, nil
+			return err
 		}
-		if len(desired) > 0 {
-			if err := w.set(digestKey(sink, event), digest.encode()); err != nil {
-				return fail(err)
-			}
-		}
-		if err := w.finish(); err != nil {
-			return DiffStats{}, err
-		}
-		return stats, nil
 	}
+	return w.finish()
+}
+
+// writeEventRecord writes the event's id list and digest, or deletes them when the event
+// yields nothing.
+func writeEventRecord(w *chunkWriter, sink, event string, newIDs []string, desired int, digest eventDigest) error {
 	if err := w.reserve(2, len(newIDs)*48+64); err != nil {
-		return fail(err)
+		return err
 	}
+	var err error
 	if len(newIDs) == 0 {
 		err = w.delete(eventKey(sink, event))
 	} else {
 		err = w.set(eventKey(sink, event), encodeIDList(newIDs))
 	}
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	if len(desired) == 0 {
-		err = w.delete(digestKey(sink, event))
-	} else {
-		err = w.set(digestKey(sink, event), digest.encode())
+	if desired == 0 {
+		return w.delete(digestKey(sink, event))
 	}
-	if err != nil {
-		return fail(err)
-	}
-	if err := w.finish(); err != nil {
-		return DiffStats{}, err
-	}
-	if enqueued {
-		rt.signal()
-	}
-	return stats, nil
+	return w.set(digestKey(sink, event), digest.encode())
 }
 
 // desiredDigest identifies a desired set: every object's id, content hash and sharing, in
