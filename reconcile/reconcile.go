@@ -317,6 +317,22 @@ func (r *Reconciler) search(ctx context.Context, kind string, filters map[string
 
 // revokeMissing looks up every event some sink still exports that the search did not return.
 func (r *Reconciler) revokeMissing(ctx context.Context, seen map[string]struct{}, onlyEvent string, rep *Report) error {
+	missing, err := r.missingEvents(seen, onlyEvent)
+	if err != nil {
+		return err
+	}
+	for uuid := range missing {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.settleMissing(ctx, uuid, rep)
+	}
+	return nil
+}
+
+// missingEvents returns the events some sink holds that the search did not return (only
+// onlyEvent, when set).
+func (r *Reconciler) missingEvents(seen map[string]struct{}, onlyEvent string) (map[string]struct{}, error) {
 	missing := make(map[string]struct{})
 	for _, sink := range r.apply.Sinks() {
 		err := r.state.Events(sink.Name, func(uuid string) error {
@@ -329,7 +345,7 @@ func (r *Reconciler) revokeMissing(ctx context.Context, seen map[string]struct{}
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("list events of sink %s: %w", sink.Name, err)
+			return nil, fmt.Errorf("list events of sink %s: %w", sink.Name, err)
 		}
 	}
 	if onlyEvent != "" {
@@ -337,66 +353,72 @@ func (r *Reconciler) revokeMissing(ctx context.Context, seen map[string]struct{}
 			missing[onlyEvent] = struct{}{}
 		}
 	}
-	for uuid := range missing {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		_, err := r.misp.ViewEvent(ctx, uuid)
-		switch {
-		case errors.Is(err, misp.ErrEventNotFound):
-			st, err := r.apply.RemoveEvent(uuid)
-			rep.add(st)
-			if err != nil {
-				rep.Errors = append(rep.Errors, err)
-				continue
-			}
+	return missing, nil
+}
+
+// settleMissing decides about one event missing from the search: gone from MISP (revoked),
+// found after all by a one-event search (applied), or outside the filters (revoked once its
+// grace period is over).
+func (r *Reconciler) settleMissing(ctx context.Context, uuid string, rep *Report) {
+	_, err := r.misp.ViewEvent(ctx, uuid)
+	switch {
+	case errors.Is(err, misp.ErrEventNotFound):
+		if r.revoke(uuid, rep) {
 			rep.GoneEvents++
-			if err := r.clearOutside(uuid); err != nil {
-				rep.Errors = append(rep.Errors, err)
-			}
-		case err != nil:
-			rep.Errors = append(rep.Errors, fmt.Errorf("look up event %s missing from the search: %w", uuid, err))
-		default:
-			// Offset paging skips an event when an earlier one leaves the result mid-scan:
-			// ask once more, for this event alone, before calling it filtered out.
-			ev, found, err := r.misp.SearchEvent(ctx, uuid, r.cfg.EventFilters)
-			if err != nil {
-				rep.Errors = append(rep.Errors, fmt.Errorf("confirm event %s is outside the filters: %w", uuid, err))
-				continue
-			}
-			if found {
-				st, err := r.apply.ApplyEvent(ev)
-				rep.add(st)
-				if err != nil {
-					rep.Errors = append(rep.Errors, err)
-				}
-				if err := r.clearOutside(uuid); err != nil {
-					rep.Errors = append(rep.Errors, err)
-				}
-				continue
-			}
-			expired, err := r.outsideFilterExpired(uuid)
-			if err != nil {
-				rep.Errors = append(rep.Errors, err)
-				continue
-			}
-			if !expired {
-				rep.GracedEvents++
-				continue
-			}
-			st, err := r.apply.RemoveEvent(uuid)
-			rep.add(st)
-			if err != nil {
-				rep.Errors = append(rep.Errors, err)
-				continue
-			}
-			rep.FilteredEvents++
-			if err := r.clearOutside(uuid); err != nil {
-				rep.Errors = append(rep.Errors, err)
-			}
 		}
+		return
+	case err != nil:
+		rep.Errors = append(rep.Errors, fmt.Errorf("look up event %s missing from the search: %w", uuid, err))
+		return
 	}
-	return nil
+	// Offset paging skips an event when an earlier one leaves the result mid-scan: ask once
+	// more, for this event alone, before calling it filtered out.
+	ev, found, err := r.misp.SearchEvent(ctx, uuid, r.cfg.EventFilters)
+	if err != nil {
+		rep.Errors = append(rep.Errors, fmt.Errorf("confirm event %s is outside the filters: %w", uuid, err))
+		return
+	}
+	if found {
+		st, err := r.apply.ApplyEvent(ev)
+		rep.add(st)
+		if err != nil {
+			rep.Errors = append(rep.Errors, err)
+		}
+		r.endGrace(uuid, rep)
+		return
+	}
+	expired, err := r.outsideFilterExpired(uuid)
+	if err != nil {
+		rep.Errors = append(rep.Errors, err)
+		return
+	}
+	if !expired {
+		rep.GracedEvents++
+		return
+	}
+	if r.revoke(uuid, rep) {
+		rep.FilteredEvents++
+	}
+}
+
+// revoke revokes in every sink what event uuid yielded and ends its grace period. It reports
+// whether the revocation was committed.
+func (r *Reconciler) revoke(uuid string, rep *Report) bool {
+	st, err := r.apply.RemoveEvent(uuid)
+	rep.add(st)
+	if err != nil {
+		rep.Errors = append(rep.Errors, err)
+		return false
+	}
+	r.endGrace(uuid, rep)
+	return true
+}
+
+// endGrace forgets that event uuid was found outside the filters, recording a failure in rep.
+func (r *Reconciler) endGrace(uuid string, rep *Report) {
+	if err := r.clearOutside(uuid); err != nil {
+		rep.Errors = append(rep.Errors, err)
+	}
 }
 
 // outsideFilterExpired records when an existing event was first found outside the filters and
