@@ -278,38 +278,9 @@ func (c *converter) attribute(res *Result, obj *misp.Object, attr *misp.Attribut
 		d.Reason, d.Detail = r, detail
 		res.Decisions = append(res.Decisions, d)
 	}
-	opts := c.opts
-	switch {
-	case attr.Deleted:
-		skip(SkipDeleted, "attribute is soft-deleted")
-		return
-	case obj != nil && obj.Deleted:
-		skip(SkipDeleted, "its object is soft-deleted")
-		return
-	case !attr.ToIDS:
-		skip(SkipNotIDS, "to_ids is off")
-		return
-	}
-	spec, ok := typeTable[attr.Type]
-	if !ok {
-		skip(SkipUnsupportedType, fmt.Sprintf("type %q yields no indicator", attr.Type))
-		return
-	}
-	if (len(opts.Filter.IncludeTypes) > 0 && !slices.Contains(opts.Filter.IncludeTypes, attr.Type)) ||
-		slices.Contains(opts.Filter.ExcludeTypes, attr.Type) {
-		skip(SkipFilteredType, fmt.Sprintf("type %q is filtered out for this sink", attr.Type))
-		return
-	}
-	if spec.kind == kindPatternLang && !slices.Contains(opts.ExportPatternLanguages, attr.Type) {
-		skip(SkipPatternLanguage, fmt.Sprintf("%s rules are not exported (export_pattern_languages)", attr.Type))
-		return
-	}
-	if len(opts.Filter.IncludeTags) > 0 && !anyTagMatches(attr.Tags, c.ev.Tags, opts.Filter.IncludeTags) {
-		skip(SkipFilteredTag, "carries none of the sink's include tags")
-		return
-	}
-	if len(opts.Filter.ExcludeTags) > 0 && anyTagMatches(attr.Tags, c.ev.Tags, opts.Filter.ExcludeTags) {
-		skip(SkipFilteredTag, "carries one of the sink's exclude tags")
+	spec, reason, detail := c.screen(obj, attr)
+	if reason != "" {
+		skip(reason, detail)
 		return
 	}
 	decay, decayed := c.decay(attr)
@@ -317,55 +288,108 @@ func (c *converter) attribute(res *Result, obj *misp.Object, attr *misp.Attribut
 		skip(SkipDecayed, decayed)
 		return
 	}
-
-	facts := &c.defaultFacts
-	if len(attr.Tags) > 0 {
-		at := readTags(attr.Tags, opts.IncludeLocalTags)
-		r := c.resolve(at, filterLabels(at.labels, opts))
-		facts = &r
-	}
-	if decay.judged && opts.Decay.ConfidenceFromScore {
-		f := *facts
-		f.confidence, f.hasConfidence = scoreConfidence(decay.score), true
-		facts = &f
-	}
-	if opts.Filter.MinConfidence > 0 && facts.confidence < opts.Filter.MinConfidence {
-		skip(SkipBelowConfidence, fmt.Sprintf("confidence %d is below the sink's minimum %d", facts.confidence, opts.Filter.MinConfidence))
+	var own resolvedFacts // storage for facts of the attribute's own, kept on the stack
+	facts := c.attributeFacts(attr, decay, &own)
+	if reason, detail := c.screenFacts(facts); reason != "" {
+		skip(reason, detail)
 		return
 	}
-	if opts.Filter.MaxTLP != "" && facts.hasTLP {
-		if ceiling, _ := parseTLP(opts.Filter.MaxTLP); facts.tlp.rank > ceiling.rank {
-			skip(SkipAboveTLP, fmt.Sprintf("TLP:%s is above the sink's ceiling TLP:%s", strings.ToUpper(facts.tlp.name), strings.ToUpper(ceiling.name)))
-			return
-		}
-	}
-
 	comps, partial, err := buildComponents(spec, attr.Type, attr.Value, attr.Data, c.profile)
 	if err != nil {
 		skip(SkipInvalidValue, err.Error())
 		return
 	}
 	split := c.profile != ProfileMISPSTIX && spec.kind == kindDomainIP
+	expired, decayedComps, details := c.exportComponents(res, &d, obj, attr, comps, partial, split, facts, decay)
+	if len(d.Exported) == 0 {
+		reason := SkipDuplicate
+		switch {
+		case decayedComps > 0:
+			reason = SkipDecayed
+		case expired > 0:
+			reason = SkipExpired
+		}
+		skip(reason, strings.Join(details, "; "))
+		return
+	}
+	d.Detail = strings.Join(details, "; ")
+	res.Decisions = append(res.Decisions, d)
+}
 
-	ts := firstNonZero(attr.Timestamp, objTimestamp(obj), c.ev.Timestamp, c.now)
-	firstSeen, lastSeen := attr.FirstSeen, attr.LastSeen
-	if obj != nil {
-		if firstSeen == nil {
-			firstSeen = obj.FirstSeen
-		}
-		if lastSeen == nil {
-			lastSeen = obj.LastSeen
+// screen applies the checks that need only the attribute and the sink's options, in the order
+// of the SkipReasons: soft deletion, to_ids, the type table, the type, pattern-language and
+// tag filters. It returns the attribute's type spec, or the reason it is skipped.
+func (c *converter) screen(obj *misp.Object, attr *misp.Attribute) (typeSpec, SkipReason, string) {
+	opts := c.opts
+	switch {
+	case attr.Deleted:
+		return typeSpec{}, SkipDeleted, "attribute is soft-deleted"
+	case obj != nil && obj.Deleted:
+		return typeSpec{}, SkipDeleted, "its object is soft-deleted"
+	case !attr.ToIDS:
+		return typeSpec{}, SkipNotIDS, "to_ids is off"
+	}
+	spec, ok := typeTable[attr.Type]
+	if !ok {
+		return spec, SkipUnsupportedType, fmt.Sprintf("type %q yields no indicator", attr.Type)
+	}
+	if (len(opts.Filter.IncludeTypes) > 0 && !slices.Contains(opts.Filter.IncludeTypes, attr.Type)) ||
+		slices.Contains(opts.Filter.ExcludeTypes, attr.Type) {
+		return spec, SkipFilteredType, fmt.Sprintf("type %q is filtered out for this sink", attr.Type)
+	}
+	if spec.kind == kindPatternLang && !slices.Contains(opts.ExportPatternLanguages, attr.Type) {
+		return spec, SkipPatternLanguage, fmt.Sprintf("%s rules are not exported (export_pattern_languages)", attr.Type)
+	}
+	if len(opts.Filter.IncludeTags) > 0 && !anyTagMatches(attr.Tags, c.ev.Tags, opts.Filter.IncludeTags) {
+		return spec, SkipFilteredTag, "carries none of the sink's include tags"
+	}
+	if len(opts.Filter.ExcludeTags) > 0 && anyTagMatches(attr.Tags, c.ev.Tags, opts.Filter.ExcludeTags) {
+		return spec, SkipFilteredTag, "carries one of the sink's exclude tags"
+	}
+	return spec, "", ""
+}
+
+// attributeFacts returns what the attribute's tags (over the event's) say: confidence, TLP,
+// labels and the rest, with the confidence taken from the decay score when the sink asks for
+// that. Facts of the attribute's own are built in own; attributes without tags of their own
+// and without a score-based confidence share the event's.
+func (c *converter) attributeFacts(attr *misp.Attribute, decay decayVerdict, own *resolvedFacts) *resolvedFacts {
+	facts := &c.defaultFacts
+	if len(attr.Tags) > 0 {
+		at := readTags(attr.Tags, c.opts.IncludeLocalTags)
+		*own = c.resolve(at, filterLabels(at.labels, c.opts))
+		facts = own
+	}
+	if decay.judged && c.opts.Decay.ConfidenceFromScore {
+		*own = *facts
+		own.confidence, own.hasConfidence = scoreConfidence(decay.score), true
+		facts = own
+	}
+	return facts
+}
+
+// screenFacts applies the sink's confidence minimum and TLP ceiling.
+func (c *converter) screenFacts(facts *resolvedFacts) (SkipReason, string) {
+	f := c.opts.Filter
+	if f.MinConfidence > 0 && facts.confidence < f.MinConfidence {
+		return SkipBelowConfidence, fmt.Sprintf("confidence %d is below the sink's minimum %d", facts.confidence, f.MinConfidence)
+	}
+	if f.MaxTLP != "" && facts.hasTLP {
+		if ceiling, _ := parseTLP(f.MaxTLP); facts.tlp.rank > ceiling.rank {
+			return SkipAboveTLP, fmt.Sprintf("TLP:%s is above the sink's ceiling TLP:%s", strings.ToUpper(facts.tlp.name), strings.ToUpper(ceiling.name))
 		}
 	}
-	validFrom := ts
-	if firstSeen != nil {
-		validFrom = *firstSeen
-	}
-	var details []string
+	return "", ""
+}
+
+// exportComponents builds the indicator of every component that is neither decayed, expired
+// nor already exported by another attribute, appending it to res and its id to d.Exported. It
+// returns how many components had decayed or expired and the details of those not exported.
+func (c *converter) exportComponents(res *Result, d *Decision, obj *misp.Object, attr *misp.Attribute, comps []component, partial []componentError, split bool, facts *resolvedFacts, decay decayVerdict) (expired, decayed int, details []string) {
+	ts, validFrom, lastSeen := c.attributeTimes(obj, attr)
 	for _, p := range partial {
 		details = append(details, fmt.Sprintf("component %s skipped (%s): %v", p.name, SkipInvalidValue, p.err))
 	}
-	expired, decayedComps := 0, 0
 	for _, comp := range comps {
 		name := ""
 		if split {
@@ -377,7 +401,7 @@ func (c *converter) attribute(res *Result, obj *misp.Object, attr *misp.Attribut
 			// The decaying model ends the indicator before its lifetime does.
 			validUntil = decay.until
 			if !validUntil.After(c.now) {
-				decayedComps++
+				decayed++
 				details = append(details, fmt.Sprintf("%s decayed below the sink's min_score at %s", componentLabel(comp, id), c.formatTime(validUntil)))
 				continue
 			}
@@ -395,19 +419,28 @@ func (c *converter) attribute(res *Result, obj *misp.Object, attr *misp.Attribut
 		res.Objects = append(res.Objects, c.indicator(id, attr, obj, comp, facts, ts, validFrom, validUntil))
 		d.Exported = append(d.Exported, id)
 	}
-	if len(d.Exported) == 0 {
-		reason := SkipDuplicate
-		switch {
-		case decayedComps > 0:
-			reason = SkipDecayed
-		case expired > 0:
-			reason = SkipExpired
+	return expired, decayed, details
+}
+
+// attributeTimes returns the attribute's timestamp (falling back to its object's, the
+// event's, then now), the start of its validity (first_seen, else the timestamp) and its
+// last_seen; an object attribute inherits the object's first and last seen.
+func (c *converter) attributeTimes(obj *misp.Object, attr *misp.Attribute) (ts, validFrom time.Time, lastSeen *time.Time) {
+	ts = firstNonZero(attr.Timestamp, objTimestamp(obj), c.ev.Timestamp, c.now)
+	firstSeen, lastSeen := attr.FirstSeen, attr.LastSeen
+	if obj != nil {
+		if firstSeen == nil {
+			firstSeen = obj.FirstSeen
 		}
-		skip(reason, strings.Join(details, "; "))
-		return
+		if lastSeen == nil {
+			lastSeen = obj.LastSeen
+		}
 	}
-	d.Detail = strings.Join(details, "; ")
-	res.Decisions = append(res.Decisions, d)
+	validFrom = ts
+	if firstSeen != nil {
+		validFrom = *firstSeen
+	}
+	return ts, validFrom, lastSeen
 }
 
 func componentLabel(comp component, id string) string {
