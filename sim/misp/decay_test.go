@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/daemon"
 	"github.com/mispsentinel/listener/misp"
 	simmisp "github.com/mispsentinel/listener/sim/misp"
 )
@@ -44,7 +46,9 @@ func TestDecayScores(t *testing.T) {
 	if err := sim.PutEvent(ev); err != nil {
 		t.Fatal(err)
 	}
-	c, err := misp.NewClient(misp.ClientConfig{URL: sim.URL(), Key: simmisp.DefaultKey})
+	mcfg := daemon.MISPClientConfig(config.Default().MISP) // the client has no defaults of its own
+	mcfg.URL, mcfg.Key = sim.URL(), simmisp.DefaultKey
+	c, err := misp.NewClient(mcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
