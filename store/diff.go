@@ -329,7 +329,8 @@ func recordOwner(w *chunkWriter, sink, event string, o stix.Object, st *indicato
 }
 
 // writeRevocations queues a revocation for every object the event no longer yields and still
-// owns. It reports whether it queued anything.
+// owns, or records it as ended without an upload when it has expired in Sentinel already. It
+// reports whether it queued anything.
 func (s *Store) writeRevocations(w *chunkWriter, rt *sinkRuntime, event string, plan *applyPlan, now time.Time, stats *DiffStats) (queued bool, err error) {
 	for i := range plan.removed {
 		st := &plan.removed[i].state
@@ -337,20 +338,21 @@ func (s *Store) writeRevocations(w *chunkWriter, rt *sinkRuntime, event string, 
 			continue // already revoked, shared, or now owned by another event
 		}
 		st.Revoked = true
+		id := plan.removed[i].obj.ID
 		if !st.ValidUntil.IsZero() && !st.ValidUntil.After(now) {
 			// Expired in Sentinel already: end it without an upload.
 			stats.Expired++
-			if err := w.reserve(1, len(removed[i].obj.ID)+len(st.Event)+128); err != nil {
-				return fail(err)
+			if err := w.reserve(1, len(id)+len(st.Event)+128); err != nil {
+				return false, err
 			}
-			if err := w.set(stateKey(sink, removed[i].obj.ID), st.encode()); err != nil {
-				return fail(err)
+			if err := w.set(stateKey(w.sink, id), st.encode()); err != nil {
+				return false, err
 			}
-			meta.Live--
+			plan.meta.Live--
 			continue
 		}
 		stats.Revoked++
-		if err := s.enqueue(w, rt, plan.removed[i].obj.ID, st, now); err != nil {
+		if err := s.enqueue(w, rt, id, st, now); err != nil {
 			return false, err
 		}
 		plan.meta.Live--
