@@ -117,6 +117,9 @@ const (
 	// StoreCompactInterval the least time between two compactions.
 	StoreGCInterval      = 5 * time.Minute
 	StoreCompactInterval = time.Hour
+	// StoreMinFreeBytes is the free space the store keeps on its file system: room for a
+	// memtable's write-ahead log (16 MB), its flush to a table and a compaction.
+	StoreMinFreeBytes = 64 << 20
 
 	// ReconcileCatchUpRetry is the wait before a failed start-up or catch-up run is retried.
 	ReconcileCatchUpRetry = 30 * time.Second

@@ -211,6 +211,7 @@ func storeOptions(s config.Store, log *logrus.Logger) store.Options {
 		RefreshWindow:   s.RefreshWindow,
 		GCInterval:      config.StoreGCInterval,
 		CompactInterval: config.StoreCompactInterval,
+		MinFreeBytes:    config.StoreMinFreeBytes,
 	}
 }
 

@@ -17,10 +17,6 @@ import (
 // Callers answer it as "retry later" (the webhook: 503).
 var ErrDiskFull = errors.New("disk full")
 
-// DefaultMinFreeBytes is the MinFreeBytes used when Options leaves it zero: room for a
-// memtable's write-ahead log (16 MB), its flush to a table and a compaction.
-const DefaultMinFreeBytes = 64 << 20
-
 // space checks the free space of the store's file system.
 type space struct {
 	dir     string
@@ -33,9 +29,6 @@ func newSpace(dir string, opts Options) *space {
 		return nil
 	}
 	s := &space{dir: dir, reserve: uint64(opts.MinFreeBytes), free: opts.freeSpace}
-	if s.reserve == 0 {
-		s.reserve = DefaultMinFreeBytes
-	}
 	if s.free == nil {
 		s.free = freeBytes
 	}

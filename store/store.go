@@ -33,7 +33,7 @@ type Options struct {
 	// It fails while another process has the store open for writing.
 	ReadOnly bool
 	// MinFreeBytes is the free space the store keeps on its file system (see ErrDiskFull).
-	// Default DefaultMinFreeBytes; negative disables the check.
+	// Zero keeps only the room the write-ahead logs need; negative disables the check.
 	MinFreeBytes int64
 
 	// freeSpace replaces the file system query (tests).
