@@ -70,6 +70,8 @@ type Pipeline struct {
 	// noticeFilters are the event filters a published notice is re-fetched with: all of
 	// them but the publication filters (see publicationFilters).
 	noticeFilters map[string]any
+	// realtime orders real-time actions against the reconciler's reads (ApplyRead).
+	realtime *realtimeLog
 }
 
 // publicationFilters select events by their publication state. A notice of publication is
@@ -90,7 +92,7 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Pipeline{cfg: cfg, noticeFilters: make(map[string]any, len(cfg.EventFilters))}
+	p := &Pipeline{cfg: cfg, noticeFilters: make(map[string]any, len(cfg.EventFilters)), realtime: newRealtimeLog()}
 	for k, v := range cfg.EventFilters {
 		if !slices.Contains(publicationFilters, k) {
 			p.noticeFilters[k] = v
@@ -162,7 +164,13 @@ func (p *Pipeline) RemoveEvent(uuid string) (Stats, error) {
 // HandleNotice applies a real-time notice. It returns after the consequences are committed
 // to the store, so the webhook may acknowledge it; only then is the notice counted as applied.
 func (p *Pipeline) HandleNotice(ctx context.Context, n Notice) error {
-	if err := p.handleNotice(ctx, n); err != nil {
+	unlock := p.realtime.lock(n.EventUUID)
+	err := p.handleNotice(ctx, n)
+	if err == nil {
+		p.realtime.record(n.EventUUID)
+	}
+	unlock()
+	if err != nil {
 		return err
 	}
 	p.cfg.Metrics.observeNotice(n.Source)

@@ -21,10 +21,13 @@ type MISP interface {
 	ViewEvent(ctx context.Context, uuid string) (*misp.Event, error)
 }
 
-// Applier is the pipeline funnel.
+// Applier is the pipeline funnel. Every read of MISP takes a mark before it starts; what
+// it found is applied with that mark, and is not applied (superseded) when the real-time path
+// acted on the event after the mark (see pipeline.Pipeline.ApplyRead).
 type Applier interface {
-	ApplyEvent(ev *misp.Event) (pipeline.Stats, error)
-	RemoveEvent(uuid string) (pipeline.Stats, error)
+	ReadMark() uint64
+	ApplyRead(ev *misp.Event, mark uint64) (st pipeline.Stats, superseded bool, err error)
+	RemoveRead(uuid string, mark uint64) (st pipeline.Stats, superseded bool, err error)
 	Sinks() []pipeline.Sink
 }
 
@@ -138,7 +141,10 @@ type Report struct {
 	GoneEvents     int // events revoked because MISP no longer has them
 	FilteredEvents int // events revoked because they no longer match the filters
 	GracedEvents   int // events outside the filters whose grace period is not over yet
-	Sinks          pipeline.Stats
+	// SupersededEvents are the events the run read before a real-time notice acted on them;
+	// the run left them as the notice did.
+	SupersededEvents int
+	Sinks            pipeline.Stats
 	// Errors are the failures that did not stop the run (one event that could not be
 	// applied). A search failure stops the run and is returned as the run's error instead.
 	Errors []error
@@ -287,7 +293,10 @@ func (r *Reconciler) saveWindow(rep *Report) error {
 
 // search runs one paged restSearch and applies every event it returns.
 func (r *Reconciler) search(ctx context.Context, kind string, filters map[string]any, seen map[string]struct{}, rep *Report) error {
+	// The mark of a page is taken before its request: the next page's after the callback.
+	mark := r.apply.ReadMark()
 	_, err := r.misp.SearchEvents(ctx, filters, r.cfg.PageSize, func(page []*misp.Event) error {
+		defer func() { mark = r.apply.ReadMark() }()
 		rep.Pages++
 		for _, ev := range page {
 			if ev == nil || ev.UUID == "" {
@@ -298,10 +307,14 @@ func (r *Reconciler) search(ctx context.Context, kind string, filters map[string
 			seen[strings.Clone(ev.UUID)] = struct{}{}
 			rep.Events++
 			rep.newest = latest(rep.newest, ev.Timestamp, ev.PublishTimestamp)
-			st, err := r.apply.ApplyEvent(ev)
+			st, superseded, err := r.apply.ApplyRead(ev, mark)
 			rep.add(st)
 			if err != nil {
 				rep.Errors = append(rep.Errors, err)
+			}
+			if superseded {
+				rep.SupersededEvents++
+				continue
 			}
 			if err := r.clearOutside(ev.UUID); err != nil {
 				rep.Errors = append(rep.Errors, err)
@@ -360,10 +373,11 @@ func (r *Reconciler) missingEvents(seen map[string]struct{}, onlyEvent string) (
 // found after all by a one-event search (applied), or outside the filters (revoked once its
 // grace period is over).
 func (r *Reconciler) settleMissing(ctx context.Context, uuid string, rep *Report) {
+	mark := r.apply.ReadMark()
 	_, err := r.misp.ViewEvent(ctx, uuid)
 	switch {
 	case errors.Is(err, misp.ErrEventNotFound):
-		if r.revoke(uuid, rep) {
+		if r.revoke(uuid, mark, rep) {
 			rep.GoneEvents++
 		}
 		return
@@ -379,10 +393,14 @@ func (r *Reconciler) settleMissing(ctx context.Context, uuid string, rep *Report
 		return
 	}
 	if found {
-		st, err := r.apply.ApplyEvent(ev)
+		st, superseded, err := r.apply.ApplyRead(ev, mark)
 		rep.add(st)
 		if err != nil {
 			rep.Errors = append(rep.Errors, err)
+		}
+		if superseded {
+			rep.SupersededEvents++
+			return
 		}
 		r.endGrace(uuid, rep)
 		return
@@ -396,18 +414,22 @@ func (r *Reconciler) settleMissing(ctx context.Context, uuid string, rep *Report
 		rep.GracedEvents++
 		return
 	}
-	if r.revoke(uuid, rep) {
+	if r.revoke(uuid, mark, rep) {
 		rep.FilteredEvents++
 	}
 }
 
-// revoke revokes in every sink what event uuid yielded and ends its grace period. It reports
-// whether the revocation was committed.
-func (r *Reconciler) revoke(uuid string, rep *Report) bool {
-	st, err := r.apply.RemoveEvent(uuid)
+// revoke revokes in every sink what event uuid yielded and ends its grace period, unless the
+// real-time path acted on the event after mark. It reports whether the revocation was committed.
+func (r *Reconciler) revoke(uuid string, mark uint64, rep *Report) bool {
+	st, superseded, err := r.apply.RemoveRead(uuid, mark)
 	rep.add(st)
 	if err != nil {
 		rep.Errors = append(rep.Errors, err)
+		return false
+	}
+	if superseded {
+		rep.SupersededEvents++
 		return false
 	}
 	r.endGrace(uuid, rep)

@@ -36,6 +36,8 @@ type fakeMISP struct {
 	// paging does when an earlier event leaves the result mid-scan); SearchEvent finds them.
 	skipInPages    map[string]bool
 	singleSearches []string
+	// beforePage, when set, runs after a page was read and before the reconciler gets it.
+	beforePage func(page []*misp.Event)
 }
 
 func newFakeMISP() *fakeMISP {
@@ -77,7 +79,7 @@ func (f *fakeMISP) SearchEvents(ctx context.Context, filters map[string]any, pag
 		}
 		out = append(out, ev)
 	}
-	failAfter := f.failAfterPages
+	failAfter, beforePage := f.failAfterPages, f.beforePage
 	f.mu.Unlock()
 	var st misp.SearchStats
 	for pages := 0; len(out) > 0; pages++ {
@@ -85,6 +87,9 @@ func (f *fakeMISP) SearchEvents(ctx context.Context, filters map[string]any, pag
 			return st, errors.New("page failed: 500 after 4 attempts")
 		}
 		n := min(pageSize, len(out))
+		if beforePage != nil {
+			beforePage(out[:n])
+		}
 		if err := fn(out[:n]); err != nil {
 			return st, err
 		}
@@ -169,6 +174,20 @@ func (a *fakeApplier) RemoveEvent(uuid string) (pipeline.Stats, error) {
 		delete(a.exported[s], uuid)
 	}
 	return st, nil
+}
+
+// ReadMark, ApplyRead and RemoveRead: the fake has no real-time path, so nothing is
+// superseded (TestRealtimeDeleteDuringPageIsNotUndone uses the real pipeline).
+func (a *fakeApplier) ReadMark() uint64 { return 0 }
+
+func (a *fakeApplier) ApplyRead(ev *misp.Event, _ uint64) (pipeline.Stats, bool, error) {
+	st, err := a.ApplyEvent(ev)
+	return st, false, err
+}
+
+func (a *fakeApplier) RemoveRead(uuid string, _ uint64) (pipeline.Stats, bool, error) {
+	st, err := a.RemoveEvent(uuid)
+	return st, false, err
 }
 
 func (a *fakeApplier) Sinks() []pipeline.Sink {
