@@ -403,6 +403,11 @@ type Pusher struct {
 	// InFlight is the most batches of one sink in flight at once, so that a slow API still
 	// gets the whole quota. Versions of one indicator are never in flight together.
 	InFlight int `yaml:"in_flight" json:"in_flight"`
+	// FailingBackoff bounds the retries of a sink failing on a configuration error (a
+	// refused credential, a missing role, an unknown workspace); each retry resolves the
+	// identity's secret again, so a rotated secret or a new role is picked up without a
+	// restart.
+	FailingBackoff Backoff `yaml:"failing_backoff" json:"failing_backoff"`
 }
 
 // Metrics serves /metrics and the health endpoints.

@@ -148,3 +148,19 @@ func (c *Config) Resolve(ctx context.Context, r Resolver) error {
 	}
 	return errs.orNil()
 }
+
+// Refresh fetches the value of a secret reference again, ignoring the value resolved before:
+// a secret rotated in its file, environment variable or Key Vault is picked up. A literal or
+// an unset secret is returned as it is.
+func (r Resolver) Refresh(ctx context.Context, s Secret) (Secret, error) {
+	if s.source == sourceNone || s.source == sourceLiteral {
+		return s, nil
+	}
+	s.resolved = false
+	v, err := r.resolve(ctx, s)
+	if err != nil {
+		return s, fmt.Errorf("%s: %w", s.Reference(), err)
+	}
+	s.value, s.resolved = v, true
+	return s, nil
+}

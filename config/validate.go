@@ -579,6 +579,9 @@ func (c *Config) validatePusher(errs *Errors) {
 	if p.QuotaHeadroom < 0 || p.QuotaHeadroom >= 0.5 {
 		errs.add("pusher.quota_headroom", "must be within [0, 0.5), got %v", p.QuotaHeadroom)
 	}
+	if p.FailingBackoff.Initial <= 0 || p.FailingBackoff.Max < p.FailingBackoff.Initial {
+		errs.add("pusher.failing_backoff", "initial must be more than 0s and max at least initial, got %s and %s", p.FailingBackoff.Initial, p.FailingBackoff.Max)
+	}
 	if p.InFlight < 1 || p.InFlight > 64 {
 		errs.add("pusher.in_flight", "must be between 1 and 64, got %d", p.InFlight)
 	}

@@ -50,6 +50,9 @@ type Options struct {
 	// Store, when set, is used instead of opening cfg.Store.Dir (dry runs); the caller
 	// closes it.
 	Store *store.Store
+	// Resolver fetches secret references again when a failing sink is retried (a rotated
+	// secret); env and file references without one, Key Vault only with its KeyVault set.
+	Resolver config.Resolver
 	// Progress, when set, receives the reconciler's progress after each search page.
 	Progress func(kind string, pages, events int)
 }
@@ -86,22 +89,41 @@ type sinkRunner struct {
 	defender *defenderSink
 	err      error // set when the sink could not be built; it then never runs
 
-	mu      sync.Mutex
-	stopped error // the fatal error that stopped the running sink, nil while it runs
 }
 
-// setStopped records the fatal error that stopped the sink.
-func (s *sinkRunner) setStopped(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stopped = err
+// healingSink is a sink the pusher can heal while it fails: heal resolves the identity's
+// secrets again and hands the client a fresh credential.
+type healingSink struct {
+	pusher.Sink
+	heal func(context.Context) error
 }
 
-// stoppedErr returns the fatal error that stopped the sink, or nil.
-func (s *sinkRunner) stoppedErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stopped
+// Heal implements pusher.Healer.
+func (h healingSink) Heal(ctx context.Context) error { return h.heal(ctx) }
+
+// sentinelHealer returns the Heal of a Sentinel sink: the client secret and certificate
+// password are read again from their references (environment, file, Key Vault) and the
+// client gets a credential built from them, so a rotated secret heals the sink without a
+// restart. A newly granted role needs nothing but the retry itself.
+func (d *Daemon) sentinelHealer(s config.Sink, scfg sentinel.Config, client *sentinel.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		secret, err := d.opts.Resolver.Refresh(ctx, s.Identity.ClientSecret)
+		if err != nil {
+			return fmt.Errorf("sink %s: identity.client_secret: %w", s.Name, err)
+		}
+		password, err := d.opts.Resolver.Refresh(ctx, s.Identity.CertificatePassword)
+		if err != nil {
+			return fmt.Errorf("sink %s: identity.certificate_password: %w", s.Name, err)
+		}
+		scfg.Credential.ClientSecret = sentinel.Secret(secret.Value())
+		scfg.Credential.CertificatePassword = sentinel.Secret(password.Value())
+		cred, err := sentinel.NewCredential(scfg)
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", s.Name, err)
+		}
+		client.SetCredential(cred)
+		return nil
+	}
 }
 
 // New assembles the daemon from a validated, resolved configuration. It opens the store; the
@@ -197,7 +219,8 @@ func (d *Daemon) assemble() error {
 			continue
 		}
 		run.client = client
-		if run.pusher, err = pusher.New(pusherConfig(cfg.Pusher, s.Name), d.store, client, pacers, d.log, d.pusherMetrics); err != nil {
+		sink := healingSink{Sink: client, heal: d.sentinelHealer(s, scfg, client)}
+		if run.pusher, err = pusher.New(pusherConfig(cfg.Pusher, s.Name), d.store, sink, pacers, d.log, d.pusherMetrics); err != nil {
 			run.err = err
 			continue
 		}
@@ -305,12 +328,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.pusher.Run(ctx); err != nil {
-				// One sink's configuration error never stops the others: its objects stay
-				// queued and `listener status` shows why it stopped.
-				s.setStopped(err)
-				d.log.WithError(err).WithField("sink", s.name).Error("sink stopped: fix its configuration and restart; its objects stay queued")
-			}
+			// A sink's configuration error never stops the others: the sink fails, its
+			// objects stay queued, `listener status` shows why, and the pusher retries it
+			// with backoff until it heals.
+			_ = s.pusher.Run(ctx)
 		}()
 	}
 	goRun("reconciler", d.reconciler.Run)

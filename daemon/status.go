@@ -23,10 +23,16 @@ type SinkStatus struct {
 	LastEnqueuedAt time.Time `json:"last_enqueued_at,omitzero"`
 	// ConfigError says why the sink was never started (its client could not be built).
 	ConfigError string `json:"config_error,omitempty"`
-	// Stopped says why a running sink stopped (Sentinel refused its credential, role or
-	// workspace); its objects stay queued until the configuration is fixed and the daemon
-	// restarted. Only a running daemon knows it.
+	// State is "up" or "failing" (a configuration error: Sentinel refused its credential,
+	// role or workspace; its objects stay queued and it is retried with backoff, its secret
+	// read again each time). Only a running daemon knows it; empty otherwise.
+	State string `json:"state,omitempty"`
+	// Stopped is the error the failing sink last hit, on one line.
 	Stopped string `json:"stopped,omitempty"`
+	// FailingSince and NextRetry are when the sink started failing and when it is tried
+	// again.
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	NextRetry    time.Time `json:"next_retry,omitzero"`
 	// Defender is the budget of a defender sink's tenant (shared by the tenant's sinks).
 	Defender *defender.BudgetSummary `json:"defender,omitempty"`
 }
@@ -83,8 +89,15 @@ func (d *Daemon) Status() (*Status, error) {
 		if s.err != nil {
 			st.Sinks[i].ConfigError = s.err.Error()
 		}
-		if err := s.stoppedErr(); err != nil {
-			st.Sinks[i].Stopped = err.Error()
+		if s.pusher != nil {
+			ps := s.pusher.State()
+			st.Sinks[i].State = "up"
+			if !ps.Up {
+				st.Sinks[i].State = "failing"
+				st.Sinks[i].Stopped = fmt.Sprintf("failing since %s, next retry %s: %s",
+					ps.FailingSince.UTC().Format(time.RFC3339), ps.NextRetry.UTC().Format(time.RFC3339), ps.LastError)
+				st.Sinks[i].FailingSince, st.Sinks[i].NextRetry = ps.FailingSince, ps.NextRetry
+			}
 		}
 		if s.defender != nil {
 			sum := s.defender.Tenant().Summary()

@@ -143,13 +143,15 @@ func sentinelConfig(s config.Sink, roots *x509.CertPool) sentinel.Config {
 // pusherConfig returns the delivery loop configuration of one sink.
 func pusherConfig(p config.Pusher, sink string) pusher.Config {
 	return pusher.Config{
-		Sink:          sink,
-		Linger:        p.Linger,
-		ShutdownGrace: p.ShutdownGrace,
-		RetryInitial:  p.RetryBackoff.Initial,
-		RetryMax:      p.RetryBackoff.Max,
-		MaxRetryAfter: p.MaxRetryAfter,
-		InFlight:      p.InFlight,
+		Sink:           sink,
+		Linger:         p.Linger,
+		ShutdownGrace:  p.ShutdownGrace,
+		RetryInitial:   p.RetryBackoff.Initial,
+		RetryMax:       p.RetryBackoff.Max,
+		MaxRetryAfter:  p.MaxRetryAfter,
+		InFlight:       p.InFlight,
+		FailingInitial: p.FailingBackoff.Initial,
+		FailingMax:     p.FailingBackoff.Max,
 	}
 }
 

@@ -99,7 +99,7 @@ func (p *pipeline) drain() []store.DeadLetter {
 	}
 	sink := NewSink(sinkName, p.tenant, MaxImportBatch, WriteQuota(p.client.Identity().String(), time.Minute))
 	pu, err := pusher.New(pusher.Config{Sink: sinkName, Linger: time.Millisecond, ShutdownGrace: time.Second, RetryInitial: time.Millisecond,
-		RetryMax: 10 * time.Millisecond, MaxRetryAfter: time.Second, InFlight: 4}, p.st, sink, pacers, quietLogger(), nil)
+		RetryMax: 10 * time.Millisecond, MaxRetryAfter: time.Second, InFlight: 4, FailingInitial: time.Minute, FailingMax: time.Minute}, p.st, sink, pacers, quietLogger(), nil)
 	if err != nil {
 		p.t.Fatal(err)
 	}

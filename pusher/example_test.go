@@ -61,6 +61,7 @@ func ExampleSink() {
 	p, err := pusher.New(pusher.Config{
 		Sink: "toy", Linger: time.Second, ShutdownGrace: time.Second,
 		RetryInitial: time.Millisecond, RetryMax: time.Second, MaxRetryAfter: time.Minute, InFlight: 4,
+		FailingInitial: time.Minute, FailingMax: 15 * time.Minute,
 	}, st, &toySink{}, pacers, nil, nil)
 	if err != nil {
 		panic(err)

@@ -16,6 +16,8 @@ type Metrics struct {
 	fatalErrors   *prometheus.CounterVec
 	retries       *prometheus.CounterVec
 	uploadSeconds *prometheus.HistogramVec
+	up            *prometheus.GaugeVec
+	failingSince  *prometheus.GaugeVec
 }
 
 // NewMetrics creates the pusher's collectors and registers them on reg.
@@ -35,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"sink"}),
 		fatalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "listener_sink_fatal_errors_total",
-			Help: "Times a sink stopped on a configuration error (401 after refresh, 403, 404).",
+			Help: "Times a sink started failing on a configuration error (401 after refresh, 403, 404).",
 		}, []string{"sink"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "listener_upload_retries_total",
@@ -47,7 +49,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"sink"}),
 	}
-	reg.MustRegister(m.uploaded, m.revoked, m.rejected, m.fatalErrors, m.retries, m.uploadSeconds)
+	m.up = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "listener_sink_up",
+		Help: "1 while the sink delivers, 0 while it is failing on a configuration error (its objects stay queued).",
+	}, []string{"sink"})
+	m.failingSince = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "listener_sink_failing_since_seconds",
+		Help: "Unix time at which the sink started failing; 0 while it is up.",
+	}, []string{"sink"})
+	reg.MustRegister(m.uploaded, m.revoked, m.rejected, m.fatalErrors, m.retries, m.uploadSeconds, m.up, m.failingSince)
 	return m
 }
 
@@ -87,4 +97,20 @@ func (m *Metrics) retry(sink, reason string) {
 		return
 	}
 	m.retries.WithLabelValues(sink, reason).Inc()
+}
+
+func (m *Metrics) setUp(sink string) {
+	if m == nil {
+		return
+	}
+	m.up.WithLabelValues(sink).Set(1)
+	m.failingSince.WithLabelValues(sink).Set(0)
+}
+
+func (m *Metrics) setFailing(sink string, since time.Time) {
+	if m == nil {
+		return
+	}
+	m.up.WithLabelValues(sink).Set(0)
+	m.failingSince.WithLabelValues(sink).Set(float64(since.Unix()))
 }

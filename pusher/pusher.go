@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -32,6 +34,10 @@ type Config struct {
 	// InFlight is the most batches in flight at once (≥ 1), so that a slow API still gets
 	// the whole quota. The outbox never hands out two versions of one id at once.
 	InFlight int
+	// FailingInitial and FailingMax bound the exponential backoff of a failing sink (one
+	// that hit a configuration error): Run tries it again after each step, healing it
+	// first when the sink is a Healer.
+	FailingInitial, FailingMax time.Duration
 }
 
 func (c Config) validate() error {
@@ -42,13 +48,17 @@ func (c Config) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"linger", c.Linger}, {"shutdown grace", c.ShutdownGrace}, {"retry initial", c.RetryInitial}, {"retry max", c.RetryMax}, {"max retry-after", c.MaxRetryAfter}} {
+	}{{"linger", c.Linger}, {"shutdown grace", c.ShutdownGrace}, {"retry initial", c.RetryInitial}, {"retry max", c.RetryMax},
+		{"max retry-after", c.MaxRetryAfter}, {"failing initial", c.FailingInitial}, {"failing max", c.FailingMax}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s %s must be positive", d.name, d.v))
 		}
 	}
 	if c.InFlight < 1 {
 		errs = append(errs, fmt.Errorf("in flight %d must be at least 1", c.InFlight))
+	}
+	if c.FailingMax < c.FailingInitial {
+		errs = append(errs, fmt.Errorf("failing max %s is below failing initial %s", c.FailingMax, c.FailingInitial))
 	}
 	if c.RetryMax < c.RetryInitial {
 		errs = append(errs, fmt.Errorf("retry max %s is below retry initial %s", c.RetryMax, c.RetryInitial))
@@ -81,6 +91,9 @@ type Pusher struct {
 	jitter func(time.Duration) time.Duration
 	// storePause is the pause after a store error.
 	storePause time.Duration
+
+	mu    sync.Mutex
+	state State
 }
 
 // New returns a pusher draining outbox into sink, pacing requests with pacers (shared by
@@ -121,6 +134,7 @@ func New(cfg Config, outbox Outbox, sink Sink, pacers *Pacers, log logrus.FieldL
 		now:        time.Now,
 		jitter:     func(d time.Duration) time.Duration { return rand.N(d/10 + 1) },
 		storePause: time.Second,
+		state:      State{Up: true},
 	}, nil
 }
 
@@ -129,17 +143,87 @@ func New(cfg Config, outbox Outbox, sink Sink, pacers *Pacers, log logrus.FieldL
 // configuration is fixed.
 var ErrSinkStopped = errors.New("sink stopped")
 
-// Run drains the outbox until ctx ends (returning nil after finishing the batches in flight)
-// or the sink fails fatally (returning an error wrapping ErrSinkStopped once the other
-// batches in flight finished). A batch is sent once a full batch is queued or the oldest
-// queued object has waited Linger; up to InFlight batches are in flight at once. Retryable
-// errors are retried with the same batch without limit; a store error is logged and the
-// loop tries again after a pause; a fatal or deterministic upload error stops the sink with
-// its objects queued.
+// Healer is implemented by a sink that can pick up a fixed configuration by itself, e.g. by
+// resolving its credential's secret again (a rotated secret in a file, an environment
+// variable or Key Vault). Run calls Heal before each retry of a failing sink; an error keeps
+// the sink failing until the next step.
+type Healer interface {
+	Heal(ctx context.Context) error
+}
+
+// State is a sink's health as Run sees it.
+type State struct {
+	// Up is false while the sink is failing: a configuration error (a refused credential, a
+	// missing role, an unknown workspace) stopped its uploads; its objects stay queued.
+	Up bool
+	// LastError is the error that made the sink fail, on one line.
+	LastError string
+	// FailingSince is when the sink started failing; NextRetry when Run tries it again.
+	FailingSince, NextRetry time.Time
+}
+
+// State returns the sink's health.
+func (p *Pusher) State() State {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state
+}
+
+// Run drains the outbox until ctx ends, returning nil after finishing the batches in flight.
+// A batch is sent once a full batch is queued or the oldest queued object has waited Linger;
+// up to InFlight batches are in flight at once. Retryable errors are retried with the same
+// batch without limit; a store error is logged and the loop tries again after a pause. A
+// fatal or deterministic upload error makes the sink failing (State): its objects stay
+// queued, and Run tries one batch again after a capped exponential backoff (FailingInitial
+// to FailingMax), healing the sink first when it is a Healer, until the sink recovers.
 func (p *Pusher) Run(ctx context.Context) error {
 	_, err := p.loop(ctx, false)
 	return err
 }
+
+// fail records that the sink is failing with err and returns when to try it again.
+func (p *Pusher) fail(err error, bo *backoff.ExponentialBackOff) time.Time {
+	now := p.now()
+	next := now.Add(bo.NextBackOff())
+	p.mu.Lock()
+	wasUp := p.state.Up
+	if wasUp {
+		p.state.FailingSince = now
+	}
+	p.state.Up, p.state.LastError, p.state.NextRetry = false, OneLine(err.Error()), next
+	since := p.state.FailingSince
+	p.mu.Unlock()
+	if wasUp {
+		p.metrics.fatal(p.cfg.Sink)
+	}
+	p.metrics.setFailing(p.cfg.Sink, since)
+	p.log.WithFields(logrus.Fields{"failing_since": since.UTC().Format(time.RFC3339), "next_retry": next.UTC().Format(time.RFC3339)}).
+		WithError(oneLineError{err}).
+		Error("sink failing: fix its configuration (a rotated secret is read again before each retry); its objects stay queued")
+	return next
+}
+
+// recover records that the sink delivered again.
+func (p *Pusher) recover(bo *backoff.ExponentialBackOff) {
+	p.mu.Lock()
+	was := p.state
+	p.state = State{Up: true}
+	p.mu.Unlock()
+	bo.Reset()
+	if !was.Up {
+		p.metrics.setUp(p.cfg.Sink)
+		p.log.WithField("failing_since", was.FailingSince.UTC().Format(time.RFC3339)).Info("sink recovered")
+	}
+}
+
+// oneLineError is err with its text on one line, still unwrapping to err.
+type oneLineError struct{ err error }
+
+func (e oneLineError) Error() string { return OneLine(e.err.Error()) }
+func (e oneLineError) Unwrap() error { return e.err }
+
+// OneLine folds a multi-line error text (the Azure SDK's) into one line.
+func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // DrainStats counts what Drain settled.
 type DrainStats struct {
@@ -177,12 +261,35 @@ func (p *Pusher) loop(ctx context.Context, drain bool) (DrainStats, error) {
 		inFlightItems int
 		lastTaken     time.Time
 		stopErr       error
+		failing       bool      // Run only: a configuration error stopped uploads
+		retryAt       time.Time // when a failing sink is tried again
+		healed        bool      // the sink was healed for the coming retry
 	)
+	fbo := backoff.NewExponentialBackOff()
+	fbo.InitialInterval, fbo.MaxInterval = p.cfg.FailingInitial, p.cfg.FailingMax
+	fbo.Reset()
+	if !drain {
+		p.metrics.setUp(p.cfg.Sink)
+	}
 	for {
 		// wait is how long to sleep unless something is enqueued or a batch comes back first;
 		// negative: only those wake the loop.
 		wait := time.Duration(-1)
-		for stopErr == nil && ctx.Err() == nil && inFlight < p.cfg.InFlight {
+		if failing && ctx.Err() == nil {
+			// One batch probes a failing sink, once its backoff step has passed.
+			if until := retryAt.Sub(p.now()); until > 0 {
+				wait = until
+			} else if inFlight == 0 && !healed {
+				if h, ok := p.sink.(Healer); ok {
+					if err := h.Heal(ctx); err != nil && ctx.Err() == nil {
+						retryAt = p.fail(fmt.Errorf("heal: %w", err), fbo)
+						continue
+					}
+				}
+				healed = true
+			}
+		}
+		for stopErr == nil && ctx.Err() == nil && inFlight < p.cfg.InFlight && (!failing || (healed && inFlight == 0)) {
 			b, until, err := p.take(drain, inFlight, inFlightItems, lastTaken)
 			if err != nil {
 				if drain {
@@ -231,10 +338,21 @@ func (p *Pusher) loop(ctx context.Context, drain bool) (DrainStats, error) {
 			inFlight--
 			inFlightItems -= len(r.batch.Items)
 			switch {
+			case r.err != nil && !drain:
+				// A batch sent before the sink started failing adds nothing: only the first
+				// failure and each failed probe move the backoff on.
+				if !failing || healed {
+					failing, healed = true, false
+					retryAt = p.fail(r.err, fbo)
+				}
 			case r.err != nil:
 				if stopErr == nil {
+					p.metrics.fatal(p.cfg.Sink)
 					stopErr = r.err
 				}
+			case !drain && len(r.outcome.Accepted)+len(r.outcome.Rejected) > 0:
+				failing = false
+				p.recover(fbo)
 			case drain && len(r.outcome.Accepted)+len(r.outcome.Rejected) == 0 && ctx.Err() == nil:
 				// Not settled: only a shutdown (or a closed store) does that.
 				if stopErr == nil {
@@ -320,7 +438,6 @@ func (p *Pusher) send(ctx context.Context, b *store.Batch) (store.Outcome, error
 		var fatal *FatalError
 		switch {
 		case errors.As(err, &fatal):
-			p.metrics.fatal(p.cfg.Sink)
 			return store.Outcome{}, fmt.Errorf("%w: %s: %w", ErrSinkStopped, p.cfg.Sink, err)
 		case upCtx.Err() != nil:
 			// Shutting down and out of grace: the batch stays queued for the next start.
@@ -330,7 +447,6 @@ func (p *Pusher) send(ctx context.Context, b *store.Batch) (store.Outcome, error
 			// (a batch the sink refuses to build or send). Retrying it would loop on the
 			// head of the outbox for ever, so the sink stops loudly instead, its objects
 			// kept queued.
-			p.metrics.fatal(p.cfg.Sink)
 			return store.Outcome{}, fmt.Errorf("%w: %s: upload batch of %d: %w", ErrSinkStopped, p.cfg.Sink, len(b.Items), err)
 		}
 	}

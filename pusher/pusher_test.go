@@ -117,9 +117,11 @@ func openStore(t *testing.T) *store.Store {
 // out, pacing with an unlimited quota.
 func newPusher(t *testing.T, cfg Config, outbox Outbox, sink Sink, m *Metrics) *Pusher {
 	t.Helper()
-	def := Config{Linger: time.Second, ShutdownGrace: 10 * time.Second, RetryInitial: time.Second, RetryMax: time.Minute, MaxRetryAfter: 10 * time.Minute}
+	def := Config{Linger: time.Second, ShutdownGrace: 10 * time.Second, RetryInitial: time.Second, RetryMax: time.Minute, MaxRetryAfter: 10 * time.Minute,
+		FailingInitial: time.Minute, FailingMax: 15 * time.Minute}
 	for _, f := range []struct{ v, d *time.Duration }{{&cfg.Linger, &def.Linger}, {&cfg.ShutdownGrace, &def.ShutdownGrace},
-		{&cfg.RetryInitial, &def.RetryInitial}, {&cfg.RetryMax, &def.RetryMax}, {&cfg.MaxRetryAfter, &def.MaxRetryAfter}} {
+		{&cfg.RetryInitial, &def.RetryInitial}, {&cfg.RetryMax, &def.RetryMax}, {&cfg.MaxRetryAfter, &def.MaxRetryAfter},
+		{&cfg.FailingInitial, &def.FailingInitial}, {&cfg.FailingMax, &def.FailingMax}} {
 		if *f.v == 0 {
 			*f.v = *f.d
 		}
@@ -333,55 +335,130 @@ func TestRetryableErrorsAreRetriedWithTheSameBatch(t *testing.T) {
 	}
 }
 
-func TestFatalErrorStopsOnlyThatSinkAndKeepsItsObjects(t *testing.T) {
+// waitState waits until p's state satisfies cond. The bound is a liveness limit.
+func waitState(t *testing.T, p *Pusher, what string, cond func(State) bool) State {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := p.State()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached; state %+v", what, st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestFatalErrorFailsOnlyThatSinkAndKeepsItsObjects(t *testing.T) {
 	st := openStore(t)
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	fatal := newFakeSink(func(context.Context, int, []Object) ([]Rejection, error) {
-		return nil, &FatalError{Status: 403, Cause: "role", Err: errors.New("forbidden")}
+		return nil, &FatalError{Status: 403, Cause: "role", Err: errors.New("forbidden:\n  the identity lacks\n  the role")}
 	})
 	healthy := newFakeSink(nil)
-	bad := newPusher(t, Config{Sink: "bad", Linger: time.Millisecond}, st, fatal, m)
+	bad := newPusher(t, Config{Sink: "bad", Linger: time.Millisecond, FailingInitial: time.Hour, FailingMax: time.Hour}, st, fatal, m)
 	good := newPusher(t, Config{Sink: "good", Linger: time.Millisecond}, st, healthy, m)
-	badDone := make(chan error, 1)
-	go func() { badDone <- bad.Run(context.Background()) }()
+	stopBad, _ := runPusher(t, bad)
 	stopGood, _ := runPusher(t, good)
 
 	enqueue(t, st, "bad", 1, 5, time.Now())
 	enqueue(t, st, "good", 1, 5, time.Now())
 
-	select {
-	case err := <-badDone:
-		if !errors.Is(err, ErrSinkStopped) {
-			t.Fatalf("Run of the failing sink = %v, want ErrSinkStopped", err)
-		}
-		var fe *FatalError
-		if !errors.As(err, &fe) || fe.Cause != "role" {
-			t.Errorf("error %v does not carry the FatalError", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the failing sink's Run did not return")
+	state := waitState(t, bad, "the failing state", func(s State) bool { return !s.Up })
+	if !strings.Contains(state.LastError, "forbidden: the identity lacks the role") || strings.Contains(state.LastError, "\n") {
+		t.Errorf("last error %q, want the FatalError on one line", state.LastError)
 	}
+	if state.FailingSince.IsZero() || !state.NextRetry.After(state.FailingSince) {
+		t.Errorf("state %+v, want since and a later next retry", state)
+	}
+	waitDepth(t, st, "good", 0)
 	if n := len(fatal.snapshot()); n != 1 {
-		t.Errorf("failing sink uploaded %d times, want 1 (fatal errors are not retried)", n)
+		t.Errorf("failing sink uploaded %d times, want 1 until its backoff step passes", n)
 	}
 	if d := depth(t, st, "bad"); d != 5 {
 		t.Errorf("failing sink's outbox depth = %d, want all 5 still queued", d)
 	}
-	// The batch was handed back: it can be taken again.
-	b, err := st.Begin("bad", 100)
-	if err != nil {
-		t.Fatalf("begin after the fatal error: %v", err)
+	if got := testutil.ToFloat64(m.up.WithLabelValues("bad")); got != 0 {
+		t.Errorf("listener_sink_up{bad} = %v, want 0", got)
 	}
-	if len(b.Items) != 5 {
-		t.Errorf("re-taken batch has %d items, want 5", len(b.Items))
+	if got := testutil.ToFloat64(m.failingSince.WithLabelValues("bad")); got != float64(state.FailingSince.Unix()) {
+		t.Errorf("listener_sink_failing_since_seconds{bad} = %v, want %d", got, state.FailingSince.Unix())
 	}
-	waitDepth(t, st, "good", 0)
+	if got := testutil.ToFloat64(m.up.WithLabelValues("good")); got != 1 {
+		t.Errorf("listener_sink_up{good} = %v, want 1", got)
+	}
+	if err := stopBad(); err != nil {
+		t.Errorf("failing sink's Run = %v, want nil", err)
+	}
 	if err := stopGood(); err != nil {
 		t.Errorf("healthy sink's Run = %v", err)
 	}
 	if got := testutil.ToFloat64(m.fatalErrors.WithLabelValues("bad")); got != 1 {
 		t.Errorf("fatal metric = %v, want 1", got)
+	}
+}
+
+// healingSink fails with a configuration error until Heal was called twice (a secret fixed
+// after the first retry), then delivers.
+type healingSink struct {
+	*fakeSink
+	mu    sync.Mutex
+	heals int
+}
+
+func (h *healingSink) Heal(context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.heals++
+	if h.heals == 1 {
+		return errors.New("secret file still holds the old secret")
+	}
+	return nil
+}
+
+func (h *healingSink) healed() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.heals
+}
+
+// TestFailingSinkHealsWithoutRestart: a sink failing on a configuration error is retried
+// after each backoff step, healed first, and delivers everything once its configuration is
+// right again; Run never returns meanwhile and nothing is lost.
+func TestFailingSinkHealsWithoutRestart(t *testing.T) {
+	st := openStore(t)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	h := &healingSink{}
+	h.fakeSink = newFakeSink(func(context.Context, int, []Object) ([]Rejection, error) {
+		if h.healed() < 2 {
+			return nil, &FatalError{Status: 401, Cause: "credential", Err: errors.New("invalid client secret")}
+		}
+		return nil, nil
+	})
+	p := newPusher(t, Config{Sink: "s", Linger: time.Millisecond, FailingInitial: 5 * time.Millisecond, FailingMax: 20 * time.Millisecond}, st, h, m)
+	_, done := runPusher(t, p)
+	enqueue(t, st, "s", 1, 150, time.Now())
+	waitDepth(t, st, "s", 0)
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v while the sink was failing", err)
+	default:
+	}
+	if s := waitState(t, p, "recovery", func(s State) bool { return s.Up }); s.LastError != "" {
+		t.Errorf("state after recovery %+v", s)
+	}
+	if h.healed() != 2 {
+		t.Errorf("%d heals, want 2 (one failed, one that fixed it)", h.healed())
+	}
+	if got := testutil.ToFloat64(m.up.WithLabelValues("s")); got != 1 {
+		t.Errorf("listener_sink_up = %v, want 1 after recovery", got)
+	}
+	if got := testutil.ToFloat64(m.uploaded.WithLabelValues("s")); got != 150 {
+		t.Errorf("uploaded %v, want all 150", got)
 	}
 }
 
@@ -581,33 +658,27 @@ func TestSettled(t *testing.T) {
 func TestNewValidatesConfig(t *testing.T) {
 	pacers, _ := NewPacers(0)
 	st := openStore(t)
-	for _, c := range []Config{{}, {Sink: "s"}, {Sink: "s", Linger: time.Second, ShutdownGrace: time.Second, RetryInitial: time.Minute, RetryMax: time.Second, MaxRetryAfter: time.Minute, InFlight: 1},
-		{Sink: "s", Linger: time.Second, ShutdownGrace: time.Second, RetryInitial: time.Second, RetryMax: time.Second, MaxRetryAfter: time.Minute}} {
+	for _, c := range []Config{{}, {Sink: "s"}, {Sink: "s", Linger: time.Second, ShutdownGrace: time.Second, RetryInitial: time.Minute, RetryMax: time.Second, MaxRetryAfter: time.Minute, InFlight: 1, FailingInitial: time.Minute, FailingMax: time.Minute},
+		{Sink: "s", Linger: time.Second, ShutdownGrace: time.Second, RetryInitial: time.Second, RetryMax: time.Second, MaxRetryAfter: time.Minute, FailingInitial: time.Minute, FailingMax: time.Minute}} {
 		if _, err := New(c, st, newFakeSink(nil), pacers, quietLog(), nil); err == nil {
 			t.Errorf("New(%+v) accepted an incomplete configuration", c)
 		}
 	}
 }
 
-// TestDeterministicUploadErrorStopsTheSink: an error Deliver does not retry and that is not a
-// FatalError (the client refusing to build the request) would fail the same way for ever; the
-// sink stops loudly with its objects queued instead of looping on the head of the outbox.
-func TestDeterministicUploadErrorStopsTheSink(t *testing.T) {
+// TestDeterministicUploadErrorFailsTheSink: an error that is neither retryable nor a
+// FatalError (the sink refusing to build the request) would fail the same way for ever; the
+// sink fails loudly with its objects queued instead of looping on the head of the outbox.
+func TestDeterministicUploadErrorFailsTheSink(t *testing.T) {
 	st := openStore(t)
 	broken := newFakeSink(func(context.Context, int, []Object) ([]Rejection, error) {
 		return nil, errors.New("encode request: unsupported value")
 	})
-	p := newPusher(t, Config{Sink: "s", Linger: time.Millisecond}, st, broken, nil)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(context.Background()) }()
+	p := newPusher(t, Config{Sink: "s", Linger: time.Millisecond, FailingInitial: time.Hour, FailingMax: time.Hour}, st, broken, nil)
+	runPusher(t, p)
 	enqueue(t, st, "s", 1, 3, time.Now())
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrSinkStopped) {
-			t.Fatalf("Run = %v, want ErrSinkStopped", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run kept retrying a deterministic error")
+	if s := waitState(t, p, "failing", func(s State) bool { return !s.Up }); !strings.Contains(s.LastError, "unsupported value") {
+		t.Errorf("state %+v", s)
 	}
 	if n := len(broken.snapshot()); n != 1 {
 		t.Errorf("%d upload attempts, want 1", n)
@@ -655,7 +726,8 @@ func TestThrottlingPausesEverySinkOfTheQuota(t *testing.T) {
 		}
 		return nil, nil
 	})
-	cfg := Config{Linger: time.Millisecond, ShutdownGrace: time.Second, RetryInitial: time.Millisecond, RetryMax: time.Millisecond, MaxRetryAfter: time.Hour, InFlight: 4}
+	cfg := Config{Linger: time.Millisecond, ShutdownGrace: time.Second, RetryInitial: time.Millisecond, RetryMax: time.Millisecond, MaxRetryAfter: time.Hour, InFlight: 4,
+		FailingInitial: time.Minute, FailingMax: time.Minute}
 	cfg.Sink = "a"
 	a, err := New(cfg, st, throttled, pacers, quietLog(), nil)
 	if err != nil {

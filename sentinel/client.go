@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -30,8 +31,10 @@ type Client struct {
 	arrayKey string
 	identity Identity
 	http     *http.Client
-	tokens   *tokenSource
 	now      func() time.Time
+
+	mu     sync.Mutex
+	tokens *tokenSource
 }
 
 var _ pusher.Sink = (*Client)(nil)
@@ -107,6 +110,20 @@ func transportFor(cfg Config) http.RoundTripper {
 	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.TLSRootCAs}
 	t.MaxIdleConnsPerHost = 16
 	return t
+}
+
+// SetCredential replaces the client's credential (and drops its cached token): the daemon
+// calls it when it healed a failing sink with a secret resolved again.
+func (c *Client) SetCredential(cred azcore.TokenCredential) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tokens = &tokenSource{cred: cred, scope: c.cfg.Scope, now: time.Now}
+}
+
+func (c *Client) tokenSource() *tokenSource {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tokens
 }
 
 // Identity returns the Entra identity the client authenticates as.
@@ -298,7 +315,7 @@ func (c *Client) encode(batch []pusher.Object, idx []int) ([]byte, error) {
 // is in the exchange for classify. token is the token the request carried.
 func (c *Client) send(ctx context.Context, body []byte, rejectedToken string) (x exchange, token string, err error) {
 	tokenCtx, cancelToken := context.WithTimeout(ctx, c.cfg.RequestTimeout)
-	token, err = c.tokens.token(tokenCtx, rejectedToken)
+	token, err = c.tokenSource().token(tokenCtx, rejectedToken)
 	cancelToken()
 	if err != nil {
 		if ctx.Err() != nil {

@@ -120,7 +120,7 @@ func (bl backlog) deliver(ctx context.Context, t testing.TB, clients []*Client, 
 
 // pusherConfig is the daemon's default delivery loop configuration with a faster backoff.
 func pusherConfig() pusher.Config {
-	return pusher.Config{Linger: time.Second, ShutdownGrace: 10 * time.Second, RetryInitial: 5 * time.Millisecond, RetryMax: 100 * time.Millisecond, MaxRetryAfter: 10 * time.Minute, InFlight: 4}
+	return pusher.Config{Linger: time.Second, ShutdownGrace: 10 * time.Second, RetryInitial: 5 * time.Millisecond, RetryMax: 100 * time.Millisecond, MaxRetryAfter: 10 * time.Minute, InFlight: 4, FailingInitial: time.Minute, FailingMax: time.Minute}
 }
 
 // TestTenThousandIndicatorsThroughFaults is the delivery acceptance test: 10,000 indicators

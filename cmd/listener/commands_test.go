@@ -336,7 +336,7 @@ func TestStatusAndDeadLettersCommands(t *testing.T) {
 	wantLines(t, "status via daemon", out,
 		`^source: running daemon at `+regexp.QuoteMeta(addr)+`$`,
 		`^soc +\d+ +\d+ +\d+ +\S+ +\S+ *$`,
-		`^partner +[1-9]\d* +0 +\d+ +\S+ +\S+ +sink stopped: partner: sink misconfigured \(workspace_or_path, HTTP 404\): .*Workspace not found`)
+		`^partner +[1-9]\d* +0 +\d+ +\S+ +\S+ +failing since \S+, next retry \S+: sink stopped: partner: sink misconfigured \(workspace_or_path, HTTP 404\): .*Workspace not found`)
 	if code, _, errOut := runCommand(t, "deadletters", "list", "-c", l.ConfigPath); code != exitFailure || !strings.Contains(errOut, "stop the daemon first") {
 		t.Errorf("deadletters list with the daemon running = %d: %s", code, errOut)
 	}
