@@ -465,6 +465,7 @@ func TestDashboardUsesExposedMetrics(t *testing.T) {
 	}
 	for topic, name := range map[string]string{
 		"outbox depth per sink":              "listener_outbox_depth",
+		"sink stopped or failing":            "listener_sink_up",
 		"outbox age per sink":                "listener_last_upload_timestamp_seconds",
 		"uploads per sink":                   "listener_indicators_uploaded_total",
 		"rejections per sink":                "listener_indicators_rejected_total",
