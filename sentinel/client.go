@@ -165,6 +165,12 @@ func (c *Client) Send(ctx context.Context, batch []pusher.Object, pace pusher.Pa
 			rejected = append(rejected, pusher.Rejection{Index: i, Message: "not valid JSON; not sent"})
 			continue
 		}
+		if c.cfg.API == APILegacy && !isIndicator(o.Body) {
+			// The legacy API takes indicators only and refuses anything else (the creator
+			// identity, relationships): nothing of it can live there, so it is settled
+			// without being sent instead of becoming a permanent dead letter.
+			continue
+		}
 		send = append(send, i)
 	}
 	if len(send) > 0 {
@@ -177,6 +183,14 @@ func (c *Client) Send(ctx context.Context, batch []pusher.Object, pace pusher.Pa
 	}
 	slices.SortFunc(rejected, func(a, b pusher.Rejection) int { return a.Index - b.Index })
 	return rejected, nil
+}
+
+// isIndicator reports whether a STIX object is an indicator.
+func isIndicator(body []byte) bool {
+	var o struct {
+		Type string `json:"type"`
+	}
+	return json.Unmarshal(body, &o) == nil && o.Type == "indicator"
 }
 
 // upload is one Send: the batch, the pacing of its requests, and what bisection learned.

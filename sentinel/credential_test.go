@@ -142,6 +142,8 @@ func TestMisconfigurationIsFatal(t *testing.T) {
 	}
 }
 
+// TestLegacyAPIThroughSimulator: a legacy sink uploads indicators only; the creator identity
+// (which the legacy API refuses) is settled without being sent, not dead-lettered.
 func TestLegacyAPIThroughSimulator(t *testing.T) {
 	sim := startSim(t, simsentinel.Options{})
 	cfg := simConfig(sim)
@@ -159,8 +161,11 @@ func TestLegacyAPIThroughSimulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Rejected) != 1 || res.Rejected[0].Index != 2 {
-		t.Fatalf("rejected %+v, want the identity object", res.Rejected)
+	if len(res.Rejected) != 0 {
+		t.Fatalf("rejected %+v, want nothing: the identity is not the legacy API's to refuse", res.Rejected)
+	}
+	if st := sim.Stats(); st.UploadRequests != 1 || st.ObjectsRejected != 0 {
+		t.Fatalf("simulator stats %+v, want one request of indicators only", st)
 	}
 	if got := len(sim.Indicators(simsentinel.DefaultWorkspaceID, "MISP")); got != 2 {
 		t.Fatalf("%d stored, want 2", got)
