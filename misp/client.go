@@ -145,6 +145,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		transport.TLSClientConfig = tlsConf
 		c.http = &http.Client{Transport: transport, Timeout: cfg.Timeout}
 	}
+	hc := *c.http // a copy: a client passed in may be shared
+	hc.CheckRedirect = sameOriginRedirect
+	c.http = &hc
 	return c, nil
 }
 
@@ -167,6 +170,23 @@ func (cfg ClientConfig) checkComplete() error {
 		errs = append(errs, errors.New("max response bytes: must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// errRedirectRefused is returned for a redirect that would carry the API key elsewhere.
+var errRedirectRefused = errors.New("redirect refused: it downgrades the scheme or changes the host, and would carry the API key there; set misp.url to the final address")
+
+// sameOriginRedirect follows a redirect only within the scheme and host of the first request.
+// Go strips Authorization on a host change only, so https → http on the same host would send
+// the key in clear.
+func sameOriginRedirect(req *http.Request, via []*http.Request) error {
+	first := via[0].URL
+	if req.URL.Scheme != first.Scheme || !strings.EqualFold(req.URL.Host, first.Host) {
+		return fmt.Errorf("%w (%s://%s → %s://%s)", errRedirectRefused, first.Scheme, first.Host, req.URL.Scheme, req.URL.Host)
+	}
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	return nil
 }
 
 // SearchStats describes a finished (or failed) SearchEvents run.
@@ -424,6 +444,9 @@ func (c *Client) do(ctx context.Context, method, path string, payload []byte) ([
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
+		}
+		if errors.Is(err, errRedirectRefused) {
+			return nil, nil, fmt.Errorf("%s %s: %w", method, path, unwrapURLError(err))
 		}
 		return nil, nil, &transientError{fmt.Errorf("%s %s: %w", method, path, unwrapURLError(err))}
 	}
