@@ -103,8 +103,11 @@ const (
 	WebhookReadHeaderTimeout = 10 * time.Second
 	WebhookReadTimeout       = 2 * time.Minute
 	WebhookWriteTimeout      = 2 * time.Minute
-	WebhookIdleTimeout       = 2 * time.Minute
-	WebhookShutdownTimeout   = 10 * time.Second
+	// WebhookHandlerTimeout bounds one webhook call's handling (a MISP re-fetch and the store
+	// commit) below the write timeout, so that a slow call is answered 503, not cut.
+	WebhookHandlerTimeout  = WebhookWriteTimeout * 3 / 4
+	WebhookIdleTimeout     = 2 * time.Minute
+	WebhookShutdownTimeout = 10 * time.Second
 
 	// MISPMaxPageAttempts is how often one restSearch page is tried (the first try included)
 	// before a 5xx, a broken body or a network error gives up; MISPRetryInterval is the first

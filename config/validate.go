@@ -103,7 +103,7 @@ func (c *Config) validateZeroMQ(errs *Errors) {
 	if z.Endpoint == "" {
 		errs.add("zeromq.endpoint", "is required when zeromq.enabled is true")
 	} else if u, err := url.Parse(z.Endpoint); err != nil || u.Scheme != "tcp" || u.Hostname() == "" || u.Port() == "" {
-		errs.add("zeromq.endpoint", "must look like tcp://host:port, got %q", z.Endpoint)
+		errs.add("zeromq.endpoint", "must look like tcp://host:port, got %q", RedactURL(z.Endpoint))
 	}
 	if z.Username != "" && !z.Password.IsSet() {
 		errs.add("zeromq.password", "is required when zeromq.username is set (MISP enforces PLAIN authentication)")
@@ -504,6 +504,31 @@ func checkSecret(s Secret, path string, required bool, errs *Errors) {
 	}
 }
 
+// userinfo matches the credentials part of a URL, parseable or not.
+var userinfo = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@`)
+
+// RedactURL returns raw with any user and password replaced, for echoing a URL in an error or
+// a log line; it works on strings url.Parse refuses too.
+func RedactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return userinfo.ReplaceAllString(raw, "${1}REDACTED@")
+}
+
+// Warnings returns what a valid configuration does that weakens security, for `check` and
+// `run` to print loudly.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.MISP.InsecureSkipVerify {
+		w = append(w, "misp.insecure_skip_verify is true: MISP's TLS certificate is not verified, so anyone on the path can read the API key and forge events")
+	}
+	if u, err := url.Parse(c.MISP.URL); err == nil && strings.EqualFold(u.Scheme, "http") {
+		w = append(w, "misp.url uses plain http: the API key and every event travel in clear; use https")
+	}
+	return w
+}
+
 // checkURL checks an absolute URL with one of schemes, a host, and no credentials.
 func checkURL(raw, path string, required bool, errs *Errors, schemes ...string) {
 	if raw == "" {
@@ -515,7 +540,7 @@ func checkURL(raw, path string, required bool, errs *Errors, schemes ...string) 
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil || u.Host == "" || !slices.Contains(schemes, u.Scheme):
-		errs.add(path, "must be an absolute %s URL, got %q", strings.Join(schemes, " or "), raw)
+		errs.add(path, "must be an absolute %s URL, got %q", strings.Join(schemes, " or "), RedactURL(raw))
 	case u.User != nil:
 		errs.add(path, "must not contain credentials")
 	case u.RawQuery != "" || u.Fragment != "":

@@ -300,6 +300,9 @@ func (d *Daemon) Close() error {
 func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	for _, w := range d.cfg.Warnings() {
+		d.log.Warn("insecure configuration: " + w)
+	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	goRun := func(name string, fn func(context.Context) error) {

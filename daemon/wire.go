@@ -201,6 +201,7 @@ func webhookConfig(w config.Webhook, ready func() error) listener.WebhookConfig 
 		ReadHeaderTimeout: config.WebhookReadHeaderTimeout,
 		ReadTimeout:       config.WebhookReadTimeout,
 		WriteTimeout:      config.WebhookWriteTimeout,
+		HandlerTimeout:    config.WebhookHandlerTimeout,
 		IdleTimeout:       config.WebhookIdleTimeout,
 		ShutdownTimeout:   config.WebhookShutdownTimeout,
 	}

@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
 
+	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/pipeline"
 )
 
@@ -216,5 +218,99 @@ func TestWebhookRefusesWhenBodyBudgetFull(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.WebhookInflightBytes); got != 0 {
 		t.Errorf("inflight_body_bytes = %v after all calls, want 0", got)
+	}
+}
+
+// TestWebhookConfiguredTokenWithBearerPrefix is issue 19 row 12: config.example.yaml suggests
+// auth_token "Bearer <random>", but only the request's "Bearer " was stripped, so following
+// the example refused every call. The configured token is accepted with or without it.
+func TestWebhookConfiguredTokenWithBearerPrefix(t *testing.T) {
+	for _, configured := range []string{"Bearer s3cret-token", "bearer s3cret-token", "s3cret-token"} {
+		w, _ := newTestWebhook(t, WebhookConfig{Token: configured}, &recorder{})
+		srv := httptest.NewServer(w.Handler())
+		for _, sent := range []string{"Bearer s3cret-token", "s3cret-token"} {
+			body, _ := floodBody(len(sent))
+			code, reply := webhookCall{headers: auth(sent), body: bytes.NewReader(body)}.do(t, srv.Client(), srv.URL)
+			if code != http.StatusAccepted {
+				t.Errorf("token configured %q, header %q: %d %+v; want 202", configured, sent, code, reply)
+			}
+		}
+		code, _ := webhookCall{headers: auth("Bearer wrong"), body: bytes.NewReader(plainBody)}.do(t, srv.Client(), srv.URL)
+		if code != http.StatusUnauthorized {
+			t.Errorf("token configured %q, wrong header: %d, want 401", configured, code)
+		}
+		srv.Close()
+	}
+}
+
+// TestWebhookAuthFailuresLogRateLimited is issue 19 row 13: each unauthenticated call logged a
+// warning (55,451 calls → 8.1 MB of log in 10 s). Failures are counted one by one and logged
+// as a summary at most once per interval.
+func TestWebhookAuthFailuresLogRateLimited(t *testing.T) {
+	const calls = 300
+	log := logrus.New()
+	var lines bytes.Buffer
+	log.SetOutput(&lines)
+	m := NewMetrics(nil)
+	w := NewWebhook(completeWebhook(WebhookConfig{Addr: "127.0.0.1:0", Token: testToken}), &recorder{}, log, m)
+	srv := httptest.NewServer(w.Handler())
+	defer srv.Close()
+	for i := range calls {
+		hdr := auth(fmt.Sprintf("Bearer guess-%d", i))
+		if i%2 == 0 {
+			hdr = map[string][]string{"Content-Type": {"application/json"}}
+		}
+		if code, _ := (webhookCall{headers: hdr, body: bytes.NewReader(plainBody)}).do(t, srv.Client(), srv.URL); code != http.StatusUnauthorized {
+			t.Fatalf("call %d: %d, want 401", i, code)
+		}
+	}
+	if got := testutil.ToFloat64(m.AuthFailures); got != calls {
+		t.Errorf("auth_failures_total = %v, want %d", got, calls)
+	}
+	n := strings.Count(lines.String(), "\n")
+	if n < 1 || n > 2 {
+		t.Errorf("%d log lines for %d failed calls, want a rate-limited summary (1 or 2):\n%s", n, calls, lines.String())
+	}
+}
+
+// TestWebhookSlowMISPAnswers503BeforeWriteTimeout is issue 19 row 18: a handler stuck behind a
+// slow MISP re-fetch outlasted the server's write timeout, and MISP got a reset instead of an
+// answer. The handler runs under a deadline below the write timeout and the call is answered
+// 503 with Retry-After.
+func TestWebhookSlowMISPAnswers503BeforeWriteTimeout(t *testing.T) {
+	testDone := make(chan struct{})
+	slowMISP := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		select { // never answers while the caller waits
+		case <-r.Context().Done():
+		case <-testDone:
+		}
+	}))
+	defer slowMISP.Close()
+	defer close(testDone)
+	client, err := misp.NewClient(misp.ClientConfig{URL: slowMISP.URL, Key: strings.Repeat("k", 40), Timeout: time.Hour, MaxPageAttempts: 1,
+		UserAgent: "test", RetryInterval: time.Millisecond, MaxResponseBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refetch := pipeline.HandlerFunc(func(ctx context.Context, n pipeline.Notice) error {
+		_, _, err := client.SearchEvent(ctx, n.EventUUID, nil)
+		return err
+	})
+	m := NewMetrics(nil)
+	w := NewWebhook(completeWebhook(WebhookConfig{Addr: "127.0.0.1:0", Token: testToken, WriteTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second}), refetch, testLogger(t), m)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-w.Listening()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+w.Addr()+defaultWebhookPath, bytes.NewReader(plainBody))
+	req.Header.Set("Authorization", testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("the call got no answer (the write timeout cut it): %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("slow MISP behind the webhook: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }

@@ -35,6 +35,8 @@ type Metrics struct {
 	// WebhookBudgetFull counts webhook calls refused with 503 because the in-flight body
 	// budget was full.
 	WebhookBudgetFull prometheus.Counter
+	// AuthFailures counts webhook calls refused for a missing or wrong token.
+	AuthFailures prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them on reg. A nil reg leaves them
@@ -95,11 +97,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: "webhook", Name: "budget_full_total",
 			Help: "Webhook calls answered 503 because the in-flight body budget was full.",
 		}),
+		AuthFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "webhook", Name: "auth_failures_total",
+			Help: "Webhook calls refused for a missing or wrong token.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.NoticesReceived, m.Malformed, m.Ignored, m.HandlerErrors, m.Heartbeats,
 			m.Reconnects, m.DialFailures, m.Gaps, m.Connected, m.LastMessage, m.WebhookResponses,
-			m.WebhookInflightBytes, m.WebhookBudgetFull)
+			m.WebhookInflightBytes, m.WebhookBudgetFull, m.AuthFailures)
 	}
 	return m
 }

@@ -30,6 +30,7 @@ func completeWebhook(cfg WebhookConfig) WebhookConfig {
 	setIfZero(&cfg.WriteTimeout, config.WebhookWriteTimeout)
 	setIfZero(&cfg.IdleTimeout, config.WebhookIdleTimeout)
 	setIfZero(&cfg.ShutdownTimeout, config.WebhookShutdownTimeout)
+	setIfZero(&cfg.HandlerTimeout, cfg.WriteTimeout*3/4)
 	return cfg
 }
 

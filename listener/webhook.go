@@ -15,10 +15,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
 
 	"github.com/mispsentinel/listener/internal/httpserve"
 	"github.com/mispsentinel/listener/pipeline"
@@ -56,6 +58,10 @@ type WebhookConfig struct {
 	ShutdownTimeout   time.Duration
 	// MaxConns caps the connections open at once.
 	MaxConns int
+	// HandlerTimeout bounds one call's handling (a MISP re-fetch and the store commit), so
+	// that the call is answered 503 before WriteTimeout cuts the connection: three
+	// quarters of WriteTimeout (config.WebhookHandlerTimeout); it must stay below WriteTimeout.
+	HandlerTimeout time.Duration
 }
 
 // Validate checks that the configuration is complete and consistent. Errors never include the
@@ -76,6 +82,9 @@ func (c WebhookConfig) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("max body bytes: must be positive"))
+	}
+	if c.HandlerTimeout <= 0 || c.HandlerTimeout >= c.WriteTimeout {
+		errs = append(errs, fmt.Errorf("handler timeout %s: must be positive and below the write timeout %s", c.HandlerTimeout, c.WriteTimeout))
 	}
 	if c.MaxInflightBytes < c.MaxBodyBytes {
 		errs = append(errs, fmt.Errorf("max in-flight bytes %d: must be at least max body bytes %d", c.MaxInflightBytes, c.MaxBodyBytes))
@@ -106,6 +115,10 @@ type Webhook struct {
 	http     http.Handler
 	// inflight holds the bytes reserved by the bodies being read or handled.
 	inflight *semaphore.Weighted
+	// authFailureLog lets one summary of refused calls through per interval; authFailures
+	// counts the refusals since the last summary.
+	authFailureLog rate.Sometimes
+	authFailures   atomic.Int64
 
 	mu        sync.Mutex
 	addr      string
@@ -121,15 +134,17 @@ func NewWebhook(cfg WebhookConfig, h pipeline.Handler, log *logrus.Logger, m *Me
 		m = NewMetrics(nil)
 	}
 	w := &Webhook{
-		cfg:       cfg,
-		cfgErr:    cfg.Validate(),
-		handler:   h,
-		log:       log.WithField("source", SourceWebhook),
-		metrics:   m,
-		now:       time.Now,
-		tokenSum:  sha256.Sum256([]byte(cfg.Token)),
-		inflight:  semaphore.NewWeighted(max(cfg.MaxInflightBytes, 1)),
-		listening: make(chan struct{}),
+		cfg:      cfg,
+		cfgErr:   cfg.Validate(),
+		handler:  h,
+		log:      log.WithField("source", SourceWebhook),
+		metrics:  m,
+		now:      time.Now,
+		tokenSum: sha256.Sum256([]byte(withoutBearer(cfg.Token))),
+		inflight: semaphore.NewWeighted(max(cfg.MaxInflightBytes, 1)),
+
+		authFailureLog: rate.Sometimes{First: 1, Interval: authFailureLogInterval},
+		listening:      make(chan struct{}),
 	}
 	if w.cfgErr == nil && h == nil {
 		w.cfgErr = errors.New("nil handler")
@@ -220,8 +235,11 @@ func replyError(msg string) webhookReply { return webhookReply{Error: msg} }
 
 // receive handles one webhook call and returns the status and body to send.
 func (w *Webhook) receive(rw http.ResponseWriter, r *http.Request) (int, webhookReply) {
+	// The deadline starts with the call: reading the body counts against the write timeout too.
+	ctx, cancel := context.WithTimeout(r.Context(), w.cfg.HandlerTimeout)
+	defer cancel()
 	if !w.authorized(r.Header.Values(w.cfg.AuthHeader)) {
-		w.log.WithField("remote", r.RemoteAddr).Warn("webhook call with a missing or wrong token")
+		w.authFailed(r.RemoteAddr)
 		return http.StatusUnauthorized, replyError("missing or invalid credentials in the " + w.cfg.AuthHeader + " header")
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -271,12 +289,33 @@ func (w *Webhook) receive(rw http.ResponseWriter, r *http.Request) (int, webhook
 		return http.StatusBadRequest, replyError(truncate(err.Error(), 512))
 	}
 	w.metrics.NoticesReceived.WithLabelValues(SourceWebhook, n.Kind.String()).Inc()
-	if err := w.handler.HandleNotice(r.Context(), *n); err != nil {
+	if err := w.handler.HandleNotice(ctx, *n); err != nil {
 		w.metrics.HandlerErrors.WithLabelValues(SourceWebhook).Inc()
+		rw.Header().Set("Retry-After", strconv.Itoa(int(webhookRetryAfter/time.Second)))
+		if ctx.Err() != nil && r.Context().Err() == nil {
+			w.log.WithError(err).WithFields(logrus.Fields{"event_uuid": n.EventUUID, "handler_timeout": w.cfg.HandlerTimeout}).
+				Error("webhook notice not handled within the handler timeout; answered 503")
+			return http.StatusServiceUnavailable, replyError("the event could not be handled in time; retry later")
+		}
 		w.log.WithError(err).WithField("event_uuid", n.EventUUID).Error("storing webhook notice failed")
 		return http.StatusServiceUnavailable, replyError("the event could not be stored; retry later")
 	}
 	return http.StatusAccepted, webhookReply{Status: "accepted", EventUUID: n.EventUUID}
+}
+
+// authFailureLogInterval spaces the warnings about refused calls: a flood of them must not
+// flood the log (one line per call made 8.1 MB in 10 s).
+const authFailureLogInterval = time.Minute
+
+// authFailed counts a call refused for its token and logs a summary at most once per interval.
+func (w *Webhook) authFailed(remote string) {
+	w.metrics.AuthFailures.Inc()
+	w.authFailures.Add(1)
+	w.authFailureLog.Do(func() {
+		w.log.WithFields(logrus.Fields{"refused_calls": w.authFailures.Swap(0), "last_remote": remote,
+			"interval": authFailureLogInterval}).
+			Warn("webhook calls with a missing or wrong token (at most one such line per interval; listener_webhook_auth_failures_total counts them all)")
+	})
 }
 
 // webhookRetryAfter is the Retry-After of a call refused because the in-flight budget is full.
@@ -306,12 +345,18 @@ func (w *Webhook) authorized(values []string) bool {
 	if len(values) != 1 {
 		return false
 	}
-	v := strings.TrimSpace(values[0])
+	got := sha256.Sum256([]byte(withoutBearer(values[0])))
+	return subtle.ConstantTimeCompare(got[:], w.tokenSum[:]) == 1
+}
+
+// withoutBearer trims a credential and drops a leading "Bearer " (any case), so that the
+// configured token and the header match with or without it.
+func withoutBearer(v string) string {
+	v = strings.TrimSpace(v)
 	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
 		v = strings.TrimSpace(v[7:])
 	}
-	got := sha256.Sum256([]byte(v))
-	return subtle.ConstantTimeCompare(got[:], w.tokenSum[:]) == 1
+	return v
 }
 
 // readBody reads at most limit bytes whatever Content-Length says (it may be absent, with a

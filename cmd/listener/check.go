@@ -62,6 +62,9 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) int
 		return exitBadInput
 	}
 	fmt.Fprintf(stdout, "ok    configuration %s (%d sinks)\n", o.path, len(cfg.Sinks))
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "WARN  %s\n", w)
+	}
 	if o.offline {
 		return exitOK
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mispsentinel/listener/internal/cli"
+	"github.com/mispsentinel/listener/internal/printable"
 	"github.com/mispsentinel/listener/store"
 )
 
@@ -119,7 +120,7 @@ func runDeadLetters(ctx context.Context, action string, o deadLetterOptions, std
 					Message: dl.Message, RejectedAt: dl.RejectedAt, Object: json.RawMessage(dl.Object)})
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%t\t%s\t%s\n", s.Name, dl.Seq, dl.ID, dl.Revoke, when(dl.RejectedAt), dl.Message)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%t\t%s\t%s\n", s.Name, dl.Seq, dl.ID, dl.Revoke, when(dl.RejectedAt), printable.Escape(dl.Message))
 		}
 	}
 	if action == "list" && o.asJSON {
