@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/internal/version"
 	"github.com/mispsentinel/listener/reconcile"
 	"github.com/mispsentinel/listener/sim/lab"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
@@ -238,6 +239,10 @@ func checkMetricNamesAndLabels(t *testing.T, reg *prometheus.Registry, sinks []s
 		"result": {"ok", "failed"},
 		"reason": nil, // checked per family below
 		"code":   nil,
+		// listener_build_info: one series, labelled with this binary's build.
+		"version":   {version.String()},
+		"revision":  {version.Revision()},
+		"goversion": {version.GoVersion()},
 	}
 	for _, f := range families {
 		name := f.GetName()
