@@ -232,7 +232,11 @@ func (c *Client) SearchEvents(ctx context.Context, filters map[string]any, pageS
 		body["order"] = searchOrder
 	}
 	body["limit"] = pageSize
-	seen := 0
+	// MISP's word on paging is not trusted: a page made only of events already delivered means
+	// the server ignores "page" (it looped for ever), and X-Result-Count only ever grows and
+	// never ends a search on its own (a count too low silently truncated the run): only a
+	// short or empty page does.
+	delivered := map[string]struct{}{}
 	for page := 1; ; page++ {
 		body["page"] = page
 		res, retries, err := c.searchWithRetry(ctx, body)
@@ -240,21 +244,32 @@ func (c *Client) SearchEvents(ctx context.Context, filters map[string]any, pageS
 		if err != nil {
 			return stats, fmt.Errorf("search events page %d (limit %d): %w", page, pageSize, err)
 		}
-		if res.count >= 0 {
+		if res.count > stats.Total {
 			stats.Total = res.count
+		}
+		if res.count >= 0 {
 			if report, ok := ctx.Value(searchTotalKey{}).(func(int)); ok {
-				report(res.count)
+				report(stats.Total)
 			}
 		}
 		if len(res.events) > 0 {
+			repeated := 0
+			for _, ev := range res.events {
+				if _, ok := delivered[ev.UUID]; ok {
+					repeated++
+				}
+				delivered[ev.UUID] = struct{}{}
+			}
+			if repeated == len(res.events) && page > 1 {
+				return stats, fmt.Errorf("search events page %d (limit %d): MISP returned only events of earlier pages: it ignores paging; stopping instead of looping", page, pageSize)
+			}
 			if err := fn(res.events); err != nil {
 				return stats, fmt.Errorf("handle events page %d: %w", page, err)
 			}
 			stats.Pages++
 			stats.Events += len(res.events)
 		}
-		seen += len(res.events)
-		if len(res.events) < pageSize || (res.count >= 0 && seen >= res.count) {
+		if len(res.events) < pageSize {
 			return stats, nil
 		}
 	}
