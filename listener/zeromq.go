@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	stdlog "log"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -258,6 +260,9 @@ func (z *ZeroMQ) dial(ctx context.Context, log *logrus.Entry) (zmq4.Socket, erro
 	sock := zmq4.NewSub(context.WithValue(ctx, dialGuardKey{}, guard), opts...)
 	if err := sock.Dial(z.endpoint); err != nil {
 		_ = sock.Close()
+		if isTimeout(err) {
+			return nil, fmt.Errorf("dial %s (no handshake within the dial timeout of %s: the publisher accepted the connection but did not answer): %w", z.cfg.Endpoint, z.cfg.DialTimeout, err)
+		}
 		if z.cfg.Username != "" && isHandshakeError(err) {
 			return nil, fmt.Errorf("dial %s (the handshake failed; check the PLAIN username and password): %w", z.cfg.Endpoint, err)
 		}
@@ -437,6 +442,17 @@ func frameTopic(frames [][]byte) string {
 
 // isHandshakeError reports whether a Dial error happened after TCP connected, which with PLAIN
 // usually means the credentials were refused (zmq4 does not decode libzmq's ERROR command).
+// isTimeout reports whether err is a deadline passing (the handshake bound of dialGuard), not
+// a refusal by the publisher. zmq4 flattens the cause into its message, hence the text check.
+func isTimeout(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	s := err.Error()
+	return strings.Contains(s, "i/o timeout") || strings.Contains(s, "deadline exceeded")
+}
+
 func isHandshakeError(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "could not open a ZMTP connection")

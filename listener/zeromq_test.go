@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -366,5 +367,35 @@ func TestZeroMQCorpusEvent(t *testing.T) {
 	notices, _ := rec.snapshot()
 	if got := notices[0].Event.AttributeCount(); got != 9 {
 		t.Errorf("attribute count = %d, want 9", got)
+	}
+}
+
+// A publisher that accepts the connection and never answers is reported as a timeout, not as
+// wrong PLAIN credentials.
+func TestZeroMQHungPublisherIsATimeoutNotCredentials(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent, until the test ends
+		}
+	}()
+	cfg := completeZeroMQ(ZeroMQConfig{Endpoint: "tcp://" + ln.Addr().String(), Username: "misp", Password: "secret", DialTimeout: 50 * time.Millisecond})
+	z := NewZeroMQ(cfg, &recorder{}, nil, testLogger(t), NewMetrics(nil))
+	sock, err := z.dial(context.Background(), z.log.WithField("test", t.Name()))
+	if err == nil {
+		sock.Close()
+		t.Fatal("dial to a silent publisher succeeded")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "PLAIN username and password") || !strings.Contains(msg, "dial timeout") {
+		t.Errorf("error %q: want the dial timeout named, not the credentials", msg)
 	}
 }
