@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -45,6 +48,13 @@ func runRun(ctx context.Context, path string, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer d.Close()
+	// SIGHUP would otherwise end the process (exit 129, nothing flushed).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	hupCtx, stopHup := context.WithCancel(ctx)
+	defer stopHup()
+	go reloadOnHangup(hupCtx, hup, path, cfg, log)
 	info := version.Get()
 	log.WithFields(logrus.Fields{"sinks": len(cfg.Sinks), "version": info.Version, "revision": info.Revision, "goversion": info.GoVersion}).Info("listener started")
 	if err := d.Run(ctx); err != nil {

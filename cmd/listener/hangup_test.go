@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// SIGHUP re-reads the log level and names the changed settings that need a restart.
+func TestHangupReloadsLogLevelAndNamesRestartSettings(t *testing.T) {
+	const base = `misp: {url: "https://misp.example", key: 0123456789abcdefghij0123456789ABCDEFGHIJ}
+sinks:
+  - name: soc
+    workspace_id: 11111111-2222-4333-8444-555555555555
+    identity: {kind: client_secret, tenant_id: aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee, client_id: 99999999-8888-4777-8666-555555555555, client_secret: x}
+store: {dir: /tmp/unused}
+`
+	path := writeTemp(t, base+"log: {level: info}\n")
+	cfg, err := loadConfig(context.Background(), path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	log, err := newLogger(cfg.Log, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hup := make(chan os.Signal, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { reloadOnHangup(ctx, hup, path, cfg, log); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	changed := strings.Replace(base, "/tmp/unused", "/tmp/elsewhere", 1) + "log: {level: debug}\n"
+	if err := os.WriteFile(path, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup <- syscall.SIGHUP
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(out.String(), "SIGHUP: configuration re-read") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload line after SIGHUP:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if log.GetLevel() != logrus.DebugLevel {
+		t.Errorf("log level %s after SIGHUP, want debug", log.GetLevel())
+	}
+	line := out.String()
+	if !strings.Contains(line, `"log_level":"debug"`) || !strings.Contains(line, `"need_restart":["store"]`) {
+		t.Errorf("reload line does not name the new level and the store as needing a restart:\n%s", line)
+	}
+}
