@@ -1,10 +1,13 @@
 package config
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mispsentinel/listener/misp"
 )
 
 // Config is the whole listener configuration. Field names mirror the YAML keys; every key is
@@ -56,6 +59,18 @@ type MISP struct {
 	// RealtimeFetch says whether a ZeroMQ or webhook notice is trusted as-is or the event is
 	// fetched again through restSearch with the filters: auto, always or never.
 	RealtimeFetch string `yaml:"realtime_fetch" json:"realtime_fetch"`
+}
+
+// WindowNote says which keys of event_filters are time windows and what that means, or ""
+// when there are none. check and config print show it.
+func (m MISP) WindowNote() string {
+	keys := misp.WindowKeys(m.EventFilters)
+	if len(keys) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("misp.event_filters: time window %s: it limits which events a run fetches, never which belong in a sink; "+
+		"an event that ages out keeps its indicators until their valid_until (deleting it, un-flagging its attributes or a non-time filter still revokes)",
+		strings.Join(keys, ", "))
 }
 
 // RefetchOnNotice reports whether the real-time path must fetch a notified event through

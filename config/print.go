@@ -29,6 +29,11 @@ func (c *Config) Print(w io.Writer) error {
 			}
 		}
 	}
+	if note := c.MISP.WindowNote(); note != "" {
+		if filters := lookup(&doc, "misp", "event_filters"); filters != nil {
+			filters.HeadComment = note
+		}
+	}
 	enc := yaml.NewEncoder(w)
 	enc.SetIndent(2)
 	if err := enc.Encode(&doc); err != nil {

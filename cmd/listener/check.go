@@ -65,6 +65,9 @@ func runCheck(ctx context.Context, o checkOptions, stdout, stderr io.Writer) int
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stdout, "WARN  %s\n", w)
 	}
+	if note := cfg.MISP.WindowNote(); note != "" {
+		fmt.Fprintf(stdout, "note  %s\n", note)
+	}
 	if o.offline {
 		return exitOK
 	}
