@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/mispsentinel/listener/misp"
@@ -33,6 +32,9 @@ type EventFetcher interface {
 type Store interface {
 	Apply(sink, eventUUID string, desired []stix.Object, now time.Time) (store.DiffStats, error)
 	RemoveEvent(sink, eventUUID string, now time.Time) (store.DiffStats, error)
+	// ApplyAged is Apply without refreshing unchanged objects, for an event that aged out of
+	// the search's time window (see store.Store.ApplyAged).
+	ApplyAged(sink, eventUUID string, desired []stix.Object, now time.Time) (store.DiffStats, error)
 }
 
 // Config wires a Pipeline.
@@ -68,18 +70,27 @@ type DecayModelSource interface {
 type Pipeline struct {
 	cfg Config
 	// noticeFilters are the event filters a published notice is re-fetched with: all of
-	// them but the publication filters (see publicationFilters).
+	// them but "published" and the time windows (see noticeFiltersOf).
 	noticeFilters map[string]any
 	// realtime orders real-time actions against the reconciler's reads (ApplyRead).
 	realtime *realtimeLog
 }
 
-// publicationFilters select events by their publication state. A notice of publication is
-// itself the proof that the event is published, and MISP sends it before it has saved that:
-// the workflow's event-publish trigger runs "just before publishing", and misp_json's payload
-// is fetched before published=1 is stored (spec/misp-interfaces.md 1.4, 2.2). Re-fetching with
-// them would find a first publication "outside the filters" and revoke a republished event.
-var publicationFilters = []string{"published", "publish_timestamp", "last"}
+// noticeFiltersOf returns the filters a notified event is re-fetched with: the membership
+// filters without "published" or any time window.
+//
+// A notice of publication is itself the proof that the event is published, and MISP sends it
+// before it has saved that: the workflow's event-publish trigger runs "just before
+// publishing", and misp_json's payload is fetched before published=1 and publish_timestamp are
+// stored (spec/misp-interfaces.md 1.4, 2.2). Re-fetching with them would find a first
+// publication "outside the filters" and revoke a republished event. Any other time window
+// (timestamp, from, ...) limits what a reconcile run scans; it never decides membership, so a
+// notice about an event outside it must not revoke the event either (misp.WindowKeys).
+func noticeFiltersOf(filters map[string]any) map[string]any {
+	out := misp.MembershipFilters(filters)
+	delete(out, "published")
+	return out
+}
 
 // New returns a Pipeline.
 func New(cfg Config) (*Pipeline, error) {
@@ -92,13 +103,7 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Pipeline{cfg: cfg, noticeFilters: make(map[string]any, len(cfg.EventFilters)), realtime: newRealtimeLog()}
-	for k, v := range cfg.EventFilters {
-		if !slices.Contains(publicationFilters, k) {
-			p.noticeFilters[k] = v
-		}
-	}
-	return p, nil
+	return &Pipeline{cfg: cfg, noticeFilters: noticeFiltersOf(cfg.EventFilters), realtime: newRealtimeLog()}, nil
 }
 
 // Sinks returns the configured sinks.
@@ -110,6 +115,17 @@ type Stats map[string]store.DiffStats
 // ApplyEvent makes every sink's desired state for ev equal to what converting ev yields. ev
 // must already satisfy the event filters (it came from a filtered search).
 func (p *Pipeline) ApplyEvent(ev *misp.Event) (Stats, error) {
+	return p.applyEvent(ev, p.cfg.Store.Apply)
+}
+
+// ApplyAgedEvent is ApplyEvent for an event that satisfies the event filters but their time
+// window no longer: what changed in it is applied, what it no longer yields is revoked, and
+// nothing unchanged is refreshed (a time window scans, it never decides).
+func (p *Pipeline) ApplyAgedEvent(ev *misp.Event) (Stats, error) {
+	return p.applyEvent(ev, p.cfg.Store.ApplyAged)
+}
+
+func (p *Pipeline) applyEvent(ev *misp.Event, apply func(sink, eventUUID string, desired []stix.Object, now time.Time) (store.DiffStats, error)) (Stats, error) {
 	if ev == nil || ev.UUID == "" {
 		return nil, errors.New("apply event: event has no uuid")
 	}
@@ -132,7 +148,7 @@ func (p *Pipeline) ApplyEvent(ev *misp.Event) (Stats, error) {
 			result = sink.Adapt(ev, result)
 		}
 		p.cfg.Metrics.observeConversion(sink.Name, result)
-		diff, err := p.cfg.Store.Apply(sink.Name, ev.UUID, result.Objects, now)
+		diff, err := apply(sink.Name, ev.UUID, result.Objects, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("apply event %s to sink %s: %w", ev.UUID, sink.Name, err))
 			continue

@@ -272,6 +272,13 @@ func (f failingStore) Apply(sink, event string, desired []stix.Object, now time.
 	return f.Store.Apply(sink, event, desired, now)
 }
 
+func (f failingStore) ApplyAged(sink, event string, desired []stix.Object, now time.Time) (store.DiffStats, error) {
+	if sink == f.failSink {
+		return store.DiffStats{}, errors.New("disk full")
+	}
+	return f.Store.ApplyAged(sink, event, desired, now)
+}
+
 func TestApplyEventFailureInOneSinkStillAppliesTheOthers(t *testing.T) {
 	st := openStore(t)
 	p, err := New(Config{Sinks: twoSinks(), Store: failingStore{Store: st, failSink: "all"}})

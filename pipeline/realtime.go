@@ -72,15 +72,25 @@ func (p *Pipeline) ReadMark() uint64 { return p.realtime.mark() }
 // path has acted on the event since: then it changes nothing and reports superseded (the
 // notice is newer than the read, and the next reconcile reads the event again).
 func (p *Pipeline) ApplyRead(ev *misp.Event, mark uint64) (st Stats, superseded bool, err error) {
+	return p.applyRead(ev, mark, p.ApplyEvent)
+}
+
+// ApplyAgedRead is ApplyRead with ApplyAgedEvent: for an event the read found outside the
+// filters' time window but inside every other filter.
+func (p *Pipeline) ApplyAgedRead(ev *misp.Event, mark uint64) (st Stats, superseded bool, err error) {
+	return p.applyRead(ev, mark, p.ApplyAgedEvent)
+}
+
+func (p *Pipeline) applyRead(ev *misp.Event, mark uint64, apply func(*misp.Event) (Stats, error)) (st Stats, superseded bool, err error) {
 	if ev == nil || ev.UUID == "" {
-		st, err = p.ApplyEvent(ev)
+		st, err = apply(ev)
 		return st, false, err
 	}
 	defer p.realtime.lock(ev.UUID)()
 	if p.realtime.stale(ev.UUID, mark) {
 		return nil, true, nil
 	}
-	st, err = p.ApplyEvent(ev)
+	st, err = apply(ev)
 	return st, false, err
 }
 

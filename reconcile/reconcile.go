@@ -28,6 +28,9 @@ type Applier interface {
 	ReadMark() uint64
 	ApplyRead(ev *misp.Event, mark uint64) (st pipeline.Stats, superseded bool, err error)
 	RemoveRead(uuid string, mark uint64) (st pipeline.Stats, superseded bool, err error)
+	// ApplyAgedRead is ApplyRead for an event that matches the filters but not their time
+	// window: changes and revocations, no refresh.
+	ApplyAgedRead(ev *misp.Event, mark uint64) (st pipeline.Stats, superseded bool, err error)
 	Sinks() []pipeline.Sink
 }
 
@@ -144,7 +147,10 @@ type Report struct {
 	// SupersededEvents are the events the run read before a real-time notice acted on them;
 	// the run left them as the notice did.
 	SupersededEvents int
-	Sinks            pipeline.Stats
+	// AgedEvents are events the search's time window no longer covers that still match every
+	// other filter: applied without refresh, never revoked for their age.
+	AgedEvents int
+	Sinks      pipeline.Stats
 	// Errors are the failures that did not stop the run (one event that could not be
 	// applied). A search failure stops the run and is returned as the run's error instead.
 	Errors []error
@@ -370,10 +376,24 @@ func (r *Reconciler) missingEvents(seen map[string]struct{}, onlyEvent string) (
 }
 
 // settleMissing decides about one event missing from the search: gone from MISP (revoked),
-// found after all by a one-event search (applied), or outside the filters (revoked once its
-// grace period is over).
+// found after all by a one-event search (applied), aged out of the filters' time window but
+// matching the rest (applied without refresh, never revoked for its age), or outside the
+// filters (revoked once its grace period is over).
 func (r *Reconciler) settleMissing(ctx context.Context, uuid string, rep *Report) {
 	mark := r.apply.ReadMark()
+	if len(misp.WindowKeys(r.cfg.EventFilters)) > 0 {
+		// A time window limits which events a run fetches; it never makes an event "filtered
+		// out" (misp.WindowKeys). Only an event that fails the other filters is.
+		ev, member, err := r.misp.SearchEvent(ctx, uuid, misp.MembershipFilters(r.cfg.EventFilters))
+		if err != nil {
+			rep.Errors = append(rep.Errors, fmt.Errorf("look up event %s missing from the search without its time window: %w", uuid, err))
+			return
+		}
+		if member {
+			r.settleMember(ctx, ev, mark, rep)
+			return
+		}
+	}
 	_, err := r.misp.ViewEvent(ctx, uuid)
 	switch {
 	case errors.Is(err, misp.ErrEventNotFound):
@@ -393,16 +413,7 @@ func (r *Reconciler) settleMissing(ctx context.Context, uuid string, rep *Report
 		return
 	}
 	if found {
-		st, superseded, err := r.apply.ApplyRead(ev, mark)
-		rep.add(st)
-		if err != nil {
-			rep.Errors = append(rep.Errors, err)
-		}
-		if superseded {
-			rep.SupersededEvents++
-			return
-		}
-		r.endGrace(uuid, rep)
+		r.applyFound(ev, mark, rep, r.apply.ApplyRead)
 		return
 	}
 	expired, err := r.outsideFilterExpired(uuid)
@@ -417,6 +428,38 @@ func (r *Reconciler) settleMissing(ctx context.Context, uuid string, rep *Report
 	if r.revoke(uuid, mark, rep) {
 		rep.FilteredEvents++
 	}
+}
+
+// settleMember applies an event missing from a windowed search that still matches the filters
+// without their time window: as the search would have (offset paging skipped it) when it is
+// inside the window, without refresh when it aged out.
+func (r *Reconciler) settleMember(ctx context.Context, ev *misp.Event, mark uint64, rep *Report) {
+	_, inWindow, err := r.misp.SearchEvent(ctx, ev.UUID, r.cfg.EventFilters)
+	if err != nil {
+		rep.Errors = append(rep.Errors, fmt.Errorf("look up event %s in the search's time window: %w", ev.UUID, err))
+		return
+	}
+	if inWindow {
+		r.applyFound(ev, mark, rep, r.apply.ApplyRead)
+		return
+	}
+	rep.AgedEvents++
+	r.applyFound(ev, mark, rep, r.apply.ApplyAgedRead)
+}
+
+// applyFound applies an event a one-event search found and ends its grace period, unless the
+// real-time path acted on it after mark.
+func (r *Reconciler) applyFound(ev *misp.Event, mark uint64, rep *Report, apply func(*misp.Event, uint64) (pipeline.Stats, bool, error)) {
+	st, superseded, err := apply(ev, mark)
+	rep.add(st)
+	if err != nil {
+		rep.Errors = append(rep.Errors, err)
+	}
+	if superseded {
+		rep.SupersededEvents++
+		return
+	}
+	r.endGrace(ev.UUID, rep)
 }
 
 // revoke revokes in every sink what event uuid yielded and ends its grace period, unless the

@@ -130,6 +130,7 @@ type fakeApplier struct {
 	mu       sync.Mutex
 	sinks    []string
 	applied  []string
+	aged     []string // events applied without refresh (outside the time window)
 	removed  []string
 	exported map[string]map[string]bool // sink -> events
 	failOn   string
@@ -160,6 +161,13 @@ func (a *fakeApplier) ApplyEvent(ev *misp.Event) (pipeline.Stats, error) {
 		a.exported[s][ev.UUID] = true
 	}
 	return st, nil
+}
+
+func (a *fakeApplier) ApplyAgedEvent(ev *misp.Event) (pipeline.Stats, error) {
+	a.mu.Lock()
+	a.aged = append(a.aged, ev.UUID)
+	a.mu.Unlock()
+	return a.ApplyEvent(ev)
 }
 
 func (a *fakeApplier) RemoveEvent(uuid string) (pipeline.Stats, error) {

@@ -214,7 +214,7 @@ func (r *Reconciler) runLogged(ctx context.Context, why string, run func() (*Rep
 	if rep != nil {
 		log = log.WithFields(logrus.Fields{
 			"kind": rep.Kind, "events": rep.Events, "gone": rep.GoneEvents,
-			"filtered_out": rep.FilteredEvents, "in_grace": rep.GracedEvents, "superseded": rep.SupersededEvents,
+			"filtered_out": rep.FilteredEvents, "in_grace": rep.GracedEvents, "superseded": rep.SupersededEvents, "aged_out_of_window": rep.AgedEvents,
 			"duration": rep.Finished.Sub(rep.Started).String(),
 		})
 		for sink, s := range rep.Sinks {

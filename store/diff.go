@@ -68,9 +68,32 @@ func (s *Store) Apply(sink, eventUUID string, desired []stix.Object, now time.Ti
 	if err != nil {
 		return DiffStats{}, fmt.Errorf("apply event %s to sink %s: %w", eventUUID, sink, err)
 	}
-	stats, err := s.apply(sink, eventUUID, objects, now)
+	stats, err := s.apply(sink, eventUUID, objects, now, true)
 	if err != nil {
 		return stats, fmt.Errorf("apply event %s to sink %s: %w", eventUUID, sink, err)
+	}
+	return stats, nil
+}
+
+// ApplyAged is Apply for an event that has aged out of the search's time window (a
+// publish_timestamp or other time bound in misp.event_filters) but still belongs in the sink:
+// new, changed and removed objects are queued as Apply queues them, but an unchanged object is
+// never refreshed. Its indicators live until the valid_until Sentinel holds, as misp2sentinel
+// left them; a time window limits what is fetched, it never decides what is exported.
+func (s *Store) ApplyAged(sink, eventUUID string, desired []stix.Object, now time.Time) (DiffStats, error) {
+	if eventUUID == "" {
+		return DiffStats{}, errors.New("apply aged event: empty event uuid")
+	}
+	objects, err := checkDesired(desired)
+	if err == nil {
+		err = s.space.checkIntake()
+	}
+	if err != nil {
+		return DiffStats{}, fmt.Errorf("apply aged event %s to sink %s: %w", eventUUID, sink, err)
+	}
+	stats, err := s.apply(sink, eventUUID, objects, now, false)
+	if err != nil {
+		return stats, fmt.Errorf("apply aged event %s to sink %s: %w", eventUUID, sink, err)
 	}
 	return stats, nil
 }
@@ -84,7 +107,7 @@ func (s *Store) RemoveEvent(sink, eventUUID string, now time.Time) (DiffStats, e
 	if err := s.space.checkIntake(); err != nil {
 		return DiffStats{}, fmt.Errorf("remove event %s from sink %s: %w", eventUUID, sink, err)
 	}
-	stats, err := s.apply(sink, eventUUID, nil, now)
+	stats, err := s.apply(sink, eventUUID, nil, now, true)
 	if err != nil {
 		return stats, fmt.Errorf("remove event %s from sink %s: %w", eventUUID, sink, err)
 	}
@@ -135,7 +158,9 @@ type plannedObject struct {
 // apply does Apply under the sink's lock in four steps: plan (read everything involved),
 // objects (upserts), revocations, and the event record (id list and digest), all written
 // through one chunked writer.
-func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time) (DiffStats, error) {
+//
+// refresh false never re-sends an unchanged object for a later valid_until (ApplyAged).
+func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time, refresh bool) (DiffStats, error) {
 	rt, err := s.lockSink(sink)
 	if err != nil {
 		return DiffStats{}, err
@@ -146,7 +171,7 @@ func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time) 
 	// is close enough to expiry to need a refresh, so every object is unchanged. This skips
 	// reading one state per object, which dominates a full reconcile of an unchanged MISP.
 	sum := desiredDigest(desired)
-	stored, unchanged, err := s.unchangedEvent(sink, event, sum, desired, now)
+	stored, unchanged, err := s.unchangedEvent(sink, event, sum, desired, now, refresh)
 	if err != nil {
 		return DiffStats{}, err
 	}
@@ -176,7 +201,7 @@ func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time) 
 		}
 	}
 	baseOps := w.ops
-	objectsQueued, err := s.writeObjects(w, rt, event, plan, now, &stats)
+	objectsQueued, err := s.writeObjects(w, rt, event, plan, now, refresh, &stats)
 	if err != nil {
 		return fail(err)
 	}
@@ -263,7 +288,7 @@ func (s *Store) plan(sink, event string, desired []stix.Object) (*applyPlan, err
 
 // writeObjects queues an upsert for every new, changed or refreshed desired object and records
 // the new owner of unchanged ones. It reports whether it queued anything.
-func (s *Store) writeObjects(w *chunkWriter, rt *sinkRuntime, event string, plan *applyPlan, now time.Time, stats *DiffStats) (queued bool, err error) {
+func (s *Store) writeObjects(w *chunkWriter, rt *sinkRuntime, event string, plan *applyPlan, now time.Time, refresh bool, stats *DiffStats) (queued bool, err error) {
 	sink := w.sink
 	for i := range plan.planned {
 		p := &plan.planned[i]
@@ -282,7 +307,7 @@ func (s *Store) writeObjects(w *chunkWriter, rt *sinkRuntime, event string, plan
 			live = 1
 		case st.Hash != o.Hash:
 			stats.Changed++
-		case s.needsRefresh(st, o, now):
+		case s.needsRefresh(st, o, now, refresh):
 			stats.Refreshed++
 		default:
 			stats.Unchanged++
@@ -422,7 +447,7 @@ func desiredDigest(desired []stix.Object) [32]byte {
 // matches, no object's valid_until is inside the refresh window, and every shared object
 // (owned by no event, so another event may have changed it) still has the desired content.
 // It returns the stored digest when there is one.
-func (s *Store) unchangedEvent(sink, event string, sum [32]byte, desired []stix.Object, now time.Time) (*eventDigest, bool, error) {
+func (s *Store) unchangedEvent(sink, event string, sum [32]byte, desired []stix.Object, now time.Time, refresh bool) (*eventDigest, bool, error) {
 	var stored *eventDigest
 	unchanged := false
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -434,7 +459,7 @@ func (s *Store) unchangedEvent(sink, event string, sum [32]byte, desired []stix.
 		if d.Sum != sum || len(desired) == 0 {
 			return nil
 		}
-		if !d.MinValidUntil.IsZero() && d.MinValidUntil.Sub(now) < s.refreshWindow {
+		if refresh && !d.MinValidUntil.IsZero() && d.MinValidUntil.Sub(now) < s.refreshWindow {
 			return nil
 		}
 		if earlier := minDesiredValidUntil(desired); !earlier.IsZero() && (d.MinValidUntil.IsZero() || d.MinValidUntil.Sub(earlier) > validUntilSlack) {
@@ -492,15 +517,16 @@ const validUntilSlack = time.Minute
 // one Sentinel holds is inside the refresh window and the desired one is later (so that
 // Sentinel does not expire it), or the desired one is earlier by more than validUntilSlack (a
 // decaying model now ends it sooner, so that Sentinel stops matching it on time). Objects
-// whose last version was rejected are not re-sent.
-func (s *Store) needsRefresh(st *indicatorState, o stix.Object, now time.Time) bool {
+// whose last version was rejected are not re-sent. Without refresh (an event aged out of the
+// search window) only an earlier valid_until is sent.
+func (s *Store) needsRefresh(st *indicatorState, o stix.Object, now time.Time, refresh bool) bool {
 	if st.Rejected || o.ValidUntil.IsZero() {
 		return false
 	}
 	if st.ValidUntil.IsZero() || st.ValidUntil.Sub(o.ValidUntil) > validUntilSlack {
 		return o.ValidUntil.After(now)
 	}
-	return st.ValidUntil.Sub(now) < s.refreshWindow && o.ValidUntil.After(st.ValidUntil)
+	return refresh && st.ValidUntil.Sub(now) < s.refreshWindow && o.ValidUntil.After(st.ValidUntil)
 }
 
 // minDesiredValidUntil is the earliest non-zero valid_until of the desired objects.
