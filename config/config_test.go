@@ -267,3 +267,22 @@ func exampleDefenderSink(t *testing.T, cfg *Config) int {
 	t.Fatal("config.example.yaml shows no sink of kind defender")
 	return 0
 }
+
+func TestWindowNoteNamesTheTimeWindows(t *testing.T) {
+	m := MISP{EventFilters: map[string]any{"published": true, "publish_timestamp": "14d", "tags": []any{"x"}}}
+	if note := m.WindowNote(); !strings.Contains(note, "time window publish_timestamp:") || !strings.Contains(note, "never which belong") {
+		t.Errorf("WindowNote = %q", note)
+	}
+	if note := (MISP{EventFilters: map[string]any{"published": true}}).WindowNote(); note != "" {
+		t.Errorf("WindowNote without a window = %q", note)
+	}
+	cfg := Default()
+	cfg.MISP.EventFilters = m.EventFilters
+	var out strings.Builder
+	if err := cfg.Print(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "# misp.event_filters: time window publish_timestamp") {
+		t.Errorf("config print does not say which keys are windows:\n%s", out.String())
+	}
+}

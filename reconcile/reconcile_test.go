@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -51,12 +52,15 @@ func (f *fakeMISP) add(uuid string, inFilter bool, modified, published time.Time
 	f.inFilter[uuid] = inFilter
 }
 
-func (f *fakeMISP) SearchEvent(_ context.Context, uuid string, _ map[string]any) (*misp.Event, bool, error) {
+func (f *fakeMISP) SearchEvent(_ context.Context, uuid string, filters map[string]any) (*misp.Event, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.singleSearches = append(f.singleSearches, uuid)
 	ev, ok := f.events[uuid]
 	if !ok || !f.inFilter[uuid] {
+		return nil, false, nil
+	}
+	if !inWindow(filters, "timestamp", ev.Timestamp) || !inWindow(filters, "publish_timestamp", ev.PublishTimestamp) {
 		return nil, false, nil
 	}
 	return ev, true, nil
@@ -714,5 +718,42 @@ func TestWatermarkIsClampedToTheNewestMISPTimestamp(t *testing.T) {
 	}
 	if mark, _ := g.state.Watermark(watermarkWindow); !mark.Equal(g.clock.Now()) {
 		t.Errorf("window watermark %v, want the run's start %v", mark, g.clock.Now())
+	}
+}
+
+// TestTimeWindowScansButNeverRevokes: a publish_timestamp window in the filters (misp2sentinel's
+// default "14d") limits what a full run fetches. An event that aged out of it but still matches
+// every other filter is applied without refresh and never revoked for its age; a deleted event
+// and one that no longer matches a non-time filter are still revoked.
+func TestTimeWindowScansButNeverRevokes(t *testing.T) {
+	window := strconv.FormatInt(t0.Add(-14*24*time.Hour).Unix(), 10)
+	r := newRig(Config{EventFilters: map[string]any{"published": true, "publish_timestamp": window}})
+	recent, old := t0.Add(-24*time.Hour), t0.Add(-330*24*time.Hour)
+	r.misp.add("fresh", true, recent, recent)
+	r.misp.add("aged", true, old, old)
+	r.misp.add("untagged", false, old, old) // exists, fails a non-time filter
+	for _, s := range []string{"a", "b"} {
+		for _, uuid := range []string{"fresh", "aged", "untagged", "deleted"} {
+			r.apply.exported[s][uuid] = true
+		}
+	}
+	rep, err := r.r.Full(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(r.apply.removed)
+	if want := []string{"deleted", "untagged"}; !slices.Equal(r.apply.removed, want) {
+		t.Errorf("revoked %v, want %v: a time window must not revoke the aged event", r.apply.removed, want)
+	}
+	if want := []string{"aged"}; !slices.Equal(r.apply.aged, want) {
+		t.Errorf("applied without refresh %v, want %v", r.apply.aged, want)
+	}
+	if rep.AgedEvents != 1 || rep.GoneEvents != 1 || rep.FilteredEvents != 1 {
+		t.Errorf("report: aged %d gone %d filtered %d, want 1 1 1", rep.AgedEvents, rep.GoneEvents, rep.FilteredEvents)
+	}
+	for _, s := range []string{"a", "b"} {
+		if !r.apply.exported[s]["aged"] || !r.apply.exported[s]["fresh"] {
+			t.Errorf("sink %s no longer exports the fresh and aged events: %v", s, r.apply.exported[s])
+		}
 	}
 }

@@ -58,21 +58,7 @@ func (d DiffStats) Enqueued() int { return d.New + d.Changed + d.Refreshed + d.R
 // same event again (as the reconciler does after any restart) completes the change without
 // uploading what was already queued. Apply returns only after everything is committed.
 func (s *Store) Apply(sink, eventUUID string, desired []stix.Object, now time.Time) (DiffStats, error) {
-	if eventUUID == "" {
-		return DiffStats{}, errors.New("apply: empty event uuid")
-	}
-	objects, err := checkDesired(desired)
-	if err == nil {
-		err = s.space.checkIntake()
-	}
-	if err != nil {
-		return DiffStats{}, fmt.Errorf("apply event %s to sink %s: %w", eventUUID, sink, err)
-	}
-	stats, err := s.apply(sink, eventUUID, objects, now, true)
-	if err != nil {
-		return stats, fmt.Errorf("apply event %s to sink %s: %w", eventUUID, sink, err)
-	}
-	return stats, nil
+	return s.applyDesired("apply", sink, eventUUID, desired, now, true)
 }
 
 // ApplyAged is Apply for an event that has aged out of the search's time window (a
@@ -81,19 +67,24 @@ func (s *Store) Apply(sink, eventUUID string, desired []stix.Object, now time.Ti
 // never refreshed. Its indicators live until the valid_until Sentinel holds, as misp2sentinel
 // left them; a time window limits what is fetched, it never decides what is exported.
 func (s *Store) ApplyAged(sink, eventUUID string, desired []stix.Object, now time.Time) (DiffStats, error) {
+	return s.applyDesired("apply aged", sink, eventUUID, desired, now, false)
+}
+
+// applyDesired checks desired and the free space, then applies (what names the call in errors).
+func (s *Store) applyDesired(what, sink, eventUUID string, desired []stix.Object, now time.Time, refresh bool) (DiffStats, error) {
 	if eventUUID == "" {
-		return DiffStats{}, errors.New("apply aged event: empty event uuid")
+		return DiffStats{}, fmt.Errorf("%s: empty event uuid", what)
 	}
 	objects, err := checkDesired(desired)
 	if err == nil {
 		err = s.space.checkIntake()
 	}
 	if err != nil {
-		return DiffStats{}, fmt.Errorf("apply aged event %s to sink %s: %w", eventUUID, sink, err)
+		return DiffStats{}, fmt.Errorf("%s event %s to sink %s: %w", what, eventUUID, sink, err)
 	}
-	stats, err := s.apply(sink, eventUUID, objects, now, false)
+	stats, err := s.apply(sink, eventUUID, objects, now, refresh)
 	if err != nil {
-		return stats, fmt.Errorf("apply aged event %s to sink %s: %w", eventUUID, sink, err)
+		return stats, fmt.Errorf("%s event %s to sink %s: %w", what, eventUUID, sink, err)
 	}
 	return stats, nil
 }

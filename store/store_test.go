@@ -861,3 +861,36 @@ func TestBatchesInFlightHoldBackLaterVersions(t *testing.T) {
 		t.Fatalf("stats %+v, %v; want an empty outbox", st, err)
 	}
 }
+
+// TestApplyAgedNeverRefreshes: an event that aged out of the search's time window keeps what
+// Sentinel holds until its valid_until; what changed in it is still sent and what it no longer
+// yields is still revoked.
+func TestApplyAgedNeverRefreshes(t *testing.T) {
+	s := openTest(t, Options{RefreshWindow: 24 * time.Hour})
+	a, b, c := indicatorID(1), indicatorID(2), indicatorID(3)
+	expiring := t0.Add(2 * time.Hour)
+	if _, err := s.Apply("ws", "ev", []stix.Object{indicator(a, "h", expiring), indicator(b, "h", expiring), indicator(c, "h", expiring)}, t0.Add(-48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, s, "ws", t0)
+	later := t0.Add(30 * 24 * time.Hour)
+	// a unchanged (inside the refresh window), b changed, c no longer yielded.
+	got, err := s.ApplyAged("ws", "ev", []stix.Object{indicator(a, "h", later), indicator(b, "h2", later)}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (DiffStats{Unchanged: 1, Changed: 1, Revoked: 1}); got != want {
+		t.Errorf("ApplyAged stats %+v, want %+v", got, want)
+	}
+	if ups := drain(t, s, "ws", t0); len(ups) != 2 {
+		t.Errorf("%d uploads, want the change and the revocation", len(ups))
+	}
+	// The same event back inside the window is refreshed as usual.
+	got, err = s.Apply("ws", "ev", []stix.Object{indicator(a, "h", later), indicator(b, "h2", later)}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (DiffStats{Unchanged: 1, Refreshed: 1}); got != want {
+		t.Errorf("Apply after ApplyAged %+v, want %+v", got, want)
+	}
+}
