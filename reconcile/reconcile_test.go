@@ -197,6 +197,11 @@ func (a *fakeApplier) ApplyRead(ev *misp.Event, _ uint64) (pipeline.Stats, bool,
 	return st, false, err
 }
 
+func (a *fakeApplier) ApplyAgedRead(ev *misp.Event, _ uint64) (pipeline.Stats, bool, error) {
+	st, err := a.ApplyAgedEvent(ev)
+	return st, false, err
+}
+
 func (a *fakeApplier) RemoveRead(uuid string, _ uint64) (pipeline.Stats, bool, error) {
 	st, err := a.RemoveEvent(uuid)
 	return st, false, err
