@@ -426,3 +426,19 @@ func TestDockerignoreKeepsTheBuildInputs(t *testing.T) {
 		t.Fatalf("go list found %d of the module's files in ./cmd/listener's build", n)
 	}
 }
+
+// The systemd unit does not restart on a configuration error (the bad-input exit code of
+// docs/CLI.md) and carries no MemoryMax that Badger's memory-mapped tables would outgrow.
+func TestSystemdUnitStopsOnConfigErrors(t *testing.T) {
+	unit := string(readFile(t, filepath.Join(repoRoot, "deploy", "listener.service")))
+	m := regexp.MustCompile(`(?m)^\| (\d+) \| bad input \|`).FindStringSubmatch(string(readFile(t, filepath.Join(repoRoot, "docs", "CLI.md"))))
+	if m == nil {
+		t.Fatal("docs/CLI.md names no bad-input exit code")
+	}
+	if !regexp.MustCompile(`(?m)^RestartPreventExitStatus=` + m[1] + `$`).MatchString(unit) {
+		t.Errorf("listener.service lacks RestartPreventExitStatus=%s", m[1])
+	}
+	if regexp.MustCompile(`(?m)^MemoryMax=`).MatchString(unit) {
+		t.Error("listener.service caps memory with MemoryMax")
+	}
+}
