@@ -56,3 +56,25 @@ store: {dir: /tmp/unused}
 		t.Errorf("reload line does not name the new level and the store as needing a restart:\n%s", line)
 	}
 }
+
+// check --offline resolves env: and file: secret references and fails on a missing one, as
+// run would at start.
+func TestCheckOfflineFailsOnAMissingSecret(t *testing.T) {
+	const cfgText = `misp: {url: "https://misp.example", key: 0123456789abcdefghij0123456789ABCDEFGHIJ}
+sinks:
+  - name: soc
+    workspace_id: 11111111-2222-4333-8444-555555555555
+    identity: {kind: client_secret, tenant_id: aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee, client_id: 99999999-8888-4777-8666-555555555555, client_secret: "env:LISTENER_TEST_UNSET_SECRET"}
+store: {dir: /tmp/unused}
+`
+	os.Unsetenv("LISTENER_TEST_UNSET_SECRET")
+	path := writeTemp(t, cfgText)
+	code, _, errOut := runCommand(t, "check", "-c", path, "--offline")
+	if code != exitBadInput || !strings.Contains(errOut, "LISTENER_TEST_UNSET_SECRET") {
+		t.Errorf("check --offline with an unset secret variable = %d, want %d naming it:\n%s", code, exitBadInput, errOut)
+	}
+	t.Setenv("LISTENER_TEST_UNSET_SECRET", "s3cret")
+	if code, _, errOut := runCommand(t, "check", "-c", path, "--offline"); code != exitOK {
+		t.Errorf("check --offline with the variable set = %d:\n%s", code, errOut)
+	}
+}
