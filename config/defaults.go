@@ -97,6 +97,9 @@ const (
 	// ZeroMQWorkers is the number of notices the ZeroMQ source handles at once, so that the
 	// re-fetch of one event overlaps the store commit of another.
 	ZeroMQWorkers = 2
+	// ZeroMQDrainTimeout bounds how long a shutdown keeps handling the notices already received;
+	// the ones still queued then are recorded in the store and applied first at the next start.
+	ZeroMQDrainTimeout = 20 * time.Second
 
 	// WebhookReadHeaderTimeout, WebhookReadTimeout, WebhookWriteTimeout and WebhookIdleTimeout
 	// are the webhook server's HTTP timeouts; WebhookShutdownTimeout bounds the graceful stop.

@@ -237,7 +237,7 @@ func (d *Daemon) assemble() error {
 	searchFilters := cfg.SearchFilters()
 	p, err := pipeline.New(pipeline.Config{
 		Sinks: sinks, EventFilters: searchFilters, Refetch: cfg.RefetchOnNotice(), DecayModels: models,
-		Fetcher: mc, Store: d.store, Now: d.opts.Now, Metrics: pipeline.NewMetrics(reg),
+		Fetcher: mc, Store: d.store, Pending: d.store, Now: d.opts.Now, Metrics: pipeline.NewMetrics(reg),
 	})
 	if err != nil {
 		return err
@@ -337,6 +337,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 			_ = s.pusher.Run(ctx)
 		}()
 	}
+	// Notices the last shutdown received but could not apply come first, before the catch-up
+	// and before any new notice; what fails (MISP unreachable) is retried in the background.
+	if !d.applyPending(ctx) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.retryPending(ctx)
+		}()
+	}
 	goRun("reconciler", d.reconciler.Run)
 
 	if d.cfg.Metrics.Listen != "" {
@@ -385,6 +394,37 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return firstErr
+}
+
+// applyPending applies the notices recorded at the last shutdown and reports whether none is
+// left.
+func (d *Daemon) applyPending(ctx context.Context) bool {
+	n, err := d.pipeline.ApplyPending(ctx)
+	if n > 0 {
+		d.log.WithField("notices", n).Info("applied the notices the last shutdown left pending")
+	}
+	if err != nil {
+		d.log.WithError(err).Warn("applying the notices the last shutdown left pending failed; retrying")
+		return false
+	}
+	return true
+}
+
+// retryPending calls applyPending every config.ReconcileCatchUpRetry until it succeeds or ctx
+// ends.
+func (d *Daemon) retryPending(ctx context.Context) {
+	t := time.NewTicker(config.ReconcileCatchUpRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if d.applyPending(ctx) {
+				return
+			}
+		}
+	}
 }
 
 func (d *Daemon) setAddr(component, addr string) {

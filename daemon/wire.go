@@ -182,6 +182,7 @@ func zeroMQConfig(z config.ZeroMQ) listener.ZeroMQConfig {
 		MaxFrameBytes:    z.MaxFrameBytes,
 		DialTimeout:      config.ZeroMQDialTimeout,
 		Workers:          config.ZeroMQWorkers,
+		DrainTimeout:     config.ZeroMQDrainTimeout,
 	}
 }
 

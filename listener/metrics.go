@@ -24,6 +24,9 @@ type Metrics struct {
 	DialFailures prometheus.Counter
 	// Gaps counts gaps reported to the reconciler, by reason.
 	Gaps *prometheus.CounterVec
+	// PendingAtShutdown counts ZeroMQ notices still unhandled when the shutdown drain ended,
+	// recorded for the next start.
+	PendingAtShutdown prometheus.Counter
 	// Connected is 1 while the ZeroMQ subscriber holds a connection.
 	Connected prometheus.Gauge
 	// LastMessage is the Unix time of the last ZeroMQ message, heartbeats included.
@@ -77,6 +80,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: "zeromq", Name: "gaps_total",
 			Help: "Periods of possibly missed ZeroMQ messages reported for catch-up, by reason.",
 		}, []string{"reason"}),
+		PendingAtShutdown: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: "zeromq", Name: "pending_at_shutdown_total",
+			Help: "ZeroMQ notices still unhandled when the shutdown drain ended, recorded for the next start.",
+		}),
 		Connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: "zeromq", Name: "connected",
 			Help: "1 while the ZeroMQ subscriber is connected, else 0.",
@@ -104,7 +111,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.NoticesReceived, m.Malformed, m.Ignored, m.HandlerErrors, m.Heartbeats,
-			m.Reconnects, m.DialFailures, m.Gaps, m.Connected, m.LastMessage, m.WebhookResponses,
+			m.Reconnects, m.DialFailures, m.Gaps, m.PendingAtShutdown, m.Connected, m.LastMessage, m.WebhookResponses,
 			m.WebhookInflightBytes, m.WebhookBudgetFull, m.AuthFailures)
 	}
 	return m

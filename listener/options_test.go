@@ -14,6 +14,7 @@ func completeZeroMQ(cfg ZeroMQConfig) ZeroMQConfig {
 	setIfZero(&cfg.DialTimeout, config.ZeroMQDialTimeout)
 	setIfZero(&cfg.Workers, config.ZeroMQWorkers)
 	setIfZero(&cfg.MaxFrameBytes, d.MaxFrameBytes)
+	setIfZero(&cfg.DrainTimeout, config.ZeroMQDrainTimeout)
 	return cfg
 }
 

@@ -48,6 +48,9 @@ type ZeroMQConfig struct {
 	// MaxFrameBytes caps one frame, and one multipart message, the peer may send; a peer that
 	// declares more is disconnected before zmq4 allocates anything.
 	MaxFrameBytes int64
+	// DrainTimeout bounds how long the workers keep handling queued notices once Run's context
+	// ends; what is still queued then is handed to the Handler's RecordPending.
+	DrainTimeout time.Duration
 }
 
 // Validate checks that the configuration is complete and consistent.
@@ -62,8 +65,8 @@ func (c ZeroMQConfig) Validate() error {
 	if len(c.Username) > 255 || len(c.Password) > 255 {
 		errs = append(errs, errors.New("username and password: PLAIN allows at most 255 bytes each"))
 	}
-	if c.HeartbeatTimeout <= 0 || c.ReconnectMin <= 0 || c.ReconnectMax <= 0 || c.DialTimeout <= 0 {
-		errs = append(errs, errors.New("heartbeat timeout, reconnect min and max and dial timeout: must be positive"))
+	if c.HeartbeatTimeout <= 0 || c.ReconnectMin <= 0 || c.ReconnectMax <= 0 || c.DialTimeout <= 0 || c.DrainTimeout <= 0 {
+		errs = append(errs, errors.New("heartbeat timeout, reconnect min and max, dial timeout and drain timeout: must be positive"))
 	}
 	if c.Workers < 1 || c.Workers > 256 {
 		errs = append(errs, fmt.Errorf("workers %d: must be between 1 and 256", c.Workers))
@@ -86,7 +89,10 @@ func (c ZeroMQConfig) Validate() error {
 // not, is reported to the GapFunc with the last instant up to which messages were seen.
 //
 // Notices are handed to the Handler by Workers goroutines, so a slow re-fetch or store commit
-// does not stall the receive loop; notices about one event are always handled in order.
+// does not stall the receive loop; notices about one event are always handled in order. When
+// Run's context ends, intake stops at once and the workers keep handling what is queued for up
+// to DrainTimeout; the notices still unhandled then are given to the Handler's RecordPending
+// (when it implements pipeline.PendingRecorder), so a shutdown loses nothing received.
 type ZeroMQ struct {
 	cfg      ZeroMQConfig
 	endpoint string // on the guarded transport
@@ -142,8 +148,10 @@ func (z *ZeroMQ) Run(ctx context.Context) error {
 	}
 	bo.Reset()
 	z.seenUntil = z.now()
-	z.workers = z.startWorkers(ctx, log)
-	defer z.workers.close()
+	workCtx, stopWork := drainContext(ctx, z.cfg.DrainTimeout)
+	defer stopWork()
+	z.workers = z.startWorkers(ctx, workCtx, log)
+	defer z.finishWorkers(log)
 	gapReason := pipeline.GapReasonStart
 	for ctx.Err() == nil {
 		received, err := z.session(ctx, gapReason, log)
@@ -370,9 +378,37 @@ type noticeJob struct {
 type noticeWorkers struct {
 	queues []chan noticeJob
 	wg     sync.WaitGroup
+
+	mu sync.Mutex
+	// pending are the notices received but not handled when the drain ended, per event in the
+	// order received (one event's notices are all on one worker).
+	pending []pipeline.Notice
 }
 
-func (z *ZeroMQ) startWorkers(ctx context.Context, log *logrus.Entry) *noticeWorkers {
+// drainContext returns the context the workers handle notices with: it outlives intake by at
+// most drain, so queued notices are still handled after intake stopped.
+func drainContext(intake context.Context, drain time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(intake))
+	go func() {
+		select {
+		case <-intake.Done():
+		case <-ctx.Done():
+			return
+		}
+		t := time.NewTimer(drain)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// startWorkers starts the workers. intake ends when Run's context does; work ends DrainTimeout
+// later, and a notice not handled by then is kept as pending.
+func (z *ZeroMQ) startWorkers(intake, work context.Context, log *logrus.Entry) *noticeWorkers {
 	w := &noticeWorkers{queues: make([]chan noticeJob, z.cfg.Workers)}
 	for i := range w.queues {
 		q := make(chan noticeJob, workerQueue)
@@ -381,44 +417,80 @@ func (z *ZeroMQ) startWorkers(ctx context.Context, log *logrus.Entry) *noticeWor
 		go func() {
 			defer w.wg.Done()
 			for job := range q {
-				z.handleNotice(ctx, job, log)
+				if work.Err() != nil || !z.handleNotice(intake, work, job, log) {
+					w.keep(job.notice)
+				}
 			}
 		}()
 	}
 	return w
 }
 
+func (w *noticeWorkers) keep(n pipeline.Notice) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pending = append(w.pending, n)
+}
+
 // submit queues a notice on its event's worker, waiting while that worker's queue is full
-// (ZeroMQ then queues in zmq4 and the kernel) or until ctx ends.
+// (ZeroMQ then queues in zmq4 and the kernel) or until ctx ends; then the notice is kept as
+// pending.
 func (w *noticeWorkers) submit(ctx context.Context, job noticeJob) {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(job.notice.EventUUID))
 	select {
 	case w.queues[h.Sum32()%uint32(len(w.queues))] <- job:
 	case <-ctx.Done():
+		w.keep(job.notice)
 	}
 }
 
-// close lets the workers finish what is queued (the Handler honours a cancelled context, so
-// this is quick on shutdown) and waits for them.
-func (w *noticeWorkers) close() {
+// close lets the workers finish what is queued, within the drain, waits for them and returns
+// the notices left unhandled.
+func (w *noticeWorkers) close() []pipeline.Notice {
 	for _, q := range w.queues {
 		close(q)
 	}
 	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pending
 }
 
-func (z *ZeroMQ) handleNotice(ctx context.Context, job noticeJob, log *logrus.Entry) {
+// finishWorkers drains the workers and records what they left unhandled.
+func (z *ZeroMQ) finishWorkers(log *logrus.Entry) {
+	pending := z.workers.close()
+	if len(pending) == 0 {
+		return
+	}
+	z.metrics.PendingAtShutdown.Add(float64(len(pending)))
+	recorder, ok := z.handler.(pipeline.PendingRecorder)
+	if !ok {
+		log.WithField("notices", len(pending)).Warn("shutdown left notices unhandled and the handler cannot record them; the next start's catch-up covers them")
+		return
+	}
+	if err := recorder.RecordPending(pending); err != nil {
+		log.WithError(err).WithField("notices", len(pending)).Error("recording the notices left unhandled at shutdown failed; the next start's catch-up covers them")
+		return
+	}
+	log.WithField("notices", len(pending)).Info("recorded the notices left unhandled at shutdown; the next start applies them first")
+}
+
+// handleNotice hands one notice to the Handler with the work context. It returns false when the
+// notice failed during shutdown (intake ended): it is then kept as pending, not reported as a gap.
+func (z *ZeroMQ) handleNotice(intake, work context.Context, job noticeJob, log *logrus.Entry) bool {
 	n := job.notice
-	if err := z.handler.HandleNotice(ctx, n); err != nil {
-		if ctx.Err() != nil {
-			return // shutting down; the next start reports its own gap
+	ctx := work
+	if err := z.handler.HandleNotice(work, n); err != nil {
+		if intake.Err() != nil {
+			return false
 		}
 		z.metrics.HandlerErrors.WithLabelValues(SourceZeroMQ).Inc()
 		log.WithError(err).WithFields(logrus.Fields{"event_uuid": n.EventUUID, "kind": n.Kind.String()}).
 			Error("handling zeromq notice failed; asking the reconciler to catch up")
 		z.reportGap(ctx, job.previous, pipeline.GapReasonHandlerError)
 	}
+	return true
 }
 
 func (z *ZeroMQ) reportGap(ctx context.Context, since time.Time, reason string) {

@@ -56,6 +56,9 @@ type Config struct {
 	// valid_until).
 	DecayModels DecayModelSource
 	Store       Store
+	// Pending keeps the notices a shutdown could not apply (RecordPending, ApplyPending); nil
+	// turns that off.
+	Pending PendingStore
 	// Now is the clock; time.Now when nil.
 	Now     func() time.Time
 	Metrics *Metrics
@@ -202,22 +205,31 @@ func (p *Pipeline) handleNotice(ctx context.Context, n Notice) error {
 	default:
 		return fmt.Errorf("handle notice: unknown kind %d", n.Kind)
 	}
-	ev := n.Event
 	if p.cfg.Refetch {
-		fetched, found, err := p.cfg.Fetcher.SearchEvent(ctx, n.EventUUID, p.noticeFilters)
-		if err != nil {
-			return fmt.Errorf("re-fetch event %s with the event filters: %w", n.EventUUID, err)
-		}
-		if !found {
-			// Outside the filters (or gone since): nothing of it may stay exported.
-			_, err := p.RemoveEvent(n.EventUUID)
-			return err
-		}
-		ev = fetched
+		return p.refetchAndApply(ctx, n.EventUUID)
 	}
-	if ev == nil {
+	if n.Event == nil {
 		return fmt.Errorf("handle notice for event %s: no event content", n.EventUUID)
 	}
-	_, err := p.ApplyEvent(ev)
+	_, err := p.ApplyEvent(n.Event)
+	return err
+}
+
+// refetchAndApply re-reads the event through restSearch with the notice filters and applies
+// it, or removes it when the filters exclude it.
+func (p *Pipeline) refetchAndApply(ctx context.Context, uuid string) error {
+	if p.cfg.Fetcher == nil {
+		return fmt.Errorf("re-fetch event %s: no MISP fetcher", uuid)
+	}
+	ev, found, err := p.cfg.Fetcher.SearchEvent(ctx, uuid, p.noticeFilters)
+	if err != nil {
+		return fmt.Errorf("re-fetch event %s with the event filters: %w", uuid, err)
+	}
+	if !found {
+		// Outside the filters (or gone since): nothing of it may stay exported.
+		_, err := p.RemoveEvent(uuid)
+		return err
+	}
+	_, err = p.ApplyEvent(ev)
 	return err
 }

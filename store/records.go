@@ -18,6 +18,7 @@ import (
 //	                   earliest valid_until of its objects (the unchanged-event fast path)
 //	d<sink><seq:8 BE>  deadLetter: an item Sentinel rejected, with its message
 //	w<name>            watermark (sink-independent)
+//	p<event>           a notice received but not applied before shutdown (pending.go)
 //	x<scope><key>      a record a sink keeps for itself (sinkrecords.go), opaque to the store
 //	i                  the store's identity (a UUID written at creation; see integrity.go)
 const (
