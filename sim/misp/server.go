@@ -260,6 +260,18 @@ func (m *MISP) restSearch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if lat := m.opts.SearchLatency; lat != (SearchLatency{}) {
+		attributes := 0
+		if !f.metadata {
+			for _, ev := range page {
+				attributes += ev.attributeCount()
+			}
+		}
+		m.opts.Sleep(r.Context(), lat.For(len(page), attributes))
+		if r.Context().Err() != nil {
+			return
+		}
+	}
 	count := len(page)
 	if f.limit > 0 {
 		count = total

@@ -1,6 +1,7 @@
 package misp
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/pem"
 	"fmt"
@@ -38,6 +39,39 @@ type Options struct {
 	TLS bool
 	// Now is the clock used to stamp edits; time.Now when nil.
 	Now func() time.Time
+	// SearchLatency delays every restSearch answer as a real MISP's per-request work does
+	// (access checks and warninglist matching per attribute); zero answers at once.
+	SearchLatency SearchLatency
+	// Sleep waits d or until ctx ends; a timer when nil. Tests inject one to see the delays.
+	Sleep func(ctx context.Context, d time.Duration)
+}
+
+// SearchLatency is the time one restSearch answer takes: Fixed, plus PerEvent for each event
+// returned, plus PerAttribute for each attribute returned (objects' included; none with
+// metadata).
+type SearchLatency struct {
+	Fixed, PerEvent, PerAttribute time.Duration
+}
+
+// RealisticSearchLatency is the benchmarks' default MISP: 150 ms + 2 ms per event + 0.05 ms
+// per attribute.
+func RealisticSearchLatency() SearchLatency {
+	return SearchLatency{Fixed: 150 * time.Millisecond, PerEvent: 2 * time.Millisecond, PerAttribute: 50 * time.Microsecond}
+}
+
+// For returns the delay of an answer carrying events events and attributes attributes.
+func (l SearchLatency) For(events, attributes int) time.Duration {
+	return l.Fixed + time.Duration(events)*l.PerEvent + time.Duration(attributes)*l.PerAttribute
+}
+
+// sleepContext waits d or until ctx ends.
+func sleepContext(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // MISP is a simulated MISP instance. Its methods are safe for concurrent use.
@@ -64,6 +98,9 @@ type MISP struct {
 func New(opts Options) *MISP {
 	if opts.Key == "" {
 		opts.Key = DefaultKey
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleepContext
 	}
 	if opts.Version == "" {
 		opts.Version = DefaultVersion
