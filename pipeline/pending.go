@@ -65,7 +65,18 @@ func (p *Pipeline) ApplyPending(ctx context.Context) (int, error) {
 	return applied, errors.Join(errs...)
 }
 
+// applyPending is a real-time action: it holds the event's lock and is recorded against the
+// reconciler's reads as HandleNotice is.
 func (p *Pipeline) applyPending(ctx context.Context, rec store.PendingNotice) error {
+	defer p.realtime.lock(rec.EventUUID)()
+	err := p.applyPendingLocked(ctx, rec)
+	if err == nil {
+		p.realtime.record(rec.EventUUID)
+	}
+	return err
+}
+
+func (p *Pipeline) applyPendingLocked(ctx context.Context, rec store.PendingNotice) error {
 	switch rec.Kind {
 	case Deleted.String():
 		_, err := p.RemoveEvent(rec.EventUUID)
