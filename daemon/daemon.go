@@ -373,13 +373,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.cfg.Webhook.Enabled {
 		w := listener.NewWebhook(webhookConfig(d.cfg.Webhook, d.readiness), d.pipeline, d.log, d.listenerMetrics)
 		goRun("webhook", w.Run)
-		go func() {
-			select {
-			case <-w.Listening():
-				d.setAddr("webhook", w.Addr())
-			case <-ctx.Done():
-			}
-		}()
+		// Started promises every component is up: the webhook's address is known before it.
+		select {
+		case <-w.Listening():
+			d.setAddr("webhook", w.Addr())
+		case <-ctx.Done():
+		case err := <-errc:
+			cancel()
+			wg.Wait()
+			return err
+		}
 	}
 	d.mu.Lock()
 	d.ready = true
