@@ -7,5 +7,13 @@
 // reports Sentinel's limits (100 objects per request, 100 requests per minute per Entra
 // identity) to the pusher.
 //
-// It never queues, persists, paces, waits or retries: the pusher owns the delivery loop.
+// Reader is the read-back client (separate from the delivery path): it lists what a
+// workspace holds through the management API, the stable queryIndicators or the preview
+// STIX-object query, page by page, filtered by source system, id or observable value. No
+// pusher drives it, so it reserves the identity's read quota in the shared pusher.Pacers
+// before every request, pauses that quota for the wait a 429 asks (capped), and retries a
+// page after 5xx and network errors itself.
+//
+// The upload client never queues, persists, paces, waits or retries: the pusher owns the
+// delivery loop.
 package sentinel

@@ -21,6 +21,12 @@ const (
 	DefaultClientSecret = "sim-client-secret"
 	DefaultWorkspaceID  = "5a1d3e7c-9b24-4f6a-8c0e-2d4f6a8b0c1e"
 
+	// DefaultSubscriptionID, DefaultResourceGroup and DefaultWorkspaceName locate the
+	// default workspace for the management (ARM) read-back routes.
+	DefaultSubscriptionID = "6e0c2b7a-41d8-4f3e-9a5c-7b1d3f5e9c20"
+	DefaultResourceGroup  = "rg-sentinel"
+	DefaultWorkspaceName  = "ws-sentinel"
+
 	DefaultManagedIdentityHeader   = "sim-identity-header"
 	DefaultManagedIdentityClientID = "9d4f6b8a-0c2e-4a1b-8d3f-5e7a9c1b3d50"
 
@@ -55,6 +61,13 @@ type App struct {
 // Workspace is a Log Analytics workspace the simulated upload API serves.
 type Workspace struct {
 	ID string
+	// SubscriptionID, ResourceGroup and Name locate the workspace for the management (ARM)
+	// read-back routes. Defaults: DefaultSubscriptionID, DefaultResourceGroup, and
+	// DefaultWorkspaceName for the first workspace ("ws-" + the ID's first 8 characters for
+	// the others).
+	SubscriptionID string
+	ResourceGroup  string
+	Name           string
 	// Contributors are the client ids holding the Microsoft Sentinel Contributor role on the
 	// workspace. Nil means every app; an empty non-nil slice means none (every upload is 403).
 	Contributors []string
@@ -99,6 +112,15 @@ type Options struct {
 	ManagedIdentityHeader   string
 	ManagedIdentityClientID string
 
+	// VisibilityLag is how long an upload takes to show in the read-back routes (Microsoft's
+	// query side is eventually consistent): a new object is invisible, and an updated one
+	// shows its previous version, until the lag has passed. Change it with SetVisibilityLag.
+	VisibilityLag time.Duration
+	// QueryShowsDeleted reproduces the reported inconsistency of queryIndicators: an
+	// indicator deleted through the management API still appears in queryIndicators (GET
+	// answers 404). Change it with SetQueryShowsDeleted.
+	QueryShowsDeleted bool
+
 	// Faults are the initial fault settings; change them later with SetFaults.
 	Faults Faults
 	// Seed seeds the fault-injection random source (0 picks a fixed default).
@@ -136,6 +158,9 @@ type Server struct {
 	stormUntil time.Time
 	apps       map[string]App
 	workspaces map[string]*workspaceState
+	// arm maps "subscription/resourcegroup/name" (lower case) to the workspace's ID.
+	arm        map[string]string
+	reads      readState
 	tokens     map[string]issuedToken
 	tokenEpoch int // InvalidateTokens bumps it; tokens of older epochs are rejected
 	windows    map[string][]time.Time
@@ -145,6 +170,9 @@ type Server struct {
 }
 
 type workspaceState struct {
+	id           string
+	sub, rg      string
+	name         string
 	contributors map[string]bool // nil: everyone
 	objects      map[string]*Record
 }
@@ -208,15 +236,34 @@ func New(opts Options) (*Server, error) {
 		workspaces: make(map[string]*workspaceState),
 		tokens:     make(map[string]issuedToken),
 		windows:    make(map[string][]time.Time),
+		arm:        make(map[string]string),
 	}
+	s.reads.lag, s.reads.showDeleted = opts.VisibilityLag, opts.QueryShowsDeleted
 	for _, a := range opts.Apps {
 		if a.ClientID == "" {
 			return nil, errors.New("sim sentinel: app without client id")
 		}
 		s.apps[a.ClientID] = a
 	}
-	for _, w := range opts.Workspaces {
-		ws := &workspaceState{objects: make(map[string]*Record)}
+	for i, w := range opts.Workspaces {
+		ws := &workspaceState{objects: make(map[string]*Record), id: strings.ToLower(w.ID), sub: w.SubscriptionID, rg: w.ResourceGroup, name: w.Name}
+		if ws.sub == "" {
+			ws.sub = DefaultSubscriptionID
+		}
+		if ws.rg == "" {
+			ws.rg = DefaultResourceGroup
+		}
+		if ws.name == "" {
+			ws.name = DefaultWorkspaceName
+			if i > 0 {
+				ws.name = "ws-" + ws.id[:min(8, len(ws.id))]
+			}
+		}
+		armKey := strings.ToLower(ws.sub + "/" + ws.rg + "/" + ws.name)
+		if _, dup := s.arm[armKey]; dup {
+			return nil, fmt.Errorf("sim sentinel: two workspaces named %s", armKey)
+		}
+		s.arm[armKey] = ws.id
 		if w.Contributors != nil {
 			ws.contributors = make(map[string]bool)
 			for _, c := range w.Contributors {
@@ -233,6 +280,7 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("POST /workspaces/{workspace}/threat-intelligence-stix-objects:upload", s.uploadHandler(apiSTIX))
 	mux.HandleFunc("POST /{workspace}/threatintelligence:upload-indicators", s.uploadHandler(apiLegacyValue))
 	mux.HandleFunc("POST /workspaces/{workspace}/threatintelligenceindicators:upload", s.uploadHandler(apiLegacyIndicators))
+	s.routeReadBack(mux)
 
 	srv, err := loopback.Start(mux, loopback.Options{TLS: true})
 	if err != nil {

@@ -65,6 +65,22 @@ type Record struct {
 	Versions      int
 	FirstIngested time.Time
 	LastIngested  time.Time
+	// Deleted is set by a DELETE through the management API: GET answers 404 and queries
+	// leave it out (unless Options.QueryShowsDeleted). An upload of a newer version brings
+	// it back.
+	Deleted bool
+
+	// prior is the version the last upload replaced, shown by the read-back routes while
+	// the current one is within the visibility lag.
+	prior *version
+}
+
+// version is one stored version of an object, as the read-back routes show it.
+type version struct {
+	object   json.RawMessage
+	modified time.Time
+	revoked  bool
+	ingested time.Time
 }
 
 // Stats counts what the simulator has answered since it started.
@@ -453,6 +469,12 @@ func (s *Server) store(workspace, sourceSystem string, objects []json.RawMessage
 			if rec.Revoked && !v.revoked {
 				s.stats.Unrevoked++
 			}
+			if !rec.Deleted {
+				rec.prior = &version{object: rec.Object, modified: rec.Modified, revoked: rec.Revoked, ingested: rec.LastIngested}
+			} else {
+				rec.prior = nil
+			}
+			rec.Deleted = false
 			rec.Object, rec.Modified, rec.Revoked, rec.Type = bytes.Clone(objects[i]), v.modified, v.revoked, v.typ
 			rec.Versions++
 			rec.LastIngested = now
