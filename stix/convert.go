@@ -31,8 +31,14 @@ func Convert(ev *misp.Event, opts Options, now time.Time) Result {
 	}
 	ev.AllAttributes(func(obj *misp.Object, attr *misp.Attribute) bool {
 		c.attribute(&res, obj, attr)
+		if c.context != nil {
+			c.context.link(&res, c.ev, attr, res.Decisions[len(res.Decisions)-1].Exported)
+		}
 		return true
 	})
+	if c.context != nil {
+		c.context.finish(&res)
+	}
 	return res
 }
 
@@ -53,6 +59,7 @@ type converter struct {
 	infoJSON    []byte // event info as a JSON string
 	extRefs     []byte // JSON array
 	seen        map[string]struct{}
+	context     *contextState // nil when the sink exports no context
 
 	// fragments for attributes without tags of their own
 	defaultFacts resolvedFacts
@@ -114,6 +121,7 @@ func newConverter(ev *misp.Event, opts *Options, now time.Time) *converter {
 		c.identityID = c.identity.ID
 	}
 	c.defaultFacts = c.resolve(tagFacts{}, nil)
+	c.context = newContextState(ev, opts)
 	return c
 }
 

@@ -10,8 +10,9 @@ import (
 )
 
 // Object is one STIX 2.1 object the converter wants present in a Sentinel workspace: an
-// indicator for an exported attribute (or attribute component), or the identity object of the
-// organisation that created the event.
+// indicator for an exported attribute (or attribute component), the identity object of the
+// organisation that created the event, an attack-pattern or threat-actor for a galaxy cluster
+// (Shared, see context.go) or an indicates relationship from an indicator to one of those.
 //
 // Object is the contract between conversion and the store: the store diffs desired Objects
 // against what it sent before, by ID and Hash, and stamps the final id, modified and revoked
@@ -19,7 +20,8 @@ import (
 type Object struct {
 	// ID is the object's STIX id for generation 0 (see GenerationID).
 	ID string
-	// Type is the STIX type: "indicator" or "identity".
+	// Type is the STIX type: "indicator", "identity", "attack-pattern", "threat-actor" or
+	// "relationship".
 	Type string
 	// EventUUID is the MISP event the object came from ("" for shared identities).
 	EventUUID string
@@ -33,6 +35,11 @@ type Object struct {
 	Shared bool
 	// Body is the complete STIX 2.1 JSON object.
 	Body []byte
+	// SourceRef and TargetRef are a relationship's generation-0 source_ref and target_ref
+	// (empty for other types). The store writes the current generation of each when it stamps
+	// the relationship (StampRefs), delivers the relationship only once both were sent, and
+	// counts the live relationships that reference each Shared target.
+	SourceRef, TargetRef string
 }
 
 // Namespace is the project's fixed UUIDv5 namespace for ids that cannot be taken from MISP

@@ -97,6 +97,14 @@ type Options struct {
 
 	// Decay filters and ages indicators by MISP's decaying-model scores (off when zero).
 	Decay Decay
+
+	// Context selects the galaxy clusters exported as attack-pattern and threat-actor
+	// objects with indicates relationships from the indicators (see context.go); "" means
+	// ContextNone.
+	Context ContextMode
+	// ContextLevels selects whether an indicator is linked to its event's clusters too; ""
+	// means ContextLevelsBoth.
+	ContextLevels ContextLevels
 }
 
 // Filter selects which attributes a sink exports. Tags match by exact taxonomy prefix like
@@ -181,6 +189,16 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("decay.parameters: lifetime and decay speed must be positive")
 		}
 	}
+	switch o.Context {
+	case "", ContextNone, ContextAttackPatterns, ContextAll:
+	default:
+		return fmt.Errorf("context: unknown value %q (want %q, %q or %q)", o.Context, ContextNone, ContextAttackPatterns, ContextAll)
+	}
+	switch o.ContextLevels {
+	case "", ContextLevelsBoth, ContextLevelsAttribute:
+	default:
+		return fmt.Errorf("context_levels: unknown value %q (want %q or %q)", o.ContextLevels, ContextLevelsBoth, ContextLevelsAttribute)
+	}
 	if o.Filter.MinConfidence < 0 || o.Filter.MinConfidence > 100 {
 		return fmt.Errorf("filter.min_confidence: %d is outside 0-100", o.Filter.MinConfidence)
 	}
@@ -242,8 +260,13 @@ type Decision struct {
 // Result is the outcome of converting one event.
 type Result struct {
 	// Objects are the desired STIX objects: the creator identity first (when the event has
-	// one), then the indicators in attribute order.
+	// one), then the indicators in attribute order, each followed by its relationships,
+	// each context object just before the first relationship that references it. Every
+	// relationship's source and target are among the objects before it.
 	Objects []Object
 	// Decisions holds one entry per attribute, object attributes included, in event order.
 	Decisions []Decision
+	// Context holds one entry per distinct galaxy cluster of the event when the sink exports
+	// context (Options.Context), in first-seen order: event clusters, then attribute ones.
+	Context []ContextDecision
 }

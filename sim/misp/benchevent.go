@@ -9,7 +9,10 @@ import (
 // spec/misp-stix-mapping.md §1's speed test: ip-dst, domain, url, md5, sha256,
 // filename|sha256 and email-src, all to_ids, one in ten tagged tlp:green. The conversion
 // benchmarks (stix's BenchmarkConvert and `listener bench`) measure on it.
-func ConversionBenchmarkEvent(n int) []byte {
+func ConversionBenchmarkEvent(n int) []byte { return conversionBenchmarkEvent(n, 0) }
+
+func conversionBenchmarkEvent(n, eventClusters int) []byte {
+	galaxies := eventClusters > 0
 	var b bytes.Buffer
 	b.WriteString(`{"Event":{"id":"4711","uuid":"5f3c1a2b-1111-4222-8333-444455556666","info":"benchmark event","date":"2026-11-01","timestamp":"1793500000","published":true,"publish_timestamp":"1793500000","Orgc":{"id":"1","name":"CIRCL","uuid":"55f6ea5e-2c60-40e5-964f-47a8950d210f"},"Tag":[{"name":"misp:confidence-level=\"usually-confident\""}],"Attribute":[`)
 	for i := range n {
@@ -37,8 +40,24 @@ func ConversionBenchmarkEvent(n int) []byte {
 		if i%10 == 0 {
 			b.WriteString(`,"Tag":[{"id":"3","name":"tlp:green","colour":"#33FF00","exportable":true,"local":false}]`)
 		}
+		if galaxies && i%attributeGalaxyEvery == 0 {
+			b.WriteString(`,"Galaxy":[`)
+			b.WriteString(benchTechniques[(i/attributeGalaxyEvery)%len(benchTechniques)])
+			b.WriteByte(']')
+		}
 		b.WriteByte('}')
 	}
-	b.WriteString(`],"Object":[]}}`)
+	b.WriteString(`],"Object":[]`)
+	if galaxies {
+		b.WriteString(`,"Galaxy":[`)
+		for i, g := range benchEventGalaxies[:min(eventClusters, len(benchEventGalaxies))] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(g)
+		}
+		b.WriteByte(']')
+	}
+	b.WriteString(`}}`)
 	return b.Bytes()
 }

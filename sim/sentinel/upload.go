@@ -105,6 +105,10 @@ type Stats struct {
 	// Unrevoked counts revoked objects that a newer upload turned back to not revoked (STIX
 	// forbids it; the store should never do it).
 	Unrevoked int
+	// DanglingRefs counts accepted relationships whose source_ref or target_ref named an
+	// object neither stored under the same source system nor earlier in the same request
+	// (whether the real API refuses them is UNVERIFIED; the store should never send one).
+	DanglingRefs int
 
 	// FirstServed and LastServed are the arrival times of the first and last served request.
 	FirstServed, LastServed time.Time
@@ -411,6 +415,9 @@ func validate(raw json.RawMessage, api uploadAPI) (validObject, []string) {
 			msgs = append(msgs, fmt.Sprintf("Error for Property=valid_until: valid_until must be greater than valid_from. Actual value: %s.", until.UTC().Format(time.RFC3339Nano)))
 		}
 	}
+	if typOK && typ != "indicator" {
+		msgs = append(msgs, validateContext(obj, typ)...)
+	}
 	if v, ok := obj["confidence"]; ok {
 		var c float64
 		if err := json.Unmarshal(v, &c); err != nil || c < 0 || c > 100 || c != math.Trunc(c) {
@@ -456,6 +463,14 @@ func (s *Server) store(workspace, sourceSystem string, objects []json.RawMessage
 			continue
 		}
 		s.stats.ObjectsAccepted++
+		if src, dst := refsOf(objects[i]); src != "" || dst != "" {
+			for _, ref := range []string{src, dst} {
+				if _, ok := ws.objects[ObjectKey(sourceSystem, ref)]; !ok {
+					s.stats.DanglingRefs++
+					break
+				}
+			}
+		}
 		key := ObjectKey(sourceSystem, v.id)
 		rec, exists := ws.objects[key]
 		switch {
