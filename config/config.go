@@ -174,6 +174,14 @@ type Conversion struct {
 	// PatternTypes are the pattern languages exported: stix, and with the misp-stix profile
 	// also yara, sigma, snort, suricata.
 	PatternTypes []string `yaml:"pattern_types" json:"pattern_types"`
+	// Composite is how attributes of the composite MISP types (CompositeTypes: domain|ip,
+	// filename|<hash>, malware-sample, ip-src|port, ip-dst|port, hostname|port) become
+	// indicators: all (each component that identifies something alone), first (the first
+	// component only: misp2sentinel's remove_pipe_from_misp_attribute), compound (misp-stix's
+	// AND-ed pattern), or profile (all under the sentinel profile, compound under misp-stix).
+	Composite string `yaml:"composite" json:"composite"`
+	// CompositeByType sets the mode of single composite types, over Composite.
+	CompositeByType map[string]string `yaml:"composite_by_type" json:"composite_by_type"`
 }
 
 // Values of Conversion fields.
@@ -183,6 +191,46 @@ const (
 	ExpireStartValid = "valid_from"
 	ExpireStartNow   = "now"
 )
+
+// Values of Conversion.Composite and CompositeByType.
+const (
+	CompositeProfile  = "profile"
+	CompositeAll      = "all"
+	CompositeFirst    = "first"
+	CompositeCompound = "compound"
+)
+
+// CompositeTypes are the MISP types Conversion.Composite applies to (package stix's
+// CompositeTypes; a daemon test keeps the two equal).
+var CompositeTypes = []string{
+	"domain|ip",
+	"filename|authentihash", "filename|imphash", "filename|md5", "filename|pehash", "filename|sha1",
+	"filename|sha224", "filename|sha256", "filename|sha3-224", "filename|sha3-256", "filename|sha3-384",
+	"filename|sha3-512", "filename|sha384", "filename|sha512", "filename|sha512/224", "filename|sha512/256",
+	"filename|ssdeep", "filename|tlsh", "filename|vhash",
+	"hostname|port", "ip-dst|port", "ip-src|port", "malware-sample",
+}
+
+// CompositeModes returns the mode (all, first or compound) of every composite MISP type:
+// its composite_by_type entry, else composite, with profile resolved by the conversion
+// profile.
+func (c Conversion) CompositeModes() map[string]string {
+	out := make(map[string]string, len(CompositeTypes))
+	for _, t := range CompositeTypes {
+		mode, ok := c.CompositeByType[t]
+		if !ok {
+			mode = c.Composite
+		}
+		if mode == CompositeProfile {
+			mode = CompositeAll
+			if c.Profile == ProfileMISPSTIX {
+				mode = CompositeCompound
+			}
+		}
+		out[t] = mode
+	}
+	return out
+}
 
 // ExpiryDays returns the lifetime in days of an indicator whose observable has the given
 // STIX type.

@@ -32,7 +32,12 @@ func TestInvalidConfigs(t *testing.T) {
 		want    []string // each reported problem begins with one of these, in order
 	}{
 		{"bad-duration", []string{"zeromq.heartbeat_timeout: cannot unmarshal !!str `30 seconds` into time.Duration"}},
-		{"conversion-composite", []string{"conversion.composite_attributes: is no longer a setting (line 13): composite attributes are always exported per type"}},
+		{"conversion-composite", []string{"conversion.composite_attributes: is no longer a setting (line 13): composite attributes are configured with composite"}},
+		{"conversion-composite-mode", []string{"conversion.composite: must be one of profile, all, first, compound, got \"split\""}},
+		{"conversion-composite-type", []string{
+			"conversion.composite_by_type.domain|ip: must be one of profile, all, first, compound, got \"second\"",
+			"conversion.composite_by_type.regkey|value: is not a composite MISP type (want one of domain|ip,",
+		}},
 		{"conversion-flatten", []string{"sinks[0].conversion.flatten_attributes: is no longer a setting (line 13): the attributes inside MISP objects are always exported"}},
 		{"conversion-confidence", []string{"conversion.default_confidence: must be between 0 and 100, got 101"}},
 		{"conversion-days", []string{"conversion.days_to_expire: must be between 1 and 3650, got 0"}},

@@ -64,6 +64,8 @@ func Default() Config {
 			},
 			AllowedTaxonomies: []string{},
 			PatternTypes:      []string{"stix"},
+			Composite:         CompositeProfile,
+			CompositeByType:   map[string]string{},
 		},
 		Store: Store{
 			Dir:           "/var/lib/listener",

@@ -185,6 +185,7 @@ func cloneConversion(c Conversion) Conversion {
 	out.TagsIgnore = slices.Clone(c.TagsIgnore)
 	out.AllowedTaxonomies = slices.Clone(c.AllowedTaxonomies)
 	out.PatternTypes = slices.Clone(c.PatternTypes)
+	out.CompositeByType = maps.Clone(c.CompositeByType)
 	return out
 }
 
@@ -251,8 +252,8 @@ var retiredKeys = map[reflect.Type]map[string]string{
 	reflect.TypeFor[Conversion](): {
 		"flatten_attributes": "the attributes inside MISP objects are always exported, each by its type " +
 			"(misp2sentinel's misp_flatten_attributes: true)",
-		"composite_attributes": "composite attributes are always exported per type as docs/MAPPING.md " +
-			"describes (domain|ip: a domain and an IP indicator; filename|<hash>: the hash, file name in the name; ip|port: the IP)",
+		"composite_attributes": "composite attributes are configured with composite (all, first, compound or profile) " +
+			"and composite_by_type (per MISP type), as docs/MAPPING.md describes",
 	},
 }
 

@@ -222,6 +222,20 @@ func validateConversion(c Conversion, path string, errs *Errors) {
 	if len(c.PatternTypes) == 0 {
 		errs.add(path+".pattern_types", "must list at least one pattern language")
 	}
+	oneOf(c.Composite, path+".composite", errs, CompositeProfile, CompositeAll, CompositeFirst, CompositeCompound)
+	composite := make([]string, 0, len(c.CompositeByType))
+	for k := range c.CompositeByType {
+		composite = append(composite, k)
+	}
+	slices.Sort(composite)
+	for _, k := range composite {
+		p := path + ".composite_by_type." + k
+		if !slices.Contains(CompositeTypes, k) {
+			errs.add(p, "is not a composite MISP type (want one of %s; regkey|value always keeps its compound pattern)", strings.Join(CompositeTypes, ", "))
+			continue
+		}
+		oneOf(c.CompositeByType[k], p, errs, CompositeProfile, CompositeAll, CompositeFirst, CompositeCompound)
+	}
 	for i, t := range c.PatternTypes {
 		p := fmt.Sprintf("%s.pattern_types[%d]", path, i)
 		oneOf(t, p, errs, "stix", "yara", "sigma", "snort", "suricata")

@@ -72,6 +72,10 @@ func conversionOptions(c config.Conversion, f config.Filters, mispURL string) st
 			MaxTLP:        f.MaxTLP,
 		},
 	}
+	o.Composite = make(map[string]stix.Composite, len(config.CompositeTypes))
+	for typ, mode := range c.CompositeModes() {
+		o.Composite[typ] = stix.Composite(mode)
+	}
 	for _, pt := range c.PatternTypes {
 		if pt != "stix" {
 			o.ExportPatternLanguages = append(o.ExportPatternLanguages, pt)

@@ -29,6 +29,10 @@ func TestEveryConversionKeyIsHonoured(t *testing.T) {
 		case reflect.Slice:
 			f.Set(reflect.ValueOf([]string{"yara"}))
 		case reflect.Map:
+			if f.Type().Elem().Kind() == reflect.String {
+				f.Set(reflect.ValueOf(map[string]string{"domain|ip": config.CompositeFirst}))
+				break
+			}
 			f.Set(reflect.ValueOf(map[string]int{"file": 3}))
 		default:
 			t.Fatalf("field %s has kind %s: extend the test", name, f.Kind())
@@ -91,6 +95,41 @@ func TestConversionOptionsMapping(t *testing.T) {
 	def := conversionOptions(config.Default().Conversion, config.Filters{}, "")
 	if err := def.Validate(); err != nil {
 		t.Errorf("default options do not validate: %v", err)
+	}
+}
+
+// TestCompositeMapping checks that composite and composite_by_type reach the stix options as a
+// complete per-type map, with profile resolved by the conversion profile, and that config's
+// list of composite types is stix's.
+func TestCompositeMapping(t *testing.T) {
+	if !slices.Equal(config.CompositeTypes, stix.CompositeTypes()) {
+		t.Fatalf("config.CompositeTypes = %q, stix.CompositeTypes() = %q", config.CompositeTypes, stix.CompositeTypes())
+	}
+	c := config.Default().Conversion
+	c.Composite = config.CompositeFirst
+	c.CompositeByType = map[string]string{"filename|sha256": config.CompositeAll, "ip-dst|port": config.CompositeProfile}
+	o := conversionOptions(c, config.Filters{}, "")
+	if len(o.Composite) != len(stix.CompositeTypes()) {
+		t.Fatalf("Composite has %d types, want every composite type", len(o.Composite))
+	}
+	for typ, want := range map[string]stix.Composite{"domain|ip": stix.CompositeFirst, "filename|md5": stix.CompositeFirst,
+		"filename|sha256": stix.CompositeAll, "ip-dst|port": stix.CompositeAll} {
+		if o.Composite[typ] != want {
+			t.Errorf("Composite[%s] = %q, want %q", typ, o.Composite[typ], want)
+		}
+	}
+	c.Profile = config.ProfileMISPSTIX
+	if got := conversionOptions(c, config.Filters{}, "").Composite["ip-dst|port"]; got != stix.CompositeCompound {
+		t.Errorf("profile under misp-stix = %q, want compound", got)
+	}
+	def := conversionOptions(config.Default().Conversion, config.Filters{}, "")
+	for typ, mode := range def.Composite {
+		if mode != stix.CompositeAll {
+			t.Errorf("default Composite[%s] = %q, want all (the sentinel profile as before)", typ, mode)
+		}
+	}
+	if err := o.Validate(); err != nil {
+		t.Errorf("mapped options do not validate: %v", err)
 	}
 }
 

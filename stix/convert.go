@@ -302,13 +302,12 @@ func (c *converter) attribute(res *Result, obj *misp.Object, attr *misp.Attribut
 		skip(reason, detail)
 		return
 	}
-	comps, partial, err := buildComponents(spec, attr.Type, attr.Value, attr.Data, c.profile)
+	comps, partial, err := buildComponents(spec, attr.Type, attr.Value, attr.Data, c.profile, compositeMode(spec, attr.Type, c.profile, c.opts.Composite))
 	if err != nil {
 		skip(SkipInvalidValue, err.Error())
 		return
 	}
-	split := c.profile != ProfileMISPSTIX && spec.kind == kindDomainIP
-	expired, decayedComps, details := c.exportComponents(res, &d, obj, attr, comps, partial, split, facts, decay)
+	expired, decayedComps, details := c.exportComponents(res, &d, obj, attr, comps, partial, facts, decay)
 	if len(d.Exported) == 0 {
 		reason := SkipDuplicate
 		switch {
@@ -393,17 +392,14 @@ func (c *converter) screenFacts(facts *resolvedFacts) (SkipReason, string) {
 // exportComponents builds the indicator of every component that is neither decayed, expired
 // nor already exported by another attribute, appending it to res and its id to d.Exported. It
 // returns how many components had decayed or expired and the details of those not exported.
-func (c *converter) exportComponents(res *Result, d *Decision, obj *misp.Object, attr *misp.Attribute, comps []component, partial []componentError, split bool, facts *resolvedFacts, decay decayVerdict) (expired, decayed int, details []string) {
+func (c *converter) exportComponents(res *Result, d *Decision, obj *misp.Object, attr *misp.Attribute, comps []component, partial []componentError, facts *resolvedFacts, decay decayVerdict) (expired, decayed int, details []string) {
 	ts, validFrom, lastSeen := c.attributeTimes(obj, attr)
 	for _, p := range partial {
 		details = append(details, fmt.Sprintf("component %s skipped (%s): %v", p.name, SkipInvalidValue, p.err))
 	}
 	for _, comp := range comps {
-		name := ""
-		if split {
-			name = comp.name
-		}
-		id := c.indicatorID(attr, obj, name)
+		// A named component is one part of a split attribute, with an id of its own.
+		id := c.indicatorID(attr, obj, comp.name)
 		validUntil := c.validUntil(comp.observable, validFrom, lastSeen)
 		if !decay.until.IsZero() && (validUntil.IsZero() || decay.until.Before(validUntil)) {
 			// The decaying model ends the indicator before its lifetime does.

@@ -66,30 +66,53 @@ func MappingTable() string {
 	for _, typ := range ExportedTypes() {
 		spec := typeTable[typ]
 		v := sampleValue(typ, spec)
-		render := func(p Profile) string {
-			comps, _, err := buildComponents(spec, typ, v, "", p)
-			if err != nil {
-				return "error: " + err.Error()
-			}
-			parts := make([]string, len(comps))
-			for i, c := range comps {
-				pattern := c.pattern
-				if len(v) >= 32 && !strings.Contains(v, ":") {
-					// Long hex sample hashes: show a placeholder instead.
-					_, h, found := strings.Cut(v, "|")
-					if !found {
-						h = v
-					}
-					pattern = strings.ReplaceAll(pattern, h, "<hash>")
-				}
-				parts[i] = "`" + strings.ReplaceAll(pattern, "|", `\|`) + "`"
-				if c.patternType != "stix" {
-					parts[i] += " (" + c.patternType + ")"
-				}
-			}
-			return strings.Join(parts, "<br>")
-		}
+		render := func(p Profile) string { return renderPatterns(spec, typ, v, p, compositeMode(spec, typ, p, nil)) }
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", strings.ReplaceAll(typ, "|", `\|`), spec.observable, render(ProfileSentinel), render(ProfileMISPSTIX))
 	}
 	return b.String()
+}
+
+// CompositeTable renders the composite table of docs/MAPPING.md from the code: every
+// composite MISP type (CompositeTypes) and the patterns each Composite mode writes for a
+// sample value under the sentinel profile.
+func CompositeTable() string {
+	var b strings.Builder
+	b.WriteString("| MISP type | `all` | `first` | `compound` |\n")
+	b.WriteString("|---|---|---|---|\n")
+	for _, typ := range CompositeTypes() {
+		spec := typeTable[typ]
+		v := sampleValue(typ, spec)
+		fmt.Fprintf(&b, "| `%s` |", strings.ReplaceAll(typ, "|", `\|`))
+		for _, m := range CompositeModes {
+			fmt.Fprintf(&b, " %s |", renderPatterns(spec, typ, v, ProfileSentinel, m))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// renderPatterns returns the patterns an attribute of type typ with value v yields, as
+// Markdown code spans (long sample hashes shown as <hash>).
+func renderPatterns(spec typeSpec, typ, v string, p Profile, mode Composite) string {
+	comps, _, err := buildComponents(spec, typ, v, "", p, mode)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	parts := make([]string, len(comps))
+	for i, c := range comps {
+		pattern := c.pattern
+		if len(v) >= 32 && !strings.Contains(v, ":") {
+			// Long hex sample hashes: show a placeholder instead.
+			_, h, found := strings.Cut(v, "|")
+			if !found {
+				h = v
+			}
+			pattern = strings.ReplaceAll(pattern, h, "<hash>")
+		}
+		parts[i] = "`" + strings.ReplaceAll(pattern, "|", `\|`) + "`"
+		if c.patternType != "stix" {
+			parts[i] += " (" + c.patternType + ")"
+		}
+	}
+	return strings.Join(parts, "<br>")
 }

@@ -10,13 +10,24 @@ import (
 
 var updateMapping = flag.Bool("update", false, "rewrite the generated type table in docs/MAPPING.md")
 
-const (
-	tableBegin = "<!-- BEGIN GENERATED TYPE TABLE (go test ./stix -run TestMappingDoc -update) -->\n"
-	tableEnd   = "<!-- END GENERATED TYPE TABLE -->"
-)
+// generatedTables are the tables of docs/MAPPING.md generated from the code, each between
+// its markers.
+var generatedTables = []struct {
+	begin, end string
+	render     func() string
+}{
+	{
+		"<!-- BEGIN GENERATED TYPE TABLE (go test ./stix -run TestMappingDoc -update) -->\n",
+		"<!-- END GENERATED TYPE TABLE -->", MappingTable,
+	},
+	{
+		"<!-- BEGIN GENERATED COMPOSITE TABLE (go test ./stix -run TestMappingDoc -update) -->\n",
+		"<!-- END GENERATED COMPOSITE TABLE -->", CompositeTable,
+	},
+}
 
-// TestMappingDocIsCurrent fails when the type table in docs/MAPPING.md differs from the code;
-// run `go test ./stix -run TestMappingDoc -update` to regenerate it.
+// TestMappingDocIsCurrent fails when a generated table in docs/MAPPING.md differs from the
+// code; run `go test ./stix -run TestMappingDoc -update` to regenerate them.
 func TestMappingDocIsCurrent(t *testing.T) {
 	path := filepath.Join("..", "docs", "MAPPING.md")
 	data, err := os.ReadFile(path)
@@ -24,25 +35,31 @@ func TestMappingDocIsCurrent(t *testing.T) {
 		t.Fatalf("read %s: %v", path, err)
 	}
 	doc := string(data)
-	begin := strings.Index(doc, tableBegin)
-	end := strings.Index(doc, tableEnd)
-	if begin < 0 || end < begin {
-		t.Fatalf("%s lacks the generated table markers", path)
+	stale := false
+	for _, g := range generatedTables {
+		begin := strings.Index(doc, g.begin)
+		end := strings.Index(doc, g.end)
+		if begin < 0 || end < begin {
+			t.Fatalf("%s lacks the markers %q", path, strings.TrimSpace(g.begin))
+		}
+		table := g.render()
+		if doc[begin+len(g.begin):end] == table {
+			continue
+		}
+		stale = true
+		doc = doc[:begin+len(g.begin)] + table + doc[end:]
 	}
-	table := MappingTable()
-	current := doc[begin+len(tableBegin) : end]
-	if current == table {
+	if !stale {
 		return
 	}
 	if *updateMapping {
-		doc = doc[:begin+len(tableBegin)] + table + doc[end:]
 		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("rewrote the type table in %s", path)
+		t.Logf("rewrote the generated tables in %s", path)
 		return
 	}
-	t.Errorf("the type table in %s is stale: run go test ./stix -run TestMappingDoc -update", path)
+	t.Errorf("a generated table in %s is stale: run go test ./stix -run TestMappingDoc -update", path)
 }
 
 func TestMappingTableRendersEveryType(t *testing.T) {
@@ -51,6 +68,16 @@ func TestMappingTableRendersEveryType(t *testing.T) {
 		t.Errorf("a sample value does not convert:\n%s", table)
 	}
 	if got, want := strings.Count(table, "\n")-2, len(typeTable); got != want {
+		t.Errorf("table has %d rows, want %d", got, want)
+	}
+}
+
+func TestCompositeTableRendersEveryMode(t *testing.T) {
+	table := CompositeTable()
+	if strings.Contains(table, "error:") {
+		t.Errorf("a sample value does not convert:\n%s", table)
+	}
+	if got, want := strings.Count(table, "\n")-2, len(CompositeTypes()); got != want {
 		t.Errorf("table has %d rows, want %d", got, want)
 	}
 }

@@ -31,6 +31,31 @@ const (
 	ExpiryFromValidFrom ExpiryStart = "valid_from"
 )
 
+// Composite says how an attribute of a composite MISP type (CompositeTypes: domain|ip,
+// filename|<hash>, malware-sample, ip-src|port, ip-dst|port, hostname|port) becomes indicators.
+type Composite string
+
+const (
+	// CompositeAll exports every component that identifies something on its own, each as its
+	// own single-comparison indicator: domain|ip gives a domain and an IP indicator (ids per
+	// component), filename|<hash> and malware-sample the hash (the file name goes into the
+	// indicator's name), ip|port the IP and hostname|port the host (the port goes into the
+	// description). It is what the sentinel profile does by default.
+	CompositeAll Composite = "all"
+	// CompositeFirst exports the first component only, under the attribute's own id, as
+	// misp2sentinel's remove_pipe_from_misp_attribute does: domain|ip gives the domain,
+	// filename|<hash> and malware-sample the file name (the hash is not exported), ip|port the
+	// IP and hostname|port the host.
+	CompositeFirst Composite = "first"
+	// CompositeCompound keeps misp-stix's compound pattern (one AND-ed indicator), which
+	// Sentinel stores but does not index by observable. It is what the misp-stix profile does
+	// by default.
+	CompositeCompound Composite = "compound"
+)
+
+// CompositeModes lists the Composite values.
+var CompositeModes = []Composite{CompositeAll, CompositeFirst, CompositeCompound}
+
 // PatternLanguages are the non-STIX pattern languages MISP has attribute types for.
 var PatternLanguages = []string{"sigma", "snort", "suricata", "yara"}
 
@@ -91,6 +116,11 @@ type Options struct {
 	// MISPURL is the MISP base URL for the external reference back to the event
 	// ("https://misp.example.org"); "" leaves the url out.
 	MISPURL string
+
+	// Composite says, per composite MISP type (CompositeTypes), how its attributes become
+	// indicators. A composite type missing from the map is written as the profile writes it:
+	// CompositeAll for the sentinel profile, CompositeCompound for misp-stix.
+	Composite map[string]Composite
 
 	// Filter is the per-sink selection.
 	Filter Filter
@@ -171,6 +201,14 @@ func (o *Options) Validate() error {
 	if o.DefaultTLP != "" {
 		if _, ok := parseTLP(o.DefaultTLP); !ok {
 			return fmt.Errorf("default_tlp: unknown TLP %q", o.DefaultTLP)
+		}
+	}
+	for typ, mode := range o.Composite {
+		if !IsCompositeType(typ) {
+			return fmt.Errorf("composite: %q is not a composite MISP type (want one of %s)", typ, strings.Join(CompositeTypes(), ", "))
+		}
+		if !slices.Contains(CompositeModes, mode) {
+			return fmt.Errorf("composite.%s: unknown mode %q (want %q, %q or %q)", typ, mode, CompositeAll, CompositeFirst, CompositeCompound)
 		}
 	}
 	for _, l := range o.ExportPatternLanguages {

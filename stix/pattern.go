@@ -83,10 +83,10 @@ func networkTrafficRef(dir, ip string) string {
 }
 
 // buildComponents normalises the value of one attribute of type typ and builds its
-// indicator patterns for profile with the builder of its kind. err is set when nothing can be
-// exported; skipped lists the parts of a split attribute that could not be exported while
-// others could.
-func buildComponents(spec typeSpec, typ, value, data string, profile Profile) (comps []component, skipped []componentError, err error) {
+// indicator patterns for profile with the builder of its kind; mode is how a composite type is
+// exported (see compositeMode). err is set when nothing can be exported; skipped lists the
+// parts of a split attribute that could not be exported while others could.
+func buildComponents(spec typeSpec, typ, value, data string, profile Profile, mode Composite) (comps []component, skipped []componentError, err error) {
 	value, err = prepare(value)
 	if err != nil {
 		return nil, nil, err
@@ -94,7 +94,23 @@ func buildComponents(spec typeSpec, typ, value, data string, profile Profile) (c
 	if int(spec.kind) < 0 || int(spec.kind) >= len(patternBuilders) || patternBuilders[spec.kind] == nil {
 		return nil, nil, fmt.Errorf("type %s has no pattern rule", typ)
 	}
-	return patternBuilders[spec.kind](patternInput{spec: spec, typ: typ, value: value, data: data, sentinel: profile != ProfileMISPSTIX})
+	return patternBuilders[spec.kind](patternInput{spec: spec, typ: typ, value: value, data: data, sentinel: profile != ProfileMISPSTIX, composite: mode})
+}
+
+// compositeMode returns how attributes of type typ are exported under opts: the configured
+// mode, else the profile's own (all for sentinel, compound for misp-stix). It is "" for a type
+// that is not composite.
+func compositeMode(spec typeSpec, typ string, profile Profile, configured map[string]Composite) Composite {
+	if !spec.kind.isComposite() {
+		return ""
+	}
+	if m, ok := configured[typ]; ok && m != "" {
+		return m
+	}
+	if profile == ProfileMISPSTIX {
+		return CompositeCompound
+	}
+	return CompositeAll
 }
 
 // patternInput is what a pattern builder knows of one attribute.
@@ -103,8 +119,10 @@ type patternInput struct {
 	typ  string
 	// value is the attribute's value after prepare; data its data field (samples, attachments).
 	value, data string
-	// sentinel selects the sentinel profile: matchable parts only, composites split.
+	// sentinel selects the sentinel profile: matchable parts only.
 	sentinel bool
+	// composite is how a composite type is exported ("" for other types).
+	composite Composite
 }
 
 // patternBuilder builds the components of one kind of attribute (see buildComponents).
@@ -184,22 +202,32 @@ func buildIPPort(in patternInput) ([]component, []componentError, error) {
 	if port, err = normPort(port); err != nil {
 		return nil, nil, err
 	}
-	if in.sentinel {
+	if in.composite != CompositeCompound {
 		return oneWithContext(component{pattern: single(ipObservable(ip)+":value", ip), observable: ipObservable(ip), context: "port " + port})
 	}
 	return one("["+networkTrafficRef(in.spec.path, ip)+" AND "+comparison("network-traffic:"+in.spec.path+"_port", port)+"]", ipObservable(ip))
 }
 
-// buildDomainIP exports domain|ip as one pattern for misp-stix and, for sentinel, as one
-// indicator per part, keeping the part that is valid when the other is not.
+// buildDomainIP exports domain|ip as one compound pattern, as the domain alone (first), or as
+// one indicator per part (all), keeping the part that is valid when the other is not.
 func buildDomainIP(in patternInput) (comps []component, skipped []componentError, err error) {
 	d, ipPart, err := splitComposite(in.value)
 	if err != nil {
 		return nil, nil, err
 	}
 	domain, derr := normDomain(d)
+	if in.composite == CompositeFirst {
+		if derr != nil {
+			return nil, nil, derr
+		}
+		ip := strings.TrimSpace(ipPart)
+		if n, err := normIP(ip); err == nil {
+			ip = n
+		}
+		return oneWithContext(component{pattern: single("domain-name:value", domain), observable: "domain-name", context: "resolves to " + ip})
+	}
 	ip, ierr := normIP(ipPart)
-	if !in.sentinel {
+	if in.composite == CompositeCompound {
 		if derr != nil {
 			return nil, nil, derr
 		}
@@ -236,14 +264,15 @@ func buildHostnamePort(in patternInput) ([]component, []componentError, error) {
 	if port, err = normPort(port); err != nil {
 		return nil, nil, err
 	}
-	if in.sentinel {
+	if in.composite != CompositeCompound {
 		return oneWithContext(component{pattern: single("domain-name:value", host), observable: "domain-name", context: "port " + port})
 	}
 	return one("["+comparison("domain-name:value", host)+" AND "+comparison("network-traffic:dst_port", port)+"]", "domain-name")
 }
 
 // buildFilenameHash exports filename|<hash> and malware-sample (filename|md5 with an optional
-// zipped sample in data).
+// zipped sample in data): the hash with the file name beside it (all), the file name alone
+// (first) or misp-stix's compound pattern.
 func buildFilenameHash(in patternInput) ([]component, []componentError, error) {
 	sample := in.spec.kind == kindMalwareSample
 	if sample && !strings.ContainsAny(in.value, "|_") {
@@ -262,11 +291,14 @@ func buildFilenameHash(in patternInput) ([]component, []componentError, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if in.composite == CompositeFirst {
+		return one(single("file:name", name), "file")
+	}
 	hash, err := in.spec.norm(h)
 	if err != nil {
 		return nil, nil, err
 	}
-	if in.sentinel {
+	if in.composite == CompositeAll {
 		return oneWithContext(component{pattern: single("file:hashes."+in.spec.path, hash), observable: "file", context: "file name " + name, fileName: name})
 	}
 	if sample && in.data != "" {

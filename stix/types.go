@@ -106,6 +106,36 @@ var hashNames = map[string]string{
 	"vhash": "VHASH", "pehash": "PEHASH", "telfhash": "TELFHASH", "cdhash": "CDHASH", "impfuzzy": "IMPFUZZY",
 }
 
+// isComposite reports whether attributes of kind k are composite values whose handling
+// Options.Composite chooses.
+func (k kind) isComposite() bool {
+	switch k {
+	case kindIPPort, kindDomainIP, kindHostnamePort, kindFilenameHash, kindMalwareSample:
+		return true
+	}
+	return false
+}
+
+// CompositeTypes returns the MISP attribute types whose handling Options.Composite chooses,
+// sorted. regkey|value is not among them: a key or a value alone would match far more than
+// was flagged, so it always keeps its compound pattern.
+func CompositeTypes() []string {
+	var types []string
+	for t, spec := range typeTable {
+		if spec.kind.isComposite() {
+			types = append(types, t)
+		}
+	}
+	sort.Strings(types)
+	return types
+}
+
+// IsCompositeType reports whether typ is one of CompositeTypes.
+func IsCompositeType(typ string) bool {
+	spec, ok := typeTable[typ]
+	return ok && spec.kind.isComposite()
+}
+
 // ExportedTypes returns the MISP attribute types that can yield an indicator, sorted.
 func ExportedTypes() []string {
 	types := make([]string, 0, len(typeTable))
