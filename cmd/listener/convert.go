@@ -91,6 +91,10 @@ func convertSinks(ctx context.Context, o convertOptions) ([]convertSink, int, er
 	var sinks []convertSink
 	for _, s := range cfg.Sinks {
 		if o.sink == "" || s.Name == o.sink {
+			if o.profile != "" {
+				// Set before mapping: the profile decides the default composite handling.
+				s.Conversion.Profile = o.profile
+			}
 			sinks = append(sinks, convertSink{name: s.Name, opts: daemon.ConversionOptions(cfg, s)})
 		}
 	}
@@ -105,9 +109,6 @@ func convertSinks(ctx context.Context, o convertOptions) ([]convertSink, int, er
 		return nil, exitUsage, fmt.Errorf("the configuration has %d sinks: choose one with --sink (%s)", len(sinks), strings.Join(names, ", "))
 	}
 	for i := range sinks {
-		if o.profile != "" {
-			sinks[i].opts.Profile = stix.Profile(o.profile)
-		}
 		if err := sinks[i].opts.Validate(); err != nil {
 			return nil, exitUsage, err
 		}
