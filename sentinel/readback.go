@@ -296,8 +296,19 @@ type HeldObject struct {
 	// Confidence is -1 when the object has none.
 	Confidence int
 	Labels     []string
+	// Description and ExternalReferences name where the indicator came from (a MISP event's
+	// summary and back-link, for misp2sentinel's and the listener's).
+	Description        string
+	ExternalReferences []ExternalReference
 	// Data is the STIX object as stored (the preview query only; nil with queryIndicators).
 	Data json.RawMessage
+}
+
+// ExternalReference is one STIX external reference of a held indicator.
+type ExternalReference struct {
+	SourceName string `json:"source_name"`
+	ExternalID string `json:"external_id"`
+	URL        string `json:"url"`
 }
 
 // Live reports whether Sentinel matches the indicator at now: not revoked, not expired.
@@ -409,23 +420,46 @@ type indicatorsPage struct {
 		Name       string `json:"name"`
 		Kind       string `json:"kind"`
 		Properties struct {
-			Source                 string          `json:"source"`
-			DisplayName            string          `json:"displayName"`
-			ExternalID             string          `json:"externalId"`
-			Pattern                string          `json:"pattern"`
-			ParsedPattern          []parsedPattern `json:"parsedPattern"`
-			Created                string          `json:"created"`
-			Modified               string          `json:"modified"`
-			ValidFrom              string          `json:"validFrom"`
-			ValidUntil             string          `json:"validUntil"`
-			LastUpdatedTimeUtc     string          `json:"lastUpdatedTimeUtc"`
-			Revoked                bool            `json:"revoked"`
-			Confidence             *int            `json:"confidence"`
-			Labels                 []string        `json:"labels"`
-			ThreatIntelligenceTags []string        `json:"threatIntelligenceTags"`
+			Source                 string                 `json:"source"`
+			DisplayName            string                 `json:"displayName"`
+			ExternalID             string                 `json:"externalId"`
+			Pattern                string                 `json:"pattern"`
+			ParsedPattern          []parsedPattern        `json:"parsedPattern"`
+			Created                string                 `json:"created"`
+			Modified               string                 `json:"modified"`
+			ValidFrom              string                 `json:"validFrom"`
+			ValidUntil             string                 `json:"validUntil"`
+			LastUpdatedTimeUtc     string                 `json:"lastUpdatedTimeUtc"`
+			Revoked                bool                   `json:"revoked"`
+			Confidence             *int                   `json:"confidence"`
+			Labels                 []string               `json:"labels"`
+			ThreatIntelligenceTags []string               `json:"threatIntelligenceTags"`
+			Description            string                 `json:"description"`
+			ExternalReferences     []armExternalReference `json:"externalReferences"`
 		} `json:"properties"`
 	} `json:"value"`
 	NextLink string `json:"nextLink"`
+}
+
+// armExternalReference is an external reference in queryIndicators' properties: the spec
+// names its fields in camel case (sourceName, externalId); STIX's snake case is accepted too.
+type armExternalReference struct {
+	SourceName     string `json:"sourceName"`
+	ExternalID     string `json:"externalId"`
+	SourceNameSTIX string `json:"source_name"`
+	ExternalIDSTIX string `json:"external_id"`
+	URL            string `json:"url"`
+}
+
+func (r armExternalReference) reference() ExternalReference {
+	out := ExternalReference{SourceName: r.SourceName, ExternalID: r.ExternalID, URL: r.URL}
+	if out.SourceName == "" {
+		out.SourceName = r.SourceNameSTIX
+	}
+	if out.ExternalID == "" {
+		out.ExternalID = r.ExternalIDSTIX
+	}
+	return out
 }
 
 type parsedPattern struct {
@@ -483,6 +517,10 @@ func (r *Reader) eachIndicator(ctx context.Context, q Query, fn func(HeldObject)
 			}
 			if pr.Confidence != nil {
 				h.Confidence = *pr.Confidence
+			}
+			h.Description = pr.Description
+			for _, r := range pr.ExternalReferences {
+				h.ExternalReferences = append(h.ExternalReferences, r.reference())
 			}
 			h.Observables = PatternObservables(pr.Pattern)
 			if len(h.Observables) == 0 {
@@ -555,6 +593,9 @@ type stixFields struct {
 	Revoked    bool     `json:"revoked"`
 	Confidence *int     `json:"confidence"`
 	Labels     []string `json:"labels"`
+	// Description and ExternalReferences: see HeldObject.
+	Description        string              `json:"description"`
+	ExternalReferences []ExternalReference `json:"external_references"`
 }
 
 func (r *Reader) eachObject(ctx context.Context, q Query, fn func(HeldObject) error) error {
@@ -604,7 +645,8 @@ func (r *Reader) eachObject(ctx context.Context, q Query, fn func(HeldObject) er
 				Pattern: f.Pattern, Observables: PatternObservables(f.Pattern), Revoked: f.Revoked, Confidence: -1,
 				Created: parseTime(f.Created), Modified: parseTime(f.Modified), ValidFrom: parseTime(f.ValidFrom),
 				ValidUntil: parseTime(f.ValidUntil), LastUpdated: parseTime(v.Properties.LastUpdatedDateTimeUtc),
-				Labels: f.Labels, Data: bytes.Clone(v.Properties.Data),
+				Labels: f.Labels, Description: f.Description, ExternalReferences: f.ExternalReferences,
+				Data: bytes.Clone(v.Properties.Data),
 			}
 			if f.Confidence != nil {
 				h.Confidence = *f.Confidence
