@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -22,20 +23,22 @@ const (
 // Reads through txn see the writer's own earlier writes; the per-sink lock guarantees that
 // no other writer touches the sink's keys meanwhile.
 type chunkWriter struct {
-	db     *badger.DB
-	txn    *badger.Txn
-	sink   string
-	meta   *sinkMeta
-	ops    int
-	bytes  int
-	chunks int
+	db   *badger.DB
+	txn  *badger.Txn
+	sink string
+	meta *sinkMeta
+	// written is the store's count of committed writes, raised by each commit.
+	written *atomic.Uint64
+	ops     int
+	bytes   int
+	chunks  int
 	// beforeFirstSplit runs once, inside the first chunk, when the change turns out to need
 	// more than one transaction.
 	beforeFirstSplit func(w *chunkWriter) error
 }
 
-func newChunkWriter(db *badger.DB, sink string, meta *sinkMeta) *chunkWriter {
-	return &chunkWriter{db: db, txn: db.NewTransaction(true), sink: sink, meta: meta}
+func (s *Store) newChunkWriter(sink string, meta *sinkMeta) *chunkWriter {
+	return &chunkWriter{db: s.db, txn: s.db.NewTransaction(true), sink: sink, meta: meta, written: &s.written}
 }
 
 // reserve commits the current chunk first if ops more entries totalling size bytes would not
@@ -84,6 +87,7 @@ func (w *chunkWriter) commit() error {
 	if err := w.txn.Commit(); err != nil {
 		return fmt.Errorf("commit chunk %d: %w", w.chunks, err)
 	}
+	w.written.Add(1)
 	if afterChunkCommit != nil {
 		return afterChunkCommit(w.chunks)
 	}

@@ -176,7 +176,7 @@ func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time, 
 	}
 
 	var stats DiffStats
-	w := newChunkWriter(s.db, sink, &plan.meta)
+	w := s.newChunkWriter(sink, &plan.meta)
 	w.beforeFirstSplit = func(w *chunkWriter) error {
 		return w.set(eventKey(sink, event), encodeIDList(unionIDs(plan.oldIDs, plan.newIDs)))
 	}

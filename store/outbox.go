@@ -235,7 +235,7 @@ func (s *Store) end(b *Batch, verdict []verdictKind, o Outcome, now time.Time) e
 			decided[b.Items[i].ID] = max(decided[b.Items[i].ID], b.Items[i].Seq)
 		}
 	}
-	w := newChunkWriter(s.db, b.Sink, &meta)
+	w := s.newChunkWriter(b.Sink, &meta)
 	defer w.abort() // discards the uncommitted chunk on an early return; a no-op after finish
 	for i, v := range verdict {
 		seq := b.Items[i].Seq
@@ -415,7 +415,7 @@ func (s *Store) requeue(rt *sinkRuntime, sink string, seqs []uint64, now time.Ti
 	if err != nil {
 		return 0, err
 	}
-	w := newChunkWriter(s.db, sink, &meta)
+	w := s.newChunkWriter(sink, &meta)
 	defer w.abort() // discards the uncommitted chunk on an early return; a no-op after finish
 	requeued := 0
 	for _, seq := range targets {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -70,6 +71,10 @@ type Store struct {
 
 	stopGC chan struct{}
 	gcDone sync.WaitGroup
+	// written counts committed write transactions; the GC loop compares it between ticks to
+	// skip a compaction when nothing was written. (Badger's MaxVersion reads the memtable's
+	// version without its lock, a data race with concurrent writes.)
+	written atomic.Uint64
 }
 
 // sinkRuntime is the in-memory part of a sink: its lock, readiness signal and in-flight
@@ -140,18 +145,18 @@ func (s *Store) gcLoop(every, compactEvery time.Duration) {
 	defer s.gcDone.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
-	lastCompact, compactedVersion := time.Now(), s.db.MaxVersion()
+	lastCompact, compactedWrites := time.Now(), s.written.Load()
 	for {
 		select {
 		case <-s.stopGC:
 			return
 		case <-t.C:
 		}
-		if v := s.db.MaxVersion(); compactEvery > 0 && time.Since(lastCompact) >= compactEvery && v != compactedVersion {
+		if n := s.written.Load(); compactEvery > 0 && time.Since(lastCompact) >= compactEvery && n != compactedWrites {
 			if err := s.db.Flatten(2); err != nil {
 				s.log.WithError(err).Warn("badger compaction failed")
 			}
-			lastCompact, compactedVersion = time.Now(), v
+			lastCompact, compactedWrites = time.Now(), n
 		}
 		for {
 			err := s.db.RunValueLogGC(0.5)
@@ -239,6 +244,9 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 		err := s.db.Update(fn)
 		if errors.Is(err, badger.ErrConflict) && attempt < 100 {
 			continue
+		}
+		if err == nil {
+			s.written.Add(1)
 		}
 		return err
 	}
