@@ -114,6 +114,15 @@ const (
 	WebhookIdleTimeout     = 2 * time.Minute
 	WebhookShutdownTimeout = 10 * time.Second
 
+	// MetricsReadHeaderTimeout, MetricsReadTimeout, MetricsWriteTimeout and MetricsIdleTimeout
+	// are the ops (metrics, status, probes) server's HTTP timeouts: it answers small requests.
+	MetricsReadHeaderTimeout = 10 * time.Second
+	MetricsReadTimeout       = 30 * time.Second
+	MetricsWriteTimeout      = 30 * time.Second
+	MetricsIdleTimeout       = time.Minute
+	// HTTPMaxHeaderBytes caps a request's header block on every HTTP server of the daemon.
+	HTTPMaxHeaderBytes = 64 << 10
+
 	// MISPMaxPageAttempts is how often one restSearch page is tried (the first try included)
 	// before a 5xx, a broken body or a network error gives up; MISPRetryInterval is the first
 	// pause between tries (it grows exponentially).

@@ -349,7 +349,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	goRun("reconciler", d.reconciler.Run)
 
 	if d.cfg.Metrics.Listen != "" {
-		limits := httpserve.Limits{MaxConns: d.cfg.Metrics.MaxConnections}
+		limits := metricsLimits(d.cfg.Metrics)
 		ln, err := httpserve.Listen(d.cfg.Metrics.Listen, limits)
 		if err != nil {
 			cancel()

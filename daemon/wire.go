@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/internal/httpserve"
 	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/pusher"
@@ -208,7 +209,20 @@ func webhookConfig(w config.Webhook, ready func() error) listener.WebhookConfig 
 		WriteTimeout:      config.WebhookWriteTimeout,
 		HandlerTimeout:    config.WebhookHandlerTimeout,
 		IdleTimeout:       config.WebhookIdleTimeout,
+		MaxHeaderBytes:    config.HTTPMaxHeaderBytes,
 		ShutdownTimeout:   config.WebhookShutdownTimeout,
+	}
+}
+
+// metricsLimits are the ops (metrics, status, probes) server's HTTP limits.
+func metricsLimits(m config.Metrics) httpserve.Limits {
+	return httpserve.Limits{
+		ReadHeaderTimeout: config.MetricsReadHeaderTimeout,
+		ReadTimeout:       config.MetricsReadTimeout,
+		WriteTimeout:      config.MetricsWriteTimeout,
+		IdleTimeout:       config.MetricsIdleTimeout,
+		MaxConns:          m.MaxConnections,
+		MaxHeaderBytes:    config.HTTPMaxHeaderBytes,
 	}
 }
 

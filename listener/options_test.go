@@ -26,6 +26,7 @@ func completeWebhook(cfg WebhookConfig) WebhookConfig {
 	setIfZero(&cfg.MaxBodyBytes, d.MaxBodyBytes)
 	setIfZero(&cfg.MaxInflightBytes, max(d.MaxInflightBytes, cfg.MaxBodyBytes))
 	setIfZero(&cfg.MaxConns, d.MaxConnections)
+	setIfZero(&cfg.MaxHeaderBytes, config.HTTPMaxHeaderBytes)
 	setIfZero(&cfg.ReadHeaderTimeout, config.WebhookReadHeaderTimeout)
 	setIfZero(&cfg.ReadTimeout, config.WebhookReadTimeout)
 	setIfZero(&cfg.WriteTimeout, config.WebhookWriteTimeout)

@@ -58,6 +58,8 @@ type WebhookConfig struct {
 	ShutdownTimeout   time.Duration
 	// MaxConns caps the connections open at once.
 	MaxConns int
+	// MaxHeaderBytes caps a request's header block.
+	MaxHeaderBytes int
 	// HandlerTimeout bounds one call's handling (a MISP re-fetch and the store commit), so
 	// that the call is answered 503 before WriteTimeout cuts the connection: three
 	// quarters of WriteTimeout (config.WebhookHandlerTimeout); it must stay below WriteTimeout.
@@ -88,6 +90,9 @@ func (c WebhookConfig) Validate() error {
 	}
 	if c.MaxInflightBytes < c.MaxBodyBytes {
 		errs = append(errs, fmt.Errorf("max in-flight bytes %d: must be at least max body bytes %d", c.MaxInflightBytes, c.MaxBodyBytes))
+	}
+	if c.MaxHeaderBytes < 1 {
+		errs = append(errs, fmt.Errorf("max header bytes %d: must be at least 1", c.MaxHeaderBytes))
 	}
 	if c.MaxConns < 1 {
 		errs = append(errs, fmt.Errorf("max conns %d: must be at least 1", c.MaxConns))
@@ -178,6 +183,7 @@ func (w *Webhook) Run(ctx context.Context) error {
 		WriteTimeout:      w.cfg.WriteTimeout,
 		IdleTimeout:       w.cfg.IdleTimeout,
 		MaxConns:          w.cfg.MaxConns,
+		MaxHeaderBytes:    w.cfg.MaxHeaderBytes,
 	}
 	srv := httpserve.Server(w.http, limits)
 	srv.ErrorLog = stdlog.New(logWriter{w.log}, "", 0)

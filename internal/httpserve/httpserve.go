@@ -13,7 +13,8 @@ import (
 	"golang.org/x/net/netutil"
 )
 
-// Limits bound one HTTP server. Zero fields take the Default values.
+// Limits bound one HTTP server. Every field must be set (the daemon passes the values of
+// config/defaults.go); Listen refuses incomplete limits.
 type Limits struct {
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
@@ -27,39 +28,23 @@ type Limits struct {
 	MaxHeaderBytes int
 }
 
-// Default limits, for a server that answers small requests (status, metrics, health).
-const (
-	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultReadTimeout       = 30 * time.Second
-	DefaultWriteTimeout      = 30 * time.Second
-	DefaultIdleTimeout       = 60 * time.Second
-	DefaultMaxConns          = 64
-	DefaultMaxHeaderBytes    = 64 << 10
-)
-
-func (l Limits) withDefaults() Limits {
-	set := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
+// Validate reports the first limit that is not set.
+func (l Limits) Validate() error {
+	switch {
+	case l.ReadHeaderTimeout <= 0, l.ReadTimeout <= 0, l.WriteTimeout <= 0, l.IdleTimeout <= 0:
+		return fmt.Errorf("http server limits: every timeout must be positive (read header %s, read %s, write %s, idle %s)",
+			l.ReadHeaderTimeout, l.ReadTimeout, l.WriteTimeout, l.IdleTimeout)
+	case l.MaxConns < 1:
+		return fmt.Errorf("http server limits: max connections %d: must be at least 1", l.MaxConns)
+	case l.MaxHeaderBytes < 1:
+		return fmt.Errorf("http server limits: max header bytes %d: must be at least 1", l.MaxHeaderBytes)
 	}
-	set(&l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
-	set(&l.ReadTimeout, DefaultReadTimeout)
-	set(&l.WriteTimeout, DefaultWriteTimeout)
-	set(&l.IdleTimeout, DefaultIdleTimeout)
-	if l.MaxConns == 0 {
-		l.MaxConns = DefaultMaxConns
-	}
-	if l.MaxHeaderBytes == 0 {
-		l.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	return l
+	return nil
 }
 
 // Server returns an http.Server for h with the limits' timeouts. The caller may set further
 // fields (ErrorLog, BaseContext, TLSConfig) before serving.
 func Server(h http.Handler, l Limits) *http.Server {
-	l = l.withDefaults()
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: l.ReadHeaderTimeout,
@@ -70,9 +55,12 @@ func Server(h http.Handler, l Limits) *http.Server {
 	}
 }
 
-// Listen listens on addr (TCP) and caps the connections accepted at once at l.MaxConns.
+// Listen listens on addr (TCP) and caps the connections accepted at once at l.MaxConns. It
+// refuses limits that are not complete (see Validate).
 func Listen(addr string, l Limits) (net.Listener, error) {
-	l = l.withDefaults()
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)

@@ -19,9 +19,11 @@ import (
 func TestIdleKeepAliveConnectionsCannotStarveTheServer(t *testing.T) {
 	const maxConns, clients = 4, 40
 	var open, peak atomic.Int64
+	limits := Limits{ReadHeaderTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+		IdleTimeout: 50 * time.Millisecond, MaxConns: maxConns, MaxHeaderBytes: 4 << 10}
 	srv := Server(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(rw, "ok")
-	}), Limits{IdleTimeout: 50 * time.Millisecond, MaxConns: maxConns})
+	}), limits)
 	srv.ConnState = func(_ net.Conn, s http.ConnState) {
 		switch s {
 		case http.StateNew:
@@ -32,7 +34,7 @@ func TestIdleKeepAliveConnectionsCannotStarveTheServer(t *testing.T) {
 			open.Add(-1)
 		}
 	}
-	ln, err := Listen("127.0.0.1:0", Limits{MaxConns: maxConns})
+	ln, err := Listen("127.0.0.1:0", limits)
 	if err != nil {
 		t.Fatal(err)
 	}
