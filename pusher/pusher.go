@@ -519,7 +519,7 @@ func (p *Pusher) deliver(ctx context.Context, objects []Object) ([]Rejection, er
 		if reason == "" {
 			return nil, err
 		}
-		wait := p.retryWait(err, bo)
+		wait := p.retryWait(err, bo, quotas)
 		if reason == RetryThrottled {
 			p.pacers.Pause(quotas, p.now().Add(wait))
 		}
@@ -541,13 +541,23 @@ func (p *Pusher) deliver(ctx context.Context, objects []Object) ([]Rejection, er
 }
 
 // retryWait is the wait before sending a batch again after the retryable err: the wait the
-// API asked for, capped at MaxRetryAfter and with jitter added, or the next backoff step.
-func (p *Pusher) retryWait(err error, bo *backoff.ExponentialBackOff) time.Duration {
+// API asked for, capped at MaxRetryAfter and with jitter added; for a throttling answer that
+// names no wait, the longest window of quotas (the time the API counts requests against
+// it); otherwise the next backoff step.
+func (p *Pusher) retryWait(err error, bo *backoff.ExponentialBackOff, quotas []Quota) time.Duration {
 	var re *RetryError
-	if !errors.As(err, &re) || re.After <= 0 {
+	if !errors.As(err, &re) {
 		return bo.NextBackOff()
 	}
 	after := re.After
+	if after <= 0 && re.Reason == RetryThrottled {
+		for _, q := range quotas {
+			after = max(after, q.Per)
+		}
+	}
+	if after <= 0 {
+		return bo.NextBackOff()
+	}
 	if after > p.cfg.MaxRetryAfter {
 		p.log.WithFields(logrus.Fields{"asked": after.String(), "cap": p.cfg.MaxRetryAfter.String()}).
 			Warn("the API asked for a wait longer than pusher.max_retry_after; waiting the cap")

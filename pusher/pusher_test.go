@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cenkalti/backoff/v5"
 	"io"
 	"slices"
 	"strings"
@@ -866,5 +867,22 @@ func TestVersionsOfOneIDNeverInFlightTogether(t *testing.T) {
 	}
 	if len(sent) != ids {
 		t.Errorf("%d ids sent, want %d", len(sent), ids)
+	}
+}
+
+// TestUnnamedThrottleWaitIsTheQuotaWindow: a throttling answer that names no wait (no
+// Retry-After, no "try again in" message) is waited out for the quota's whole window, the time
+// the API counts requests against it; other retryable errors without a wait back off.
+func TestUnnamedThrottleWaitIsTheQuotaWindow(t *testing.T) {
+	p := newPusher(t, Config{Sink: "s", RetryInitial: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond}, openStore(t), newFakeSink(nil), nil)
+	quotas := []Quota{{Key: "id", Requests: 100, Per: 30 * time.Second}, {Key: "id/day", Requests: 1000, Per: time.Minute}}
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval = 10*time.Millisecond, 20*time.Millisecond
+	bo.Reset()
+	if w := p.retryWait(&RetryError{Reason: RetryThrottled, Status: 429}, bo, quotas); w < time.Minute || w > 2*time.Minute {
+		t.Errorf("unnamed throttle wait = %s, want the longest quota window (1m) plus jitter", w)
+	}
+	if w := p.retryWait(&RetryError{Reason: RetryServerError, Status: 503}, bo, quotas); w > time.Second {
+		t.Errorf("a 503 without a wait waited %s, want the backoff step", w)
 	}
 }

@@ -101,7 +101,8 @@ const (
 type RetryError struct {
 	// Reason is one of the Retry* constants.
 	Reason string
-	// After is the wait the API asked for (zero: the pusher backs off exponentially). With
+	// After is the wait the API asked for. Zero: the pusher backs off exponentially, or,
+	// with Reason RetryThrottled, waits out the longest window of the batch's quotas. With
 	// Reason RetryThrottled the wait pauses every sink sharing the batch's quotas.
 	After time.Duration
 	// Status is the HTTP status, 0 when no answer arrived.

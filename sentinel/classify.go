@@ -19,10 +19,6 @@ import (
 	"github.com/mispsentinel/listener/pusher"
 )
 
-// DefaultThrottleWait is the wait after a 429 that names no wait in either the Retry-After
-// header or the body: the length of Sentinel's quota window.
-const DefaultThrottleWait = time.Minute
-
 // maxThrottleWait is the longest wait a 429 can name here (about 31.7 years); the pusher
 // caps what it obeys far lower (pusher.max_retry_after). It only keeps huge values from
 // overflowing a Duration.
@@ -191,7 +187,8 @@ var tryAgainIn = regexp.MustCompile(`(?i)try again in (\d+(?:\.\d+)?) seconds?`)
 
 // throttleWait is the longer of the Retry-After header (seconds or HTTP date) and the
 // seconds in the body's message ("Rate limit is exceeded. Try again in 17 seconds."), at
-// least one second, and DefaultThrottleWait when neither says anything.
+// least one second, and zero when neither says anything (the pusher then waits out the
+// quota's window).
 func throttleWait(h http.Header, body []byte, now time.Time) time.Duration {
 	var wait time.Duration
 	found := false
@@ -208,7 +205,7 @@ func throttleWait(h http.Header, body []byte, now time.Time) time.Duration {
 		}
 	}
 	if !found {
-		return DefaultThrottleWait
+		return 0
 	}
 	return max(wait, minThrottleWait)
 }
@@ -257,7 +254,7 @@ func snippet(b []byte) string {
 
 // ThrottleWait is throttleWait for other Microsoft API clients (package defender): the
 // longer of the Retry-After header and the seconds a 429's message names, at least one
-// second, DefaultThrottleWait when neither says anything.
+// second, zero when neither says anything.
 func ThrottleWait(h http.Header, body []byte, now time.Time) time.Duration {
 	return throttleWait(h, body, now)
 }

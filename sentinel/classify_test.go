@@ -140,7 +140,7 @@ func TestUploadOutcomes(t *testing.T) {
 			respond: fixed(reply{status: 429, header: map[string]string{"Retry-After": "1e300"}}),
 			errKind: "retryable", status: 429, after: maxThrottleWait, requests: 1},
 		{name: "429 naming no wait: one quota window", batch: 1, respond: fixed(reply{status: 429}),
-			errKind: "retryable", status: 429, after: DefaultThrottleWait, requests: 1},
+			errKind: "retryable", status: 429, after: 0, requests: 1},
 		{name: "500 APIM body", batch: 2, respond: fixed(reply{status: 500, body: `{"statusCode":500,"message":"Internal server error","activityId":"x"}`}),
 			errKind: "retryable", status: 500, errText: "Internal server error", requests: 1},
 		{name: "503 empty body", batch: 2, respond: fixed(reply{status: 503}),
