@@ -11,21 +11,6 @@ import (
 	"testing"
 )
 
-// pendingDefaults are the declarations outside config that still hold defaults of their own,
-// each with the work that removes it. The list only shrinks: a new entry needs a reason.
-var pendingDefaults = map[string]string{
-	"sentinel.DefaultThrottleWait": "the delivery loop's rework moves the sentinel defaults here",
-	"stix.Defaults":                "`listener convert` converts with the daemon's options instead",
-	// The HTTP server limits arrived with the hardening of the metrics and webhook servers.
-	"httpserve.(Limits).withDefaults":    "the metrics server's limits move to config.Metrics",
-	"httpserve.DefaultReadHeaderTimeout": "the metrics server's limits move to config.Metrics",
-	"httpserve.DefaultReadTimeout":       "the metrics server's limits move to config.Metrics",
-	"httpserve.DefaultWriteTimeout":      "the metrics server's limits move to config.Metrics",
-	"httpserve.DefaultIdleTimeout":       "the metrics server's limits move to config.Metrics",
-	"httpserve.DefaultMaxConns":          "the metrics server's limits move to config.Metrics",
-	"httpserve.DefaultMaxHeaderBytes":    "the metrics server's limits move to config.Metrics",
-}
-
 // TestDefaultsLiveInConfig enforces that this package is the one place a default value lives:
 // no other package of the product declares a Default* constant or variable, or a function that
 // fills in defaults (setDefaults, WithDefaults, Defaults). Packages take complete options from
@@ -86,19 +71,8 @@ func TestDefaultsLiveInConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	sort.Strings(found)
-	seen := map[string]bool{}
 	for _, f := range found {
-		name, _, _ := strings.Cut(f, " (")
-		seen[name] = true
-		if _, ok := pendingDefaults[name]; !ok {
-			t.Errorf("%s declares a default outside config/defaults.go: put the value there and let the daemon pass it", f)
-		}
-	}
-	for name := range pendingDefaults {
-		if !seen[name] {
-			// Not an error, so that the change removing it does not have to edit this list.
-			t.Logf("%s is gone: remove it from pendingDefaults", name)
-		}
+		t.Errorf("%s declares a default outside config/defaults.go: put the value there and let the daemon pass it", f)
 	}
 }
 

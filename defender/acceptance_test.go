@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mispsentinel/listener/internal/stixtest"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/pusher"
 	simdefender "github.com/mispsentinel/listener/sim/defender"
@@ -73,7 +74,7 @@ func (p *pipeline) restart() {
 // publish converts ev for the sink, diffs it in the store and delivers the outbox.
 func (p *pipeline) publish(ev *misp.Event) []store.DeadLetter {
 	p.t.Helper()
-	res := stix.Convert(ev, stix.Defaults(), p.now)
+	res := stix.Convert(ev, stixtest.Options(), p.now)
 	cands, _ := Map(ev, res, p.mapOpt)
 	objs := make([]stix.Object, len(cands))
 	for i, c := range cands {
@@ -311,7 +312,7 @@ func TestAcceptanceBudgetOfFiftyWithEightyCandidates(t *testing.T) {
 
 func stixIDOf(t *testing.T, ev *misp.Event, value string) string {
 	t.Helper()
-	for _, d := range stix.Convert(ev, stix.Defaults(), mapNow).Decisions {
+	for _, d := range stix.Convert(ev, stixtest.Options(), mapNow).Decisions {
 		if d.Value == value && len(d.Exported) == 1 {
 			return d.Exported[0]
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mispsentinel/listener/internal/stixtest"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/stix"
 )
@@ -26,7 +27,7 @@ func a(typ, value string) misp.Attribute { return misp.Attribute{Type: typ, Valu
 
 func convert(t *testing.T, ev *misp.Event, profile stix.Profile) stix.Result {
 	t.Helper()
-	o := stix.Defaults()
+	o := stixtest.Options()
 	o.Profile = profile
 	return stix.Convert(ev, o, mapNow)
 }
@@ -140,15 +141,15 @@ func TestMapMISPSTIXProfileCompoundPatterns(t *testing.T) {
 
 func TestMapHashIgnoresExpiry(t *testing.T) {
 	ev := mispEvent("2", a("domain", "evil.example"))
-	first, _ := Map(ev, stix.Convert(ev, stix.Defaults(), mapNow), MapOptions{Action: ActionBlock})
-	later, _ := Map(ev, stix.Convert(ev, stix.Defaults(), mapNow.Add(48*time.Hour)), MapOptions{Action: ActionBlock})
+	first, _ := Map(ev, stix.Convert(ev, stixtest.Options(), mapNow), MapOptions{Action: ActionBlock})
+	later, _ := Map(ev, stix.Convert(ev, stixtest.Options(), mapNow.Add(48*time.Hour)), MapOptions{Action: ActionBlock})
 	if first[0].Indicator.ExpirationTime == later[0].Indicator.ExpirationTime {
 		t.Fatal("expiry should move with the conversion time")
 	}
 	if first[0].Object.Hash != later[0].Object.Hash {
 		t.Error("a new expiry alone changed the content hash")
 	}
-	blocked, _ := Map(ev, stix.Convert(ev, stix.Defaults(), mapNow), MapOptions{Action: ActionWarn})
+	blocked, _ := Map(ev, stix.Convert(ev, stixtest.Options(), mapNow), MapOptions{Action: ActionWarn})
 	if blocked[0].Object.Hash == first[0].Object.Hash {
 		t.Error("a new action must change the content hash")
 	}

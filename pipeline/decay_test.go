@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mispsentinel/listener/internal/stixtest"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/stix"
 )
@@ -39,7 +40,7 @@ func TestDecayOnTheRealtimePath(t *testing.T) {
 	fetched.Attributes[1].DecayScores = []misp.DecayScore{{Score: 8, BaseScore: 96, Decayed: true, ModelID: "1", ModelName: "NIDS"}}
 	f := &fakeFetcher{events: map[string]*misp.Event{eventUUID: fetched}}
 	models := &fakeModels{models: map[string]misp.DecayingModel{"1": nids}}
-	decayed := stix.Defaults()
+	decayed := stixtest.Options()
 	decayed.Decay = stix.Decay{Enabled: true, Model: "NIDS", MinScore: 50}
 	configured := decayed
 	configured.Decay.Parameters = &misp.DecayingModel{LifetimeDays: 1, DecaySpeed: 1, Threshold: 60}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/internal/stixtest"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/stix"
 	"github.com/mispsentinel/listener/store"
@@ -94,8 +95,8 @@ func live(t *testing.T, st *store.Store, sink string) int64 {
 }
 
 func twoSinks() []Sink {
-	all := stix.Defaults()
-	domainsOnly := stix.Defaults()
+	all := stixtest.Options()
+	domainsOnly := stixtest.Options()
 	domainsOnly.Filter.IncludeTypes = []string{"domain"}
 	return []Sink{{Name: "all", Options: all}, {Name: "domains", Options: domainsOnly}}
 }

@@ -8,9 +8,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mispsentinel/listener/internal/stixtest"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/pipeline"
-	"github.com/mispsentinel/listener/stix"
 	"github.com/mispsentinel/listener/store"
 )
 
@@ -23,7 +23,7 @@ func TestRealtimeDeleteDuringPageIsNotUndone(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	p, err := pipeline.New(pipeline.Config{
-		Sinks: []pipeline.Sink{{Name: "ws", Options: stix.Defaults()}}, Store: st,
+		Sinks: []pipeline.Sink{{Name: "ws", Options: stixtest.Options()}}, Store: st,
 		Now: func() time.Time { return t0 },
 	})
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 func BenchmarkConvert(b *testing.B) {
 	const n = 10_000
 	input := simmisp.ConversionBenchmarkEvent(n)
-	opts := Defaults()
+	opts := testOptions()
 	now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 	b.SetBytes(int64(len(input)))
 	b.ReportAllocs()
@@ -38,7 +38,7 @@ func TestBenchEventConvertsEveryAttribute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := Convert(ev, Defaults(), time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
+	res := Convert(ev, testOptions(), time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC))
 	for _, d := range res.Decisions {
 		if len(d.Exported) != 1 {
 			t.Fatalf("attribute %s %q not exported: %s %s", d.Type, d.Value, d.Reason, d.Detail)

@@ -19,7 +19,7 @@ var conformanceNow = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 // conformanceOptions exports everything a profile can export (no expiry, every pattern
 // language), so that the comparison is about patterns only.
 func conformanceOptions(p Profile) Options {
-	o := Defaults()
+	o := testOptions()
 	o.Profile = p
 	o.DaysToExpire = 0
 	o.DaysToExpireByType = nil

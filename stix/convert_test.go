@@ -138,7 +138,7 @@ func TestPatternsPerProfile(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.typ+" "+tc.value, func(t *testing.T) {
-			o := Defaults()
+			o := testOptions()
 			got := patterns(t, Convert(event(attr(tc.typ, tc.value)), o, testNow))
 			if !slices.Equal(got, tc.sentinel) {
 				t.Errorf("sentinel: got %q, want %q", got, tc.sentinel)
@@ -171,7 +171,7 @@ func TestHostileValuesCannotBreakOutOfThePattern(t *testing.T) {
 	}
 	for _, typ := range []string{"email-subject", "mutex", "user-agent", "email-body"} {
 		for _, v := range hostile {
-			ind, _ := convertOne(t, Defaults(), attr(typ, v))
+			ind, _ := convertOne(t, testOptions(), attr(typ, v))
 			cmp, ok := comparisons(ind.Pattern)
 			if !ok || len(cmp) != 1 {
 				t.Errorf("%s %q: pattern %q does not hold exactly one comparison", typ, v, ind.Pattern)
@@ -192,7 +192,7 @@ func TestIDs(t *testing.T) {
 	v4 := misp.Attribute{UUID: "8F3B0B6E-9F1C-4E2A-9B7D-5C3A1E2F4D6B", Type: "domain", Value: "a.example", ToIDS: true, Timestamp: testTS}
 	v1 := misp.Attribute{UUID: "5c5a1b2e-3f4d-11ee-be56-0242ac120002", Type: "domain", Value: "b.example", ToIDS: true, Timestamp: testTS}
 	split := misp.Attribute{UUID: "9a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", Type: "domain|ip", Value: "c.example|192.0.2.1", ToIDS: true, Timestamp: testTS}
-	res := Convert(event(v4, v1, split), Defaults(), testNow)
+	res := Convert(event(v4, v1, split), testOptions(), testNow)
 	got := []string{res.Decisions[0].Exported[0], res.Decisions[1].Exported[0], res.Decisions[2].Exported[0], res.Decisions[2].Exported[1]}
 	want := []string{
 		"indicator--8f3b0b6e-9f1c-4e2a-9b7d-5c3a1e2f4d6b",
@@ -203,7 +203,7 @@ func TestIDs(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("ids = %q, want %q", got, want)
 	}
-	again := Convert(event(v4, v1, split), Defaults(), testNow.Add(time.Hour))
+	again := Convert(event(v4, v1, split), testOptions(), testNow.Add(time.Hour))
 	for i := range res.Objects {
 		if res.Objects[i].ID != again.Objects[i].ID || res.Objects[i].Hash != again.Objects[i].Hash {
 			t.Errorf("object %d: id or hash differs between runs", i)
@@ -213,10 +213,10 @@ func TestIDs(t *testing.T) {
 
 func TestHashChangesExactlyWithContent(t *testing.T) {
 	base := attr("domain", "a.example")
-	ref := Convert(event(base), Defaults(), testNow).Objects[1]
+	ref := Convert(event(base), testOptions(), testNow).Objects[1]
 
 	// valid_until moves with now (expiry counted from now): hash unchanged.
-	later := Convert(event(base), Defaults(), testNow.Add(48*time.Hour)).Objects[1]
+	later := Convert(event(base), testOptions(), testNow.Add(48*time.Hour)).Objects[1]
 	if later.Hash != ref.Hash {
 		t.Error("hash changed when only valid_until changed")
 	}
@@ -233,7 +233,7 @@ func TestHashChangesExactlyWithContent(t *testing.T) {
 		ev := event()
 		mutate(&a, ev)
 		ev.Attributes = []misp.Attribute{a}
-		if got := Convert(ev, Defaults(), testNow).Objects[1]; got.Hash == ref.Hash {
+		if got := Convert(ev, testOptions(), testNow).Objects[1]; got.Hash == ref.Hash {
 			t.Errorf("%s changed but the hash did not", name)
 		}
 	}
@@ -244,7 +244,7 @@ func TestIndicatorFields(t *testing.T) {
 	a := attr("domain", "a.example", "misp:confidence-level=\"usually-confident\"", "sentinel-threattype:C2", "kill-chain:Command and Control", "tlp:amber", "custom:tag")
 	a.FirstSeen = &first
 	a.Comment = "seen in campaign X"
-	o := Defaults()
+	o := testOptions()
 	o.MISPURL = "https://misp.example.org/"
 	ind, d := convertOne(t, o, a)
 	if ind.SpecVersion != "2.1" || ind.PatternType != "stix" {
@@ -294,10 +294,10 @@ func TestIndicatorFields(t *testing.T) {
 }
 
 func TestIdentityObjectIsSharedAndEventIndependent(t *testing.T) {
-	res1 := Convert(event(attr("domain", "a.example")), Defaults(), testNow)
+	res1 := Convert(event(attr("domain", "a.example")), testOptions(), testNow)
 	ev2 := event(attr("url", "http://b.example/"))
 	ev2.UUID, ev2.Timestamp, ev2.Info = "0b0b0b0b-1111-4222-8333-444455556666", testTS.Add(time.Hour), "other"
-	res2 := Convert(ev2, Defaults(), testNow)
+	res2 := Convert(ev2, testOptions(), testNow)
 	id1, id2 := res1.Objects[0], res2.Objects[0]
 	if id1.Type != "identity" || !id1.Shared || id1.EventUUID != "" {
 		t.Fatalf("identity = %+v", id1)
@@ -312,7 +312,7 @@ func TestIdentityObjectIsSharedAndEventIndependent(t *testing.T) {
 	}
 	noOrg := event(attr("domain", "a.example"))
 	noOrg.Orgc = misp.Org{}
-	res := Convert(noOrg, Defaults(), testNow)
+	res := Convert(noOrg, testOptions(), testNow)
 	if res.Objects[0].Type != "indicator" || strings.Contains(string(res.Objects[0].Body), "created_by_ref") {
 		t.Errorf("event without Orgc: %s", res.Objects[0].Body)
 	}
@@ -343,7 +343,7 @@ func TestTLPPrecedence(t *testing.T) {
 			for _, tag := range tc.eventTags {
 				ev.Tags = append(ev.Tags, misp.Tag{Name: tag})
 			}
-			o := Defaults()
+			o := testOptions()
 			o.DefaultTLP, o.Profile = tc.defaultTLP, tc.profile
 			ind := indicators(t, Convert(ev, o, testNow))[0]
 			got := strings.Join(ind.ObjectMarkings, ",")
@@ -360,14 +360,14 @@ func TestConfidenceAndThreatTypePrecedence(t *testing.T) {
 		attr("domain", "b.example"),
 	)
 	ev.Tags = []misp.Tag{{Name: `misp:confidence-level="completely-confident"`}, {Name: "sentinel-threattype:Phishing"}}
-	inds := indicators(t, Convert(ev, Defaults(), testNow))
+	inds := indicators(t, Convert(ev, testOptions(), testNow))
 	if *inds[0].Confidence != 25 || !slices.Equal(inds[0].IndicatorTypes, []string{"Botnet"}) {
 		t.Errorf("attribute tags: confidence %d types %v", *inds[0].Confidence, inds[0].IndicatorTypes)
 	}
 	if *inds[1].Confidence != 100 || !slices.Equal(inds[1].IndicatorTypes, []string{"Phishing"}) {
 		t.Errorf("event tags: confidence %d types %v", *inds[1].Confidence, inds[1].IndicatorTypes)
 	}
-	ind, _ := convertOne(t, Defaults(), attr("domain", "c.example"))
+	ind, _ := convertOne(t, testOptions(), attr("domain", "c.example"))
 	if *ind.Confidence != 50 || !slices.Equal(ind.IndicatorTypes, []string{"WatchList"}) {
 		t.Errorf("defaults: confidence %d types %v", *ind.Confidence, ind.IndicatorTypes)
 	}
@@ -409,7 +409,7 @@ func TestSkipReasons(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			o := Defaults()
+			o := testOptions()
 			if tc.mutate != nil {
 				tc.mutate(&o)
 			}
@@ -445,7 +445,7 @@ func TestInvisibleOrReplacedCharactersInDomainsAreInvalid(t *testing.T) {
 			case "hostname|port":
 				value += "|443"
 			}
-			res := Convert(event(attr(typ, value)), Defaults(), testNow)
+			res := Convert(event(attr(typ, value)), testOptions(), testNow)
 			d := res.Decisions[0]
 			for _, o := range res.Objects {
 				if strings.Contains(string(o.Body), "xn--") {
@@ -469,7 +469,7 @@ func TestInvisibleOrReplacedCharactersInDomainsAreInvalid(t *testing.T) {
 }
 
 func TestFiltersLetMatchingAttributesThrough(t *testing.T) {
-	o := Defaults()
+	o := testOptions()
 	o.Filter = Filter{IncludeTags: []string{"sentinel"}, IncludeTypes: []string{"domain"}, MinConfidence: 50, MaxTLP: "tlp:amber"}
 	ev := event(attr("domain", "a.example", "sentinel:export", "tlp:green"))
 	if d := Convert(ev, o, testNow).Decisions[0]; len(d.Exported) != 1 {
@@ -478,7 +478,7 @@ func TestFiltersLetMatchingAttributesThrough(t *testing.T) {
 }
 
 func TestPatternLanguagesWhenEnabled(t *testing.T) {
-	o := Defaults()
+	o := testOptions()
 	o.ExportPatternLanguages = PatternLanguages
 	rule := `rule test { strings: $a = "evil" condition: $a }`
 	ind, _ := convertOne(t, o, attr("yara", rule))
@@ -501,7 +501,7 @@ func TestObjectAttributesAreTakenOneByOne(t *testing.T) {
 			{UUID: "2d2b5a1e-0c3f-4b6a-9e8d-1f2a3b4c5d6e", Type: "filename", ObjectRelation: "filename", Value: "evil.exe", ToIDS: false},
 		},
 	}}
-	res := Convert(ev, Defaults(), testNow)
+	res := Convert(ev, testOptions(), testNow)
 	inds := indicators(t, res)
 	if len(inds) != 1 || !strings.Contains(inds[0].Description, "part of MISP object file (sha256)") {
 		t.Fatalf("indicators = %+v", inds)
@@ -513,7 +513,7 @@ func TestObjectAttributesAreTakenOneByOne(t *testing.T) {
 		t.Errorf("second object attribute: %+v", res.Decisions[1])
 	}
 	ev.Objects[0].Deleted = true
-	if d := Convert(ev, Defaults(), testNow).Decisions[0]; d.Reason != SkipDeleted {
+	if d := Convert(ev, testOptions(), testNow).Decisions[0]; d.Reason != SkipDeleted {
 		t.Errorf("attribute of a deleted object: %+v", d)
 	}
 }
@@ -540,7 +540,7 @@ func TestExpiry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := attr(tc.typ, tc.value)
 			a.FirstSeen, a.LastSeen = &first, tc.last
-			o := Defaults()
+			o := testOptions()
 			if tc.mutate != nil {
 				tc.mutate(&o)
 			}
@@ -558,7 +558,7 @@ func TestExpiry(t *testing.T) {
 	future := testNow.Add(400 * 24 * time.Hour)
 	a := attr("md5", strings.Repeat("b", 32))
 	a.FirstSeen = &future
-	ind, _ := convertOne(t, Defaults(), a)
+	ind, _ := convertOne(t, testOptions(), a)
 	if ind.ValidUntil <= ind.ValidFrom {
 		t.Errorf("valid_until %s not after valid_from %s", ind.ValidUntil, ind.ValidFrom)
 	}
@@ -577,7 +577,7 @@ func TestLabelLists(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			o := Defaults()
+			o := testOptions()
 			o.LabelDenyList, o.LabelAllowList = tc.deny, tc.allow
 			ind, _ := convertOne(t, o, attr("domain", "a.example", tags...))
 			if !slices.Equal(ind.Labels, tc.want) {
@@ -588,7 +588,7 @@ func TestLabelLists(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	d := Defaults()
+	d := testOptions()
 	if err := d.Validate(); err != nil {
 		t.Fatalf("Defaults invalid: %v", err)
 	}
@@ -608,7 +608,7 @@ func TestOptionsValidate(t *testing.T) {
 		"filter.max_tlp":           func(o *Options) { o.Filter.MaxTLP = "amber" },
 	}
 	for field, mutate := range cases {
-		o := Defaults()
+		o := testOptions()
 		mutate(&o)
 		err := o.Validate()
 		if err == nil || !strings.HasPrefix(err.Error(), field) {
@@ -621,7 +621,7 @@ func TestDuplicateAttributeUUIDIsReported(t *testing.T) {
 	a := attr("domain", "a.example")
 	b := a
 	b.Value = "b.example"
-	res := Convert(event(a, b), Defaults(), testNow)
+	res := Convert(event(a, b), testOptions(), testNow)
 	if len(res.Decisions[0].Exported) != 1 || res.Decisions[1].Reason != SkipDuplicate {
 		t.Errorf("decisions = %+v", res.Decisions)
 	}
@@ -633,7 +633,7 @@ func TestConvertDoesNotReadTheClock(t *testing.T) {
 	ev := event(a)
 	ev.Timestamp = time.Time{}
 	at := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
-	res := Convert(ev, Defaults(), at)
+	res := Convert(ev, testOptions(), at)
 	got := indicators(t, res)[0]
 	if got.Created != "2001-02-03T04:05:06.000Z" || got.ValidUntil != "2001-08-02T04:05:06.000Z" {
 		t.Errorf("created %s valid_until %s: want times derived from the now argument", got.Created, got.ValidUntil)

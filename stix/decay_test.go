@@ -92,7 +92,7 @@ func TestDecayPerSink(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := Defaults()
+			opts := testOptions()
 			opts.Decay = tc.decay
 			if err := opts.Validate(); err != nil {
 				t.Fatal(err)
@@ -146,7 +146,7 @@ func TestDecayedDetailAndCrossingPassed(t *testing.T) {
 	nids := misp.DecayingModel{ID: "1", Name: "NIDS", LifetimeDays: 100, DecaySpeed: 2, Threshold: 20}
 	a := attr("domain", "x.example")
 	a.DecayScores = []misp.DecayScore{{Score: 12.5, BaseScore: 90, Decayed: true, ModelID: "1", ModelName: "NIDS"}}
-	opts := Defaults()
+	opts := testOptions()
 	opts.Decay = Decay{Enabled: true, Model: "1", MinScore: 10, Models: map[string]misp.DecayingModel{"1": nids}}
 	d := Convert(event(a), opts, testNow).Decisions[0]
 	if d.Reason != SkipDecayed || d.Detail != `decaying model "NIDS" (id 1) marks it decayed (score 12.5)` {

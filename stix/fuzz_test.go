@@ -36,7 +36,7 @@ func FuzzDecodeConvert(f *testing.F) {
 		}
 		for _, ev := range events {
 			for _, p := range []Profile{ProfileSentinel, ProfileMISPSTIX} {
-				o := Defaults()
+				o := testOptions()
 				o.Profile = p
 				o.ExportPatternLanguages = PatternLanguages
 				res := Convert(ev, o, now)

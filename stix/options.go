@@ -156,22 +156,6 @@ type Filter struct {
 	MaxTLP string
 }
 
-// Defaults returns the recommended options: the sentinel profile, misp2sentinel's lifetimes
-// (50 days, 180 for IPs and domains, 365 for URLs) counted from now, confidence 50, threat type
-// WatchList and no default TLP.
-func Defaults() Options {
-	return Options{
-		Profile:      ProfileSentinel,
-		DaysToExpire: 50,
-		DaysToExpireByType: map[string]int{
-			"ipv4-addr": 180, "ipv6-addr": 180, "domain-name": 180, "url": 365,
-		},
-		ExpiryStart:       ExpiryFromNow,
-		DefaultConfidence: 50,
-		DefaultThreatType: "WatchList",
-	}
-}
-
 // Validate reports the first invalid setting, naming its field.
 func (o *Options) Validate() error {
 	switch o.Profile {

@@ -17,7 +17,7 @@ import (
 	"github.com/mispsentinel/listener/sim/lab"
 )
 
-// convertFixtureEvents exercise what differs between stix.Defaults and the daemon's options:
+// convertFixtureEvents exercise what differs between the test fixture (internal/stixtest) and the daemon's options:
 // the default TLP marking, tags_ignore (misp-galaxy labels), a sink's max_tlp and
 // min_confidence, lifetimes per type, composite attributes and an object.
 var convertFixtureEvents = []string{
@@ -136,7 +136,7 @@ func TestConvertMatchesDaemonExport(t *testing.T) {
 		}
 		t.Logf("sink %s: %d objects identical (fixture and %d corpus events)", sink.Name, len(daemon), corpus)
 	}
-	// The differences from stix.Defaults the fixture is there for.
+	// The differences from the test fixture (internal/stixtest) the fixture is there for.
 	fixture := writeTemp(t, "["+strings.Join(convertFixtureEvents, ",")+"]")
 	_, soc, _ := runCommand(t, "convert", fixture, "-c", l.ConfigPath, "--sink", "soc")
 	if !strings.Contains(soc, "obj.example") || strings.Contains(soc, "misp-galaxy:") {
@@ -258,7 +258,7 @@ func searchAsDaemon(t *testing.T, l *lab.Lab) []string {
 
 // TestConvertWithoutConfigUsesTheDaemonDefaults: without -c, convert converts as the daemon does
 // with an empty configuration: indicators without a TLP tag are marked tlp:clear and
-// misp-galaxy tags are not labels (stix.Defaults does neither).
+// misp-galaxy tags are not labels (the test fixture does neither).
 func TestConvertWithoutConfigUsesTheDaemonDefaults(t *testing.T) {
 	code, out, errOut := runCommand(t, "convert", writeTemp(t, convertFixtureEvents[0]))
 	if code != exitOK {

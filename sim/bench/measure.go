@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/internal/stixtest"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/sim/lab"
 	simmisp "github.com/mispsentinel/listener/sim/misp"
@@ -36,7 +37,7 @@ const (
 func (r *runner) conversion(ctx context.Context) ([]Figure, error) {
 	n := r.sizes.ConversionAttributes
 	input := simmisp.ConversionBenchmarkEvent(n)
-	opts := stix.Defaults()
+	opts := stixtest.Options()
 	now := time.Now()
 	convertOnce := func() error {
 		ev, err := misp.DecodeEvent(input)
