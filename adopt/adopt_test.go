@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mispsentinel/listener/internal/stixtest"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/sentinel"
 	"github.com/mispsentinel/listener/stix"
@@ -154,7 +155,7 @@ func TestBuildLooksEachEventUpOnce(t *testing.T) {
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	p, err := Build(context.Background(), ws, m, Options{
 		Sink: "main", SourceSystem: "MISP", Own: Own{SourceSystem: "MISP-listener"},
-		Convert: func(ev *misp.Event) []stix.Object { return stix.Convert(ev, stix.Defaults(), now).Objects },
+		Convert: func(ev *misp.Event) []stix.Object { return stix.Convert(ev, stixtest.Options(), now).Objects },
 	})
 	if err != nil {
 		t.Fatal(err)

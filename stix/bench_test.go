@@ -55,7 +55,7 @@ func BenchmarkConvertWithContext(b *testing.B) {
 		b.Run(fmt.Sprintf("event_clusters=%d", clusters), func(b *testing.B) {
 			const n = 10_000
 			input := simmisp.ConversionBenchmarkEventWithGalaxies(n, clusters)
-			opts := Defaults()
+			opts := testOptions()
 			opts.Context = ContextAll
 			now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 			b.SetBytes(int64(len(input)))

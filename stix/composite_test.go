@@ -67,7 +67,7 @@ func TestCompositeModes(t *testing.T) {
 		for _, mode := range CompositeModes {
 			t.Run(tc.typ+"/"+string(mode), func(t *testing.T) {
 				a := attr(tc.typ, tc.value)
-				o := Defaults()
+				o := testOptions()
 				o.Composite = map[string]Composite{tc.typ: mode}
 				if err := o.Validate(); err != nil {
 					t.Fatalf("Validate: %v", err)
@@ -105,7 +105,7 @@ func TestCompositeModes(t *testing.T) {
 func TestCompositeDefaultFollowsTheProfile(t *testing.T) {
 	for _, tc := range compositeCases {
 		a := attr(tc.typ, tc.value)
-		o := Defaults()
+		o := testOptions()
 		if got := patterns(t, Convert(event(a), o, testNow)); !slices.Equal(got, tc.all) {
 			t.Errorf("%s sentinel default: %q, want %q", tc.typ, got, tc.all)
 		}
@@ -123,7 +123,7 @@ func TestCompositeDefaultFollowsTheProfile(t *testing.T) {
 // TestCompositeModeIsPerType sets two types to different modes in one event and leaves a third
 // at the profile's default.
 func TestCompositeModeIsPerType(t *testing.T) {
-	o := Defaults()
+	o := testOptions()
 	o.Composite = map[string]Composite{"domain|ip": CompositeFirst, "filename|sha256": CompositeCompound}
 	ev := event(attr(compositeCases[0].typ, compositeCases[0].value), attr(compositeCases[1].typ, compositeCases[1].value),
 		attr(compositeCases[3].typ, compositeCases[3].value))
@@ -137,7 +137,7 @@ func TestCompositeModeIsPerType(t *testing.T) {
 // TestCompositeFirstSkipsAnInvalidFirstComponent: with first, domain|ip whose domain is invalid
 // exports nothing (the IP is never the fallback), and says why.
 func TestCompositeFirstSkipsAnInvalidFirstComponent(t *testing.T) {
-	o := Defaults()
+	o := testOptions()
 	o.Composite = map[string]Composite{"domain|ip": CompositeFirst}
 	res := Convert(event(attr("domain|ip", "not a domain|198.51.100.7")), o, testNow)
 	if len(res.Decisions[0].Exported) != 0 || res.Decisions[0].Reason != SkipInvalidValue {
@@ -154,7 +154,7 @@ func TestCompositeOptionsValidate(t *testing.T) {
 		{map[string]Composite{"domain": CompositeFirst}, "not a composite MISP type"},
 		{map[string]Composite{"domain|ip": "split"}, "unknown mode"},
 	} {
-		o := Defaults()
+		o := testOptions()
 		o.Composite = tc.composite
 		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate(%v) = %v, want an error containing %q", tc.composite, err, tc.want)

@@ -61,7 +61,7 @@ func contextEvent() *misp.Event {
 }
 
 func contextOptions(mode ContextMode) Options {
-	o := Defaults()
+	o := testOptions()
 	o.Context = mode
 	return o
 }
@@ -207,7 +207,7 @@ func TestContextObjectsAndRelationships(t *testing.T) {
 
 func TestContextModesAndLevels(t *testing.T) {
 	ev := contextEvent()
-	plain := Convert(ev, Defaults(), testNow)
+	plain := Convert(ev, testOptions(), testNow)
 	none := Convert(ev, contextOptions(ContextNone), testNow)
 	if len(plain.Objects) != len(none.Objects) || none.Context != nil {
 		t.Fatalf("context none must keep today's output: %d vs %d objects", len(plain.Objects), len(none.Objects))
