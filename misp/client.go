@@ -14,11 +14,8 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cenkalti/backoff/v5"
 
 	"github.com/mispsentinel/listener/internal/version"
 )
@@ -189,22 +186,30 @@ func sameOriginRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-// SearchStats describes a finished (or failed) SearchEvents run.
+// SearchStats describes a finished (or failed) SearchEvents or StreamEvents run.
 type SearchStats struct {
-	// Pages is the number of pages delivered to the callback (empty pages are not).
+	// Pages is the number of pages read that held events.
 	Pages int
 	// Events is the number of events delivered.
 	Events int
+	// Undecodable is the number of events skipped because they could not be decoded.
+	Undecodable int
 	// Total is MISP's X-Result-Count (matching events overall), or -1 when it sent none.
 	Total int
 	// Retries counts page attempts that failed and were retried.
 	Retries int
+	// Shrunk counts the times a response over MaxResponseBytes made the search halve its page
+	// size; PageSize is the size it ended with.
+	Shrunk   int
+	PageSize int
 }
 
 // SearchEvents runs POST /events/restSearch with filters passed through verbatim, adding
 // page, limit, returnFormat json and, unless filters set one, a stable order by event id. It
-// delivers the events page by page to fn, so memory holds one page at a time, and stops
-// after a short page, an empty page or when X-Result-Count says every event was seen.
+// delivers the events page by page to fn and stops after a short page or an empty page
+// (X-Result-Count never ends a search on its own). It is StreamEvents gathering each page:
+// an event that cannot be decoded is skipped and counted in SearchStats.Undecodable, and a
+// response over the size limit is asked again with smaller pages.
 //
 // A page that fails with a 5xx, a broken body or a network error is tried MaxPageAttempts
 // times with exponential backoff; then SearchEvents returns an error naming the page. Pages
@@ -215,64 +220,22 @@ type SearchStats struct {
 // events back by one, so one of them can be missed: callers that need completeness keep a
 // timestamp watermark with an overlap (spec misp-interfaces §3.2).
 func (c *Client) SearchEvents(ctx context.Context, filters map[string]any, pageSize int, fn func(page []*Event) error) (SearchStats, error) {
-	stats := SearchStats{Total: -1}
-	for _, k := range []string{"page", "limit"} {
-		if _, ok := filters[k]; ok {
-			return stats, fmt.Errorf("search events: filter %q is not allowed, the client pages itself", k)
-		}
-	}
-	if pageSize <= 0 {
-		return stats, fmt.Errorf("search events: page size %d: must be positive", pageSize)
-	}
-	body, err := searchBody(filters)
-	if err != nil {
-		return stats, fmt.Errorf("search events: %w", err)
-	}
-	if _, ok := body["order"]; !ok {
-		body["order"] = searchOrder
-	}
-	body["limit"] = pageSize
-	// MISP's word on paging is not trusted: a page made only of events already delivered means
-	// the server ignores "page" (it looped for ever), and X-Result-Count only ever grows and
-	// never ends a search on its own (a count too low silently truncated the run): only a
-	// short or empty page does.
-	delivered := map[string]struct{}{}
-	for page := 1; ; page++ {
-		body["page"] = page
-		res, retries, err := c.searchWithRetry(ctx, body)
-		stats.Retries += retries
-		if err != nil {
-			return stats, fmt.Errorf("search events page %d (limit %d): %w", page, pageSize, err)
-		}
-		if res.count > stats.Total {
-			stats.Total = res.count
-		}
-		if res.count >= 0 {
-			if report, ok := ctx.Value(searchTotalKey{}).(func(int)); ok {
-				report(stats.Total)
+	var page []*Event
+	return c.StreamEvents(ctx, filters, pageSize, Visitor{
+		Request: func() { page = nil },
+		Event: func(ev *Event) error {
+			page = append(page, ev)
+			return nil
+		},
+		PageEnd: func() error {
+			if len(page) == 0 {
+				return nil
 			}
-		}
-		if len(res.events) > 0 {
-			repeated := 0
-			for _, ev := range res.events {
-				if _, ok := delivered[ev.UUID]; ok {
-					repeated++
-				}
-				delivered[ev.UUID] = struct{}{}
-			}
-			if repeated == len(res.events) && page > 1 {
-				return stats, fmt.Errorf("search events page %d (limit %d): MISP returned only events of earlier pages: it ignores paging; stopping instead of looping", page, pageSize)
-			}
-			if err := fn(res.events); err != nil {
-				return stats, fmt.Errorf("handle events page %d: %w", page, err)
-			}
-			stats.Pages++
-			stats.Events += len(res.events)
-		}
-		if len(res.events) < pageSize {
-			return stats, nil
-		}
-	}
+			p := page
+			page = nil
+			return fn(p)
+		},
+	})
 }
 
 type searchTotalKey struct{}
@@ -287,7 +250,8 @@ func WithSearchTotal(ctx context.Context, report func(total int)) context.Contex
 // SearchEvent runs restSearch for the one event uuid with filters (for example a sink's
 // enforceWarninglist), so that MISP applies its server-side filters to it. It returns false
 // when the filters exclude the event (or it does not exist). Failures are retried as a
-// SearchEvents page is.
+// SearchEvents page is. An event MISP returns that cannot be decoded is an error matching
+// UndecodableEvent (errors.As) that names the failing field.
 func (c *Client) SearchEvent(ctx context.Context, uuid string, filters map[string]any) (*Event, bool, error) {
 	if err := checkEventRef(uuid); err != nil {
 		return nil, false, fmt.Errorf("search event: %w", err)
@@ -299,14 +263,31 @@ func (c *Client) SearchEvent(ctx context.Context, uuid string, filters map[strin
 	delete(body, "page")
 	delete(body, "limit")
 	body["uuid"] = uuid
-	res, _, err := c.searchWithRetry(ctx, body)
-	if err != nil {
+	var (
+		found *Event
+		bad   *UndecodableEvent
+	)
+	_, _, err = c.searchWithRetry(ctx, body, pageVisitor{
+		attempt: func() { found, bad = nil, nil },
+		event: func(ev *Event) error {
+			if strings.EqualFold(ev.UUID, uuid) {
+				found = ev
+			}
+			return nil
+		},
+		undecodable: func(u UndecodableEvent, _ []byte) {
+			if u.UUID == "" || strings.EqualFold(u.UUID, uuid) {
+				bad = &u
+			}
+		},
+	})
+	switch {
+	case err != nil:
 		return nil, false, fmt.Errorf("search event %s: %w", uuid, err)
-	}
-	for _, ev := range res.events {
-		if strings.EqualFold(ev.UUID, uuid) {
-			return ev, true, nil
-		}
+	case found != nil:
+		return found, true, nil
+	case bad != nil:
+		return nil, false, fmt.Errorf("search event %s: %w", uuid, *bad)
 	}
 	return nil, false, nil
 }
@@ -374,57 +355,12 @@ func checkEventRef(uuid string) error {
 	return nil
 }
 
-// searchResult is one decoded restSearch page.
-type searchResult struct {
-	events []*Event
-	count  int // X-Result-Count, -1 when absent
-}
-
 // transientError marks failures worth retrying that are not a StatusError: broken bodies and
 // network errors.
 type transientError struct{ err error }
 
 func (e *transientError) Error() string { return e.err.Error() }
 func (e *transientError) Unwrap() error { return e.err }
-
-func (c *Client) searchWithRetry(ctx context.Context, body map[string]any) (searchResult, int, error) {
-	payload, err := json.Marshal(body)
-	if err != nil {
-		return searchResult{}, 0, fmt.Errorf("encode filters: %w", err)
-	}
-	attempts := 0
-	op := func() (searchResult, error) {
-		attempts++
-		data, header, err := c.do(ctx, http.MethodPost, "/events/restSearch", payload)
-		if err == nil {
-			var res searchResult
-			res.count = -1
-			if v := header.Get("X-Result-Count"); v != "" {
-				if n, perr := strconv.Atoi(strings.TrimSpace(v)); perr == nil && n >= 0 {
-					res.count = n
-				}
-			}
-			res.events, err = DecodeEvents(data)
-			if err == nil {
-				return res, nil
-			}
-			err = &transientError{fmt.Errorf("decode response: %w", err)}
-		}
-		if retryable(ctx, err) {
-			return searchResult{}, err
-		}
-		return searchResult{}, backoff.Permanent(err)
-	}
-	eb := backoff.NewExponentialBackOff()
-	eb.InitialInterval = c.interval
-	eb.MaxInterval = 30 * c.interval
-	res, err := backoff.Retry(ctx, op,
-		backoff.WithBackOff(eb), backoff.WithMaxTries(uint(c.attempts)), backoff.WithMaxElapsedTime(0))
-	if err != nil && attempts > 1 {
-		err = fmt.Errorf("after %d attempts: %w", attempts, err)
-	}
-	return res, attempts - 1, err
-}
 
 // retryable says whether a failed request may succeed when repeated.
 func retryable(ctx context.Context, err error) bool {
@@ -439,17 +375,40 @@ func retryable(ctx context.Context, err error) bool {
 	return errors.As(err, &te)
 }
 
-// do sends one request and returns the body of a 2xx answer. Every other outcome becomes an
-// error here: *AuthError for 401/403 on authentication, *StatusError for other statuses,
-// *transientError for network failures and bodies cut short.
+// do sends one request and returns the body of a 2xx answer, read whole (at most
+// MaxResponseBytes). Every other outcome becomes an error, as in send.
 func (c *Client) do(ctx context.Context, method, path string, payload []byte) ([]byte, http.Header, error) {
+	resp, err := c.send(ctx, method, path, payload)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := readSmall(resp.Body, c.maxBody)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return nil, nil, err
+	case err != nil && ctx.Err() != nil:
+		return nil, nil, ctx.Err()
+	case err != nil:
+		return nil, nil, &transientError{fmt.Errorf("read response: %w", err)}
+	}
+	return data, resp.Header, nil
+}
+
+// errorBodyBytes bounds what is read of an error answer (its message is all that is used).
+const errorBodyBytes = 64 << 10
+
+// send sends one request and returns a 2xx response, whose body the caller reads and closes.
+// Every other outcome becomes an error here: *AuthError for 401/403 on authentication,
+// *StatusError for other statuses, *transientError for network failures.
+func (c *Client) send(ctx context.Context, method, path string, payload []byte) (*http.Response, error) {
 	var body io.Reader
 	if payload != nil {
 		body = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
 	if err != nil {
-		return nil, nil, fmt.Errorf("build request: %w", err)
+		return nil, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Authorization", c.key)
 	req.Header.Set("Accept", "application/json")
@@ -458,28 +417,19 @@ func (c *Client) do(ctx context.Context, method, path string, payload []byte) ([
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
+			return nil, ctx.Err()
 		}
 		if errors.Is(err, errRedirectRefused) {
-			return nil, nil, fmt.Errorf("%s %s: %w", method, path, unwrapURLError(err))
+			return nil, fmt.Errorf("%s %s: %w", method, path, unwrapURLError(err))
 		}
-		return nil, nil, &transientError{fmt.Errorf("%s %s: %w", method, path, unwrapURLError(err))}
+		return nil, &transientError{fmt.Errorf("%s %s: %w", method, path, unwrapURLError(err))}
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return resp, nil
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
-		}
-		return nil, nil, &transientError{fmt.Errorf("read response: %w", err)}
-	}
-	if int64(len(data)) > c.maxBody {
-		return nil, nil, fmt.Errorf("response larger than %d bytes", c.maxBody)
-	}
-	if err := classify(resp.StatusCode, data); err != nil {
-		return nil, nil, err
-	}
-	return data, resp.Header, nil
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyBytes))
+	return nil, classify(resp.StatusCode, data)
 }
 
 // unwrapURLError drops the url.Error wrapper, whose text repeats the method and URL the

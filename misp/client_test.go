@@ -540,15 +540,32 @@ func FuzzDecodeRESTResponse(f *testing.F) {
 	})
 }
 
-func TestSearchEventsRejectsOversizedPage(t *testing.T) {
+// TestSearchEventsSkipsAnEventAloneOverTheLimit: when one event alone is larger than
+// MaxResponseBytes, the search learns its uuid from the page's metadata, reports it as
+// undecodable and goes on with the others.
+func TestSearchEventsSkipsAnEventAloneOverTheLimit(t *testing.T) {
 	sim := newSim(t, simmisp.Options{}, 5)
-	c := newClient(t, misp.ClientConfig{URL: sim.URL(), MaxResponseBytes: 1024})
-	_, err := c.SearchEvents(context.Background(), nil, 10, func([]*misp.Event) error { return nil })
-	if err == nil || !strings.Contains(err.Error(), "larger than 1024 bytes") {
-		t.Fatalf("err = %v, want a size error", err)
+	big := sim.Events()[2]
+	for range 100 {
+		if _, err := sim.AddAttribute(big, "domain", "Network activity", "big.example.org", true); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if n := len(searchRequests(t, sim)); n != 1 {
-		t.Errorf("an oversized page was retried: %d requests", n)
+	c := newClient(t, misp.ClientConfig{URL: sim.URL(), MaxResponseBytes: 16 << 10})
+	var skipped []misp.UndecodableEvent
+	got := map[string]bool{}
+	stats, err := c.StreamEvents(context.Background(), nil, 10, misp.Visitor{
+		Event:       func(ev *misp.Event) error { got[ev.UUID] = true; return nil },
+		Undecodable: func(u misp.UndecodableEvent) { skipped = append(skipped, u) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[big] || len(skipped) != 1 || skipped[0].UUID != big || !strings.Contains(skipped[0].Error(), "larger than 16384 bytes") {
+		t.Errorf("%d events, skipped %v; want 4 and the big one named with the limit", len(got), skipped)
+	}
+	if stats.PageSize != 1 {
+		t.Errorf("page size %d, want 1", stats.PageSize)
 	}
 }
 

@@ -10,6 +10,7 @@ type Metrics struct {
 	lastSuccess *prometheus.GaugeVec
 	goneEvents  prometheus.Counter
 	duration    *prometheus.HistogramVec
+	undecodable prometheus.Counter
 }
 
 // NewMetrics creates the reconciler's collectors and registers them on reg.
@@ -32,8 +33,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Wall time of reconcile runs, by kind.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 14),
 		}, []string{"kind"}),
+		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "listener_reconcile_undecodable_events_total",
+			Help: "Events MISP returned to a reconcile search that could not be decoded: skipped (never revoked for it) and tried again alone at the next run.",
+		}),
 	}
-	reg.MustRegister(m.runs, m.lastSuccess, m.goneEvents, m.duration)
+	reg.MustRegister(m.runs, m.lastSuccess, m.goneEvents, m.duration, m.undecodable)
 	return m
 }
 
@@ -49,4 +54,10 @@ func (m *Metrics) observe(rep *Report, ok bool) {
 	m.runs.WithLabelValues(rep.Kind, result).Inc()
 	m.goneEvents.Add(float64(rep.GoneEvents + rep.FilteredEvents))
 	m.duration.WithLabelValues(rep.Kind).Observe(rep.Finished.Sub(rep.Started).Seconds())
+}
+
+func (m *Metrics) undecodableEvent() {
+	if m != nil {
+		m.undecodable.Inc()
+	}
 }

@@ -16,7 +16,7 @@ import (
 
 // MISP is the part of the MISP REST client the reconciler uses.
 type MISP interface {
-	SearchEvents(ctx context.Context, filters map[string]any, pageSize int, fn func(page []*misp.Event) error) (misp.SearchStats, error)
+	StreamEvents(ctx context.Context, filters map[string]any, pageSize int, v misp.Visitor) (misp.SearchStats, error)
 	SearchEvent(ctx context.Context, uuid string, filters map[string]any) (*misp.Event, bool, error)
 	ViewEvent(ctx context.Context, uuid string) (*misp.Event, error)
 }
@@ -115,6 +115,12 @@ type Reconciler struct {
 
 	running chan struct{} // one token: held while a run is in progress
 	gaps    chan catchUp
+
+	// undecodable holds the events a search returned that could not be decoded, by uuid,
+	// with the reason: each is logged once, never revoked for being unreadable, and tried
+	// again alone at the start of every later run until it decodes or leaves MISP. Only
+	// runs (serialised by running) touch it.
+	undecodable map[string]error
 }
 
 // New returns a Reconciler. metrics may be nil.
@@ -125,8 +131,9 @@ func New(cfg Config, m MISP, apply Applier, state State, log logrus.FieldLogger,
 	r := &Reconciler{
 		cfg: cfg, misp: m, apply: apply, state: state,
 		log: log.WithField("component", "reconcile"), now: time.Now, metrics: metrics,
-		running: make(chan struct{}, 1),
-		gaps:    make(chan catchUp, 1),
+		running:     make(chan struct{}, 1),
+		gaps:        make(chan catchUp, 1),
+		undecodable: map[string]error{},
 	}
 	return r
 }
@@ -150,7 +157,13 @@ type Report struct {
 	// AgedEvents are events the search's time window no longer covers that still match every
 	// other filter: applied without refresh, never revoked for their age.
 	AgedEvents int
-	Sinks      pipeline.Stats
+	// UndecodableEvents are the events MISP returned that could not be decoded: skipped,
+	// never revoked for it, and tried again alone at the start of the next run.
+	UndecodableEvents int
+	// unidentified counts undecodable events whose uuid could not be read either: the run
+	// cannot tell which event it missed, so it revokes nothing.
+	unidentified int
+	Sinks        pipeline.Stats
 	// Errors are the failures that did not stop the run (one event that could not be
 	// applied). A search failure stops the run and is returned as the run's error instead.
 	Errors []error
@@ -237,6 +250,7 @@ func (r *Reconciler) run(ctx context.Context, kind string, searches []map[string
 
 	rep := &Report{Kind: kind, Started: r.now()}
 	seen := make(map[string]struct{})
+	r.retryUndecodable(ctx, seen, onlyEvent, rep)
 	var err error
 	for _, filters := range searches {
 		if err = r.search(ctx, kind, filters, seen, rep); err != nil {
@@ -247,6 +261,10 @@ func (r *Reconciler) run(ctx context.Context, kind string, searches []map[string
 		rep.Finished = r.now()
 		r.metrics.observe(rep, false)
 		return rep, fmt.Errorf("%s reconcile: search MISP: %w", kind, err)
+	}
+	if checkGone && rep.unidentified > 0 {
+		rep.Errors = append(rep.Errors, fmt.Errorf("%d undecodable events without a readable uuid: nothing revoked, a search that missed events proves nothing gone", rep.unidentified))
+		checkGone = false
 	}
 	if checkGone {
 		if err := r.revokeMissing(ctx, seen, onlyEvent, rep); err != nil {
@@ -297,41 +315,96 @@ func (r *Reconciler) saveWindow(rep *Report) error {
 	return nil
 }
 
-// search runs one paged restSearch and applies every event it returns.
+// search runs one paged restSearch and applies every event it returns, one at a time as the
+// client decodes them. An event that cannot be decoded is skipped (see noteUndecodable).
 func (r *Reconciler) search(ctx context.Context, kind string, filters map[string]any, seen map[string]struct{}, rep *Report) error {
-	// The mark of a page is taken before its request: the next page's after the callback.
-	mark := r.apply.ReadMark()
-	_, err := r.misp.SearchEvents(ctx, filters, r.cfg.PageSize, func(page []*misp.Event) error {
-		defer func() { mark = r.apply.ReadMark() }()
-		rep.Pages++
-		for _, ev := range page {
-			if ev == nil || ev.UUID == "" {
-				continue
+	// The mark of an event is taken before the request that read it.
+	var mark uint64
+	_, err := r.misp.StreamEvents(ctx, filters, r.cfg.PageSize, misp.Visitor{
+		Request: func() { mark = r.apply.ReadMark() },
+		Event: func(ev *misp.Event) error {
+			if ev.UUID == "" {
+				return nil
 			}
-			// The decoder's strings share the page's memory: a uuid kept in seen must not
-			// keep every page of the run alive.
-			seen[strings.Clone(ev.UUID)] = struct{}{}
-			rep.Events++
-			rep.newest = latest(rep.newest, ev.Timestamp, ev.PublishTimestamp)
-			st, superseded, err := r.apply.ApplyRead(ev, mark)
-			rep.add(st)
-			if err != nil {
-				rep.Errors = append(rep.Errors, err)
+			r.applySearched(ev, mark, seen, rep)
+			return ctx.Err()
+		},
+		Undecodable: func(u misp.UndecodableEvent) { r.noteUndecodable(u, seen, rep) },
+		PageEnd: func() error {
+			rep.Pages++
+			if r.cfg.Progress != nil {
+				r.cfg.Progress(kind, rep.Pages, rep.Events)
 			}
-			if superseded {
-				rep.SupersededEvents++
-				continue
-			}
-			if err := r.clearOutside(ev.UUID); err != nil {
-				rep.Errors = append(rep.Errors, err)
-			}
-		}
-		if r.cfg.Progress != nil {
-			r.cfg.Progress(kind, rep.Pages, rep.Events)
-		}
-		return ctx.Err()
+			return ctx.Err()
+		},
 	})
 	return err
+}
+
+// applySearched applies one event a search returned, read at mark.
+func (r *Reconciler) applySearched(ev *misp.Event, mark uint64, seen map[string]struct{}, rep *Report) {
+	// The decoder's strings share the event's input: a uuid kept in seen must not keep every
+	// event of the run alive.
+	seen[strings.Clone(ev.UUID)] = struct{}{}
+	delete(r.undecodable, ev.UUID)
+	rep.Events++
+	rep.newest = latest(rep.newest, ev.Timestamp, ev.PublishTimestamp)
+	st, superseded, err := r.apply.ApplyRead(ev, mark)
+	rep.add(st)
+	if err != nil {
+		rep.Errors = append(rep.Errors, err)
+	}
+	if superseded {
+		rep.SupersededEvents++
+		return
+	}
+	if err := r.clearOutside(ev.UUID); err != nil {
+		rep.Errors = append(rep.Errors, err)
+	}
+}
+
+// noteUndecodable records an event a search returned that could not be decoded (issue 19
+// row 3): it counts as seen, so it is never revoked for being unreadable; it is counted,
+// logged once with its uuid and the failing field, and tried again alone by the next run.
+func (r *Reconciler) noteUndecodable(u misp.UndecodableEvent, seen map[string]struct{}, rep *Report) {
+	rep.UndecodableEvents++
+	r.metrics.undecodableEvent()
+	if u.UUID == "" {
+		rep.unidentified++
+		r.log.WithError(u.Err).Warn("MISP returned an event that cannot be decoded and whose uuid cannot be read either; skipped, and this run revokes nothing")
+		return
+	}
+	seen[u.UUID] = struct{}{}
+	if _, known := r.undecodable[u.UUID]; !known {
+		r.log.WithField("event", u.UUID).WithError(u.Err).Warn("MISP returned an event that cannot be decoded; skipped (its indicators stay as they are) and tried again alone at the next run")
+	}
+	r.undecodable[u.UUID] = u.Err
+}
+
+// retryUndecodable tries each event earlier runs could not decode again, alone, with the
+// run's filters: applied when it decodes now, forgotten when MISP no longer returns it (a
+// full run's gone check then settles it), kept for the next run otherwise. A run for one
+// event retries only that one.
+func (r *Reconciler) retryUndecodable(ctx context.Context, seen map[string]struct{}, onlyEvent string, rep *Report) {
+	for uuid := range r.undecodable {
+		if ctx.Err() != nil || (onlyEvent != "" && uuid != onlyEvent) {
+			continue
+		}
+		mark := r.apply.ReadMark()
+		ev, found, err := r.misp.SearchEvent(ctx, uuid, r.cfg.EventFilters)
+		var u misp.UndecodableEvent
+		switch {
+		case errors.As(err, &u):
+			r.log.WithField("event", uuid).WithError(err).Debug("event still cannot be decoded")
+		case err != nil:
+			rep.Errors = append(rep.Errors, fmt.Errorf("retry undecodable event %s: %w", uuid, err))
+		case !found:
+			delete(r.undecodable, uuid)
+		default:
+			r.log.WithField("event", uuid).Info("an event that could not be decoded decodes now; applied")
+			r.applySearched(ev, mark, seen, rep)
+		}
+	}
 }
 
 // revokeMissing looks up every event some sink still exports that the search did not return.

@@ -39,6 +39,8 @@ type fakeMISP struct {
 	singleSearches []string
 	// beforePage, when set, runs after a page was read and before the reconciler gets it.
 	beforePage func(page []*misp.Event)
+	// poisoned events cannot be decoded with their attributes (a metadata listing reads them).
+	poisoned map[string]bool
 }
 
 func newFakeMISP() *fakeMISP {
@@ -60,13 +62,16 @@ func (f *fakeMISP) SearchEvent(_ context.Context, uuid string, filters map[strin
 	if !ok || !f.inFilter[uuid] {
 		return nil, false, nil
 	}
+	if f.poisoned[uuid] {
+		return nil, false, fmt.Errorf("search event %s: %w", uuid, misp.UndecodableEvent{UUID: uuid, Err: errors.New("field Event.Attribute[0].first_seen: not a time")})
+	}
 	if !inWindow(filters, "timestamp", ev.Timestamp) || !inWindow(filters, "publish_timestamp", ev.PublishTimestamp) {
 		return nil, false, nil
 	}
 	return ev, true, nil
 }
 
-func (f *fakeMISP) SearchEvents(ctx context.Context, filters map[string]any, pageSize int, fn func(page []*misp.Event) error) (misp.SearchStats, error) {
+func (f *fakeMISP) StreamEvents(ctx context.Context, filters map[string]any, pageSize int, v misp.Visitor) (misp.SearchStats, error) {
 	f.mu.Lock()
 	f.searches = append(f.searches, maps.Clone(filters))
 	var out []*misp.Event
@@ -75,7 +80,7 @@ func (f *fakeMISP) SearchEvents(ctx context.Context, filters map[string]any, pag
 		if !f.inFilter[uuid] || f.skipInPages[uuid] {
 			continue
 		}
-		if want, ok := filters["uuid"]; ok && want != uuid {
+		if want, ok := filters["uuid"]; ok && !uuidWanted(want, uuid) {
 			continue
 		}
 		if !inWindow(filters, "timestamp", ev.Timestamp) || !inWindow(filters, "publish_timestamp", ev.PublishTimestamp) {
@@ -83,25 +88,51 @@ func (f *fakeMISP) SearchEvents(ctx context.Context, filters map[string]any, pag
 		}
 		out = append(out, ev)
 	}
-	failAfter, beforePage := f.failAfterPages, f.beforePage
+	failAfter, beforePage, poisoned := f.failAfterPages, f.beforePage, maps.Clone(f.poisoned)
 	f.mu.Unlock()
 	var st misp.SearchStats
 	for pages := 0; len(out) > 0; pages++ {
 		if failAfter > 0 && pages == failAfter {
 			return st, errors.New("page failed: 500 after 4 attempts")
 		}
+		if v.Request != nil {
+			v.Request()
+		}
 		n := min(pageSize, len(out))
 		if beforePage != nil {
 			beforePage(out[:n])
 		}
-		if err := fn(out[:n]); err != nil {
-			return st, err
+		for _, ev := range out[:n] {
+			if poisoned[ev.UUID] && filters["metadata"] != true {
+				st.Undecodable++
+				v.Undecodable(misp.UndecodableEvent{UUID: ev.UUID, Err: errors.New("field Event.Attribute[0].first_seen: not a time")})
+				continue
+			}
+			if err := v.Event(ev); err != nil {
+				return st, err
+			}
+			st.Events++
+		}
+		if v.PageEnd != nil {
+			if err := v.PageEnd(); err != nil {
+				return st, err
+			}
 		}
 		st.Pages++
-		st.Events += n
 		out = out[n:]
 	}
 	return st, nil
+}
+
+// uuidWanted reports whether a restSearch "uuid" filter (one uuid or a list) selects uuid.
+func uuidWanted(filter any, uuid string) bool {
+	switch w := filter.(type) {
+	case string:
+		return w == uuid
+	case []string:
+		return slices.Contains(w, uuid)
+	}
+	return false
 }
 
 func inWindow(filters map[string]any, key string, t time.Time) bool {

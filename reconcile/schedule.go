@@ -215,7 +215,8 @@ func (r *Reconciler) runLogged(ctx context.Context, why string, run func() (*Rep
 		log = log.WithFields(logrus.Fields{
 			"kind": rep.Kind, "events": rep.Events, "gone": rep.GoneEvents,
 			"filtered_out": rep.FilteredEvents, "in_grace": rep.GracedEvents, "superseded": rep.SupersededEvents, "aged_out_of_window": rep.AgedEvents,
-			"duration": rep.Finished.Sub(rep.Started).String(),
+			"undecodable": rep.UndecodableEvents,
+			"duration":    rep.Finished.Sub(rep.Started).String(),
 		})
 		for sink, s := range rep.Sinks {
 			log = log.WithField("sink_"+sink, fmt.Sprintf("new=%d changed=%d unchanged=%d refreshed=%d revoked=%d expired=%d", s.New, s.Changed, s.Unchanged, s.Refreshed, s.Revoked, s.Expired))

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -124,8 +125,31 @@ func (m *MISP) Handler() http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(strings.NewReader(string(body)))
-		mux.ServeHTTP(w, r)
+		mux.ServeHTTP(countingWriter{w, &m.served}, r)
 	})
+}
+
+// BytesServed returns the response body bytes the REST API has written so far (what a
+// benchmark counts as MISP bytes transferred).
+func (m *MISP) BytesServed() int64 { return m.served.Load() }
+
+// countingWriter adds what it writes to n.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// Flush passes a flush through, so that a streamed answer stays streamed.
+func (c countingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 var keyShape = regexp.MustCompile(`^[a-zA-Z0-9]{40}$`)

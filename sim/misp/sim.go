@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -88,6 +89,7 @@ type MISP struct {
 	faults       []*Fault
 	latency      time.Duration
 	requests     []Request
+	served       atomic.Int64 // response body bytes written
 	server       *loopback.Server
 	// decaying models, by ascending id, and taxonomy numerical values (see decay.go)
 	models    []mispmodel.DecayingModel
