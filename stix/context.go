@@ -572,9 +572,27 @@ func attackURL(id string) string {
 	return "https://attack.mitre.org/datasources/" + path
 }
 
+// RelationshipRefs returns the source_ref and target_ref of a relationship body.
+func RelationshipRefs(body []byte) (source, target string, err error) {
+	var r struct {
+		Source string `json:"source_ref"`
+		Target string `json:"target_ref"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return "", "", fmt.Errorf("read relationship refs: %w", err)
+	}
+	if r.Source == "" || r.Target == "" {
+		return "", "", fmt.Errorf("read relationship refs: source_ref %q, target_ref %q", r.Source, r.Target)
+	}
+	return r.Source, r.Target, nil
+}
+
+// IsRelationship reports whether id is a relationship's.
+func IsRelationship(id string) bool { return strings.HasPrefix(id, "relationship--") }
+
 // StampRefs is Stamp for a relationship whose source_ref and target_ref must name the current
-// generation of their objects: refs maps a generation-0 id to the id to write.
-func StampRefs(body []byte, id string, modified time.Time, revoked bool, refs map[string]string) ([]byte, error) {
+// generation of their objects: resolve maps the generation-0 id in the body to the id to write.
+func StampRefs(body []byte, id string, modified time.Time, revoked bool, resolve func(ref string) (string, error)) ([]byte, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
 		return nil, fmt.Errorf("stamp %s: decode object: %w", id, err)
@@ -588,7 +606,11 @@ func StampRefs(body []byte, id string, modified time.Time, revoked bool, refs ma
 		if err := json.Unmarshal(raw, &ref); err != nil {
 			return nil, fmt.Errorf("stamp %s: %s: %w", id, key, err)
 		}
-		if to, ok := refs[ref]; ok && to != ref {
+		to, err := resolve(ref)
+		if err != nil {
+			return nil, fmt.Errorf("stamp %s: %s: %w", id, key, err)
+		}
+		if to != ref {
 			fields[key] = appendString(nil, to)
 		}
 	}

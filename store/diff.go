@@ -127,6 +127,9 @@ func checkDesired(desired []stix.Object) ([]stix.Object, error) {
 		seen[o.ID] = o.Hash
 		out = append(out, o)
 	}
+	if err := checkRelationships(out); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -307,6 +310,13 @@ func (s *Store) writeObjects(w *chunkWriter, rt *sinkRuntime, event string, plan
 			}
 			continue
 		}
+		relationship := live == 1 && o.TargetRef != ""
+		if relationship {
+			// The relationship going live and its target's count commit together.
+			if err := w.reserve(relationshipReserveOps, relationshipReserveBytes); err != nil {
+				return false, err
+			}
+		}
 		if err := forgetOwnerDigest(w, sink, st, event); err != nil {
 			return false, err
 		}
@@ -318,6 +328,11 @@ func (s *Store) writeObjects(w *chunkWriter, rt *sinkRuntime, event string, plan
 		}
 		if err := s.enqueue(w, rt, o.ID, st, now); err != nil {
 			return false, err
+		}
+		if relationship {
+			if _, err := addRef(w, o.TargetRef, 1); err != nil {
+				return false, err
+			}
 		}
 		plan.meta.Live += live
 		queued = true
@@ -355,6 +370,20 @@ func (s *Store) writeRevocations(w *chunkWriter, rt *sinkRuntime, event string, 
 		}
 		st.Revoked = true
 		id := plan.removed[i].obj.ID
+		if stix.IsRelationship(id) {
+			// The relationship's revocation, its target's count and, when that was the last
+			// reference, the target's revocation commit together.
+			if err := w.reserve(relationshipReserveOps, relationshipReserveBytes); err != nil {
+				return false, err
+			}
+			released, err := s.revokeRelationship(w, rt, id, st, now, stats)
+			if err != nil {
+				return false, err
+			}
+			plan.meta.Live--
+			queued = queued || released
+			continue
+		}
 		if !st.ValidUntil.IsZero() && !st.ValidUntil.After(now) {
 			// Expired in Sentinel already: end it without an upload.
 			stats.Expired++
@@ -544,13 +573,22 @@ func (s *Store) enqueue(w *chunkWriter, rt *sinkRuntime, base string, st *indica
 	}
 	id := stix.GenerationID(base, st.Gen)
 	modified := nextModified(st.Modified, now)
-	object, err := stix.Stamp(st.Body, id, modified, revoke)
+	var (
+		object []byte
+		refs   []string
+		err    error
+	)
+	if stix.IsRelationship(base) {
+		object, refs, err = stampRefs(w, st.Body, id, modified, revoke)
+	} else {
+		object, err = stix.Stamp(st.Body, id, modified, revoke)
+	}
 	if err != nil {
 		return err
 	}
 	item := outboxItem{
 		ID: id, Base: base, Gen: st.Gen, Revoke: revoke,
-		Modified: modified, EnqueuedAt: now.UTC(), Object: object,
+		Modified: modified, EnqueuedAt: now.UTC(), Object: object, Refs: refs,
 	}
 	encoded := item.encode()
 	if err := w.reserve(4, len(encoded)+len(st.Body)+len(base)*3+256); err != nil {

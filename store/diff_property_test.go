@@ -1,10 +1,12 @@
 package store
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +28,13 @@ type diffModel struct {
 	lastMod  map[string]string         // stamped id -> modified of the last upload handed out
 	revoked  map[string]bool           // stamped id -> a revocation was handed out
 	sentinel map[string]modelVersion   // stamped id -> last accepted version
+
+	// Shared context objects: the live relationships targeting each, and each
+	// relationship's target.
+	refs      map[string]int
+	relTarget map[string]string
+	decided   map[string]bool          // stamped id -> the sink accepted or rejected a version
+	last      map[string][]stix.Object // event -> last desired set
 }
 
 type modelObject struct {
@@ -46,7 +55,8 @@ func newDiffModel(t *testing.T) *diffModel {
 		t: t, objects: map[string]*modelObject{}, eventIDs: map[string][]string{},
 		desired: map[string]map[string]string{}, queued: map[string][]modelVersion{},
 		next: map[string]int{}, lastMod: map[string]string{}, revoked: map[string]bool{},
-		sentinel: map[string]modelVersion{},
+		sentinel: map[string]modelVersion{}, refs: map[string]int{}, relTarget: map[string]string{},
+		last: map[string][]stix.Object{}, decided: map[string]bool{},
 	}
 }
 
@@ -61,6 +71,7 @@ func (m *diffModel) apply(event string, desired []stix.Object) DiffStats {
 	in := map[string]bool{}
 	var ids []string
 	m.desired[event] = map[string]string{}
+	m.last[event] = desired
 	for _, d := range desired {
 		in[d.ID] = true
 		if !d.Shared {
@@ -90,6 +101,10 @@ func (m *diffModel) apply(event string, desired []stix.Object) DiffStats {
 			o.event = event
 		}
 		m.queue(d.ID, o)
+		if d.TargetRef != "" {
+			m.refs[d.TargetRef]++
+			m.relTarget[d.ID] = d.TargetRef
+		}
 	}
 	for _, id := range m.eventIDs[event] {
 		o := m.objects[id]
@@ -99,6 +114,14 @@ func (m *diffModel) apply(event string, desired []stix.Object) DiffStats {
 		o.revoked = true
 		want.Revoked++
 		m.queue(id, o)
+		if target, ok := m.relTarget[id]; ok {
+			m.refs[target]--
+			if ap := m.objects[target]; m.refs[target] == 0 && ap != nil && !ap.revoked && ap.shared {
+				ap.revoked = true
+				want.Revoked++
+				m.queue(target, ap)
+			}
+		}
 	}
 	m.eventIDs[event] = ids
 	return want
@@ -123,9 +146,69 @@ func (m *diffModel) handOut(it Item) upload {
 		t.Fatalf("upload %+v reuses a revoked id", u)
 	}
 	m.next[u.ID] = j + 1
+	m.decided[u.ID] = true
 	m.lastMod[u.ID] = u.Modified
 	m.revoked[u.ID] = m.revoked[u.ID] || u.Revoked
 	return u
+}
+
+// checkBatchRefs fails when a relationship of b names an object the sink was not sent (and
+// answered for: accepted, or rejected, which the store cannot prevent) before, and that is
+// not earlier in the batch.
+func (m *diffModel) checkBatchRefs(b *Batch) {
+	t := m.t
+	taken := map[string]bool{}
+	for _, it := range b.Items {
+		if stix.IsRelationship(it.ID) {
+			src, dst, err := stix.RelationshipRefs(it.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ref := range []string{src, dst} {
+				if !m.decided[ref] && !taken[ref] {
+					t.Fatalf("batch hands out %s naming %s, which the sink was not sent", it.ID, ref)
+				}
+			}
+		}
+		taken[it.ID] = true
+	}
+}
+
+// contextObject is a shared attack pattern of the property test.
+func contextObject(n int, hash string) stix.Object {
+	id := fmt.Sprintf("attack-pattern--%08d-0000-4000-8000-0000000000ap", n)[:len("attack-pattern--")+36]
+	b, _ := json.Marshal(map[string]any{"type": "attack-pattern", "spec_version": "2.1", "id": id, "name": hash, "x_hash": hash})
+	return stix.Object{ID: id, Type: "attack-pattern", Hash: hash, Shared: true, Body: b}
+}
+
+// relationshipTo is the indicates relationship from source to target.
+func relationshipTo(source, target string) stix.Object {
+	id := stix.RelationshipID(source, "indicates", target)
+	b, _ := json.Marshal(map[string]any{"type": "relationship", "spec_version": "2.1", "id": id,
+		"relationship_type": "indicates", "source_ref": source, "target_ref": target, "x_hash": "r"})
+	return stix.Object{ID: id, Type: "relationship", Hash: "r", Body: b, SourceRef: source, TargetRef: target}
+}
+
+// withContext appends to desired attack patterns and relationships from some of its
+// indicators to them, each pattern before its first relationship.
+func withContext(rng *rand.Rand, desired []stix.Object) []stix.Object {
+	var rels []stix.Object
+	added := map[string]bool{}
+	n := len(desired)
+	for _, o := range desired[:n] {
+		if o.Type != "indicator" || rng.Intn(3) > 0 {
+			continue
+		}
+		for _, k := range rng.Perm(3)[:1+rng.Intn(2)] {
+			ap := contextObject(k, []string{"p", "q"}[rng.Intn(2)])
+			if !added[ap.ID] {
+				added[ap.ID] = true
+				desired = append(desired, ap)
+			}
+			rels = append(rels, relationshipTo(o.ID, ap.ID))
+		}
+	}
+	return append(desired, rels...)
 }
 
 func TestDiffProperties(t *testing.T) {
@@ -171,6 +254,7 @@ func checkDiffSequence(t *testing.T, rng *rand.Rand, steps int) {
 				desired = append(desired, identity(org, hashes[rng.Intn(2)]))
 			}
 			rng.Shuffle(len(desired), func(i, j int) { desired[i], desired[j] = desired[j], desired[i] })
+			desired = withContext(rng, desired)
 			want := m.apply(events[e], desired)
 			got, err := s.Apply(sink, events[e], desired, now)
 			if err != nil {
@@ -195,24 +279,28 @@ func checkDiffSequence(t *testing.T, rng *rand.Rand, steps int) {
 				if err != nil {
 					t.Fatalf("step %d: %v", step, err)
 				}
+				m.checkBatchRefs(b)
 				if len(b.Items) > 0 {
 					inFlight = b
 				}
 				continue
 			}
+			// The pusher keeps a whole batch (429, 5xx, network error) or commits every item
+			// (accepted or rejected): it never accepts an item after retrying an earlier one.
 			var o Outcome
+			keepAll := rng.Intn(10) == 0
 			for i, it := range inFlight.Items {
-				switch k := rng.Intn(10); {
+				switch k := rng.Intn(9); {
+				case keepAll:
+					o.Retry = append(o.Retry, i)
 				case k < 7:
 					o.Accepted = append(o.Accepted, i)
 					u := m.handOut(it)
 					m.sentinel[u.ID] = modelVersion{u.Hash, u.Revoked}
-				case k < 8:
+				default:
 					o.Rejected = append(o.Rejected, Rejection{Index: i, Message: "rejected by test"})
 					m.handOut(it)
 					m.next[it.ID]-- // a requeue may hand the same version out again
-				default:
-					o.Retry = append(o.Retry, i)
 				}
 			}
 			if err := s.End(inFlight, o, now); err != nil {
@@ -240,6 +328,7 @@ func checkDiffSequence(t *testing.T, rng *rand.Rand, steps int) {
 		if len(b.Items) == 0 {
 			break
 		}
+		m.checkBatchRefs(b)
 		var acc []int
 		for i, it := range b.Items {
 			u := m.handOut(it)
@@ -260,6 +349,25 @@ func checkDiffSequence(t *testing.T, rng *rand.Rand, steps int) {
 		}
 	}
 	for base, o := range m.objects {
+		if o.shared && strings.HasPrefix(base, "attack-pattern--") {
+			// Live exactly while a live relationship targets it, then revoked.
+			if n, err := s.References(sink, base); err != nil || n != int64(m.refs[base]) {
+				t.Errorf("%s: store counts %d references (%v), want %d", base, n, err, m.refs[base])
+			}
+			for gen := uint32(0); gen <= o.gen; gen++ {
+				got, ok := m.sentinel[stix.GenerationID(base, gen)]
+				if gen == o.gen && !o.revoked {
+					if !ok || got.revoked || got.hash != o.hash || m.refs[base] == 0 {
+						t.Errorf("%s (gen %d): sentinel holds %+v, want %s live with %d references", base, gen, got, o.hash, m.refs[base])
+					}
+					continue
+				}
+				if ok && !got.revoked {
+					t.Errorf("%s (gen %d): sentinel holds %+v, want revoked (%d references)", base, gen, got, m.refs[base])
+				}
+			}
+			continue
+		}
 		if o.shared {
 			got := m.sentinel[base]
 			if got.revoked || got.hash != o.hash {
@@ -284,6 +392,11 @@ func checkDiffSequence(t *testing.T, rng *rand.Rand, steps int) {
 	var live int
 	for _, ids := range m.desired {
 		live += len(ids)
+	}
+	for base, o := range m.objects {
+		if o.shared && !o.revoked && strings.HasPrefix(base, "attack-pattern--") {
+			live++
+		}
 	}
 	if len(m.objects) > 0 && m.objects[org] != nil {
 		live++
@@ -310,10 +423,16 @@ func checkDiffSequence(t *testing.T, rng *rand.Rand, steps int) {
 		t.Errorf("events %v, want %v", evs, wantEvs)
 	}
 	// Nothing changes on a reconcile with the same desired sets.
-	for e, ids := range m.desired {
-		var desired []stix.Object
-		for id, h := range ids {
-			desired = append(desired, indicator(id, h, time.Time{}))
+	for e, desired := range m.last {
+		for i, o := range desired {
+			if id := m.objects[o.ID]; id != nil && o.Type == "identity" {
+				desired[i] = identity(o.ID, id.hash)
+			}
+			if ap := m.objects[o.ID]; ap != nil && o.Type == "attack-pattern" {
+				// A cluster's content is MISP's, the same in every event: the last one sent.
+				desired[i] = contextObject(0, ap.hash)
+				desired[i].ID, desired[i].Body = o.ID, []byte(strings.Replace(string(contextObject(0, ap.hash).Body), contextObject(0, "").ID, o.ID, 1))
+			}
 		}
 		got, err := s.Apply(sink, e, desired, now)
 		if err != nil {

@@ -77,6 +77,7 @@ func (s *Store) Begin(sink string, max int) (*Batch, error) {
 	defer s.unlockSink(rt)
 	b := &Batch{Sink: sink}
 	blocked := make(map[string]bool) // ids seen in this scan (taken or held back)
+	taken := make(map[string]bool)   // ids handed out in this batch
 	err = s.db.View(func(txn *badger.Txn) error {
 		meta, err := readMeta(txn, sink)
 		if err != nil {
@@ -108,7 +109,19 @@ func (s *Store) Begin(sink string, max int) (*Batch, error) {
 				blocked[oi.ID] = true
 				continue
 			}
+			if len(oi.Refs) > 0 {
+				// A relationship waits until the objects it names reached the sink.
+				ok, err := refsDelivered(txn, sink, oi.Refs, taken)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					blocked[oi.ID] = true
+					continue
+				}
+			}
 			blocked[oi.ID] = true
+			taken[oi.ID] = true
 			b.items = append(b.items, oi)
 			b.Items = append(b.Items, Item{Seq: seq, ID: oi.ID, Revoke: oi.Revoke, Object: oi.Object, EnqueuedAt: oi.EnqueuedAt})
 		}
@@ -305,6 +318,9 @@ func settleItem(w *chunkWriter, sink string, seq uint64, oi *outboxItem, v verdi
 			st.Rejected = false
 		case current && v == verdictRejected:
 			st.Rejected = true
+		case v == verdictAccepted && st.Gen == oi.Gen && oi.Modified.After(st.SentModified):
+			// An earlier version of the generation: the sink has the object now.
+			st.SentModified = oi.Modified
 		}
 		if err := w.set(stateKey(sink, oi.Base), st.encode()); err != nil {
 			return err

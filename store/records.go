@@ -121,7 +121,7 @@ type indicatorState struct {
 	Revoked      bool
 	Shared       bool
 	Event        string
-	SentModified time.Time // modified of the last version Sentinel accepted; zero if none
+	SentModified time.Time // modified of the last version of this generation Sentinel accepted; zero if none
 	Rejected     bool      // the last queued version was dead-lettered
 	PendingSeq   uint64    // outbox seq of the queued version not yet ended; 0 if none
 	// Body is the unstamped STIX body of the last upsert, needed to revoke it. It is stored
@@ -167,6 +167,10 @@ type outboxItem struct {
 	Modified   time.Time
 	EnqueuedAt time.Time
 	Object     []byte // stamped bytes to upload
+	// Refs are, for a relationship, the base and stamped id of its source and target (base,
+	// stamped, base, stamped): Begin hands it out only once both were delivered. Dead
+	// letters do not keep them.
+	Refs []string
 }
 
 func (it *outboxItem) encodeTo(e *encoder) {
@@ -192,6 +196,12 @@ func (it *outboxItem) decodeFrom(d *decoder) {
 func (it *outboxItem) encode() []byte {
 	e := newEncoder(len(it.Object) + len(it.ID) + len(it.Base) + 32)
 	it.encodeTo(e)
+	if len(it.Refs) > 0 {
+		e.uint(uint64(len(it.Refs)))
+		for _, r := range it.Refs {
+			e.string(r)
+		}
+	}
 	return e.finish()
 }
 
@@ -199,6 +209,18 @@ func decodeItem(b []byte) (outboxItem, error) {
 	d := newDecoder(b)
 	var it outboxItem
 	it.decodeFrom(d)
+	if d.err == nil && len(d.buf) > 0 { // items written before refs existed end here
+		n := d.uint()
+		if d.err == nil && n > uint64(len(d.buf)) {
+			d.err = fmt.Errorf("%w: ref count %d beyond record size", errCorrupt, n)
+		}
+		for range n {
+			if d.err != nil {
+				break
+			}
+			it.Refs = append(it.Refs, d.string())
+		}
+	}
 	if d.err != nil {
 		return outboxItem{}, fmt.Errorf("decode outbox item: %w", d.err)
 	}
