@@ -27,8 +27,10 @@ type Config struct {
 	Store     Store     `yaml:"store" json:"store"`
 	Reconcile Reconcile `yaml:"reconcile" json:"reconcile"`
 	Pusher    Pusher    `yaml:"pusher" json:"pusher"`
-	Metrics   Metrics   `yaml:"metrics" json:"metrics"`
-	Log       Log       `yaml:"log" json:"log"`
+	// KeyVault says in which cloud keyvault:// references are resolved.
+	KeyVault KeyVaultSettings `yaml:"key_vault" json:"key_vault"`
+	Metrics  Metrics          `yaml:"metrics" json:"metrics"`
+	Log      Log              `yaml:"log" json:"log"`
 
 	// tenantsExpanded is set once the sinks of Tenants have been appended to Sinks.
 	tenantsExpanded bool

@@ -6,7 +6,8 @@ import (
 )
 
 // This file is the one place defaults live: Default for the whole configuration, defaultSink
-// for every sink (from the sinks list or from the tenants JSON), cloudPresets and apiVersions
+// for every sink (from the sinks list or from the tenants JSON), cloudPresets (with
+// keyVaultSuffixes) and apiVersions
 // for the values that follow a sink's cloud and API, and the fixed tuning values below that the
 // file does not expose. Other packages take complete options from the daemon and never fill in
 // numbers of their own (TestDefaultsLiveInConfig enforces it).
@@ -203,8 +204,14 @@ var apiVersions = map[string]string{
 	APILegacy:      "2022-07-01",
 }
 
-// keyVaultSuffix is the DNS suffix of Key Vault names in keyvault:// references without a dot.
-const keyVaultSuffix = ".vault.azure.net"
+// keyVaultSuffixes complete the cloud table (cloudPresets): the DNS suffix of Key Vault names
+// in each cloud, for keyvault:// references without a dot. The Key Vault credential signs in
+// at the cloud's login host. key_vault.cloud (KeyVaultSettings) chooses the cloud.
+var keyVaultSuffixes = map[string]string{
+	CloudPublic: ".vault.azure.net",
+	CloudUSGov:  ".vault.usgovcloudapi.net",
+	CloudChina:  ".vault.azure.cn",
+}
 
 // fillDerived sets the sink fields whose defaults depend on other fields: the endpoints of
 // its cloud and the api-version of its API. Fields already set are kept.

@@ -22,6 +22,9 @@ type Resolver struct {
 	LookupEnv func(name string) (string, bool)
 	ReadFile  func(path string) ([]byte, error)
 	KeyVault  KeyVault
+	// VaultSuffix is the DNS suffix a vault given by name gets (KeyVaultCloud); Config.Resolve
+	// sets it from the configuration when it is empty, Refresh takes the public cloud's.
+	VaultSuffix string
 }
 
 // maxSecretFileBytes bounds a file: secret (the tenants JSON is the largest expected).
@@ -70,7 +73,7 @@ func (r Resolver) resolve(ctx context.Context, s Secret) (string, error) {
 		if r.KeyVault == nil {
 			return "", errors.New("keyvault:// reference but no Key Vault client was given to Resolve")
 		}
-		ref, _ := parseKeyVaultRef(s.ref) // checked by checkReference
+		ref, _ := parseKeyVaultRef(s.ref, r.VaultSuffix) // checked by checkReference
 		v, err := r.KeyVault.GetSecret(ctx, ref.VaultURL, ref.Name, ref.Version)
 		if err != nil {
 			return "", fmt.Errorf("get secret %s from Key Vault %s: %w", ref.Name, ref.VaultURL, err)
@@ -111,6 +114,14 @@ func (c *Config) secrets() []secretField {
 // once even if several keys share it. It returns Errors naming every key that failed.
 func (c *Config) Resolve(ctx context.Context, r Resolver) error {
 	var errs Errors
+	if r.VaultSuffix == "" && c.usesKeyVault() {
+		kv, err := c.KeyVaultCloud()
+		if err != nil {
+			errs.add("key_vault.cloud", "%v", err)
+			return errs
+		}
+		r.VaultSuffix = kv.VaultSuffix
+	}
 	if c.Tenants.IsSet() && !c.tenantsExpanded {
 		first := len(c.Sinks)
 		if err := c.expandTenants(ctx, r); err != nil {

@@ -164,8 +164,12 @@ type KeyVaultRef struct {
 	Name, Version string
 }
 
-// parseKeyVaultRef parses the part of a keyvault:// reference after the scheme.
-func parseKeyVaultRef(ref string) (KeyVaultRef, error) {
+// parseKeyVaultRef parses the part of a keyvault:// reference after the scheme; a vault given
+// by name gets suffix (the public cloud's when empty).
+func parseKeyVaultRef(ref, suffix string) (KeyVaultRef, error) {
+	if suffix == "" {
+		suffix = keyVaultSuffixes[CloudPublic]
+	}
 	parts := strings.Split(ref, "/")
 	if len(parts) < 2 || len(parts) > 3 {
 		return KeyVaultRef{}, errors.New("want keyvault://<vault>/<secret-name>[/<version>]")
@@ -179,7 +183,7 @@ func parseKeyVaultRef(ref string) (KeyVaultRef, error) {
 		}
 		out.VaultURL = "https://" + strings.ToLower(vault)
 	case vaultNamePattern.MatchString(vault):
-		out.VaultURL = "https://" + strings.ToLower(vault) + keyVaultSuffix
+		out.VaultURL = "https://" + strings.ToLower(vault) + suffix
 	default:
 		return KeyVaultRef{}, fmt.Errorf("vault name %q must be 3-24 letters, digits and hyphens, starting with a letter", vault)
 	}
@@ -208,7 +212,7 @@ func (s Secret) checkReference() error {
 			return fmt.Errorf("file:%s: the path must be absolute", s.ref)
 		}
 	case sourceKeyVault:
-		if _, err := parseKeyVaultRef(s.ref); err != nil {
+		if _, err := parseKeyVaultRef(s.ref, ""); err != nil {
 			return fmt.Errorf("keyvault://%s: %w", s.ref, err)
 		}
 	}

@@ -221,7 +221,7 @@ func TestParseKeyVaultRef(t *testing.T) {
 		{ref: "evil.host/../x", wantErr: true},
 	}
 	for _, tt := range tests {
-		got, err := parseKeyVaultRef(tt.ref)
+		got, err := parseKeyVaultRef(tt.ref, "")
 		if (err != nil) != tt.wantErr || (!tt.wantErr && got != tt.want) {
 			t.Errorf("parseKeyVaultRef(%q) = %+v, %v", tt.ref, got, err)
 		}

@@ -32,6 +32,7 @@ func (c *Config) Validate() error {
 	if err := c.Tenants.checkReference(); err != nil {
 		errs.add("tenants", "%v", err)
 	}
+	c.validateKeyVault(&errs)
 	c.validateStore(&errs)
 	c.validateReconcile(&errs)
 	c.validatePusher(&errs)
@@ -539,6 +540,9 @@ func (c *Config) Warnings() []string {
 	}
 	if u, err := url.Parse(c.MISP.URL); err == nil && strings.EqualFold(u.Scheme, "http") {
 		w = append(w, "misp.url uses plain http: the API key and every event travel in clear; use https")
+	}
+	if kv := c.keyVaultWarning(); kv != "" {
+		w = append(w, kv)
 	}
 	return w
 }

@@ -38,23 +38,34 @@ func loadConfig(ctx context.Context, path string, resolve bool) (*config.Config,
 		return nil, fmt.Errorf("config %s:\n%w", path, err)
 	}
 	if resolve {
-		if err := cfg.Resolve(ctx, config.Resolver{KeyVault: &lazyKeyVault{}}); err != nil {
+		if err := cfg.Resolve(ctx, config.Resolver{KeyVault: newLazyKeyVault(cfg)}); err != nil {
 			return nil, fmt.Errorf("config %s: resolve secrets:\n%w", path, err)
 		}
 	}
 	return cfg, nil
 }
 
-// lazyKeyVault creates the Key Vault client (DefaultAzureCredential) only when a keyvault://
-// reference is resolved, so configurations without one never touch Azure.
+// lazyKeyVault creates the Key Vault client (DefaultAzureCredential, in the vaults' cloud) only
+// when a keyvault:// reference is resolved, so configurations without one never touch Azure.
 type lazyKeyVault struct {
+	cloud  config.KeyVaultCloud
+	cerr   error
 	once   sync.Once
 	client *keyvault.Client
 	err    error
 }
 
+// newLazyKeyVault returns the Key Vault client of cfg's cloud (config.Config.KeyVaultCloud).
+func newLazyKeyVault(cfg *config.Config) *lazyKeyVault {
+	c, err := cfg.KeyVaultCloud()
+	return &lazyKeyVault{cloud: c, cerr: err}
+}
+
 func (l *lazyKeyVault) GetSecret(ctx context.Context, vaultURL, name, version string) (string, error) {
-	l.once.Do(func() { l.client, l.err = keyvault.NewDefault() })
+	if l.cerr != nil {
+		return "", fmt.Errorf("key vault client: %w", l.cerr)
+	}
+	l.once.Do(func() { l.client, l.err = keyvault.NewDefault(l.cloud) })
 	if l.err != nil {
 		return "", fmt.Errorf("key vault client: %w", l.err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
+	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/daemon"
 	"github.com/mispsentinel/listener/internal/cli"
 	"github.com/mispsentinel/listener/internal/version"
@@ -42,7 +43,10 @@ func runRun(ctx context.Context, path string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "listener run: %v\n", err)
 		return exitBadInput
 	}
-	d, err := daemon.New(cfg, daemon.Options{Logger: log})
+	// A failing sink's secret is fetched again before each retry, Key Vault ones in the
+	// vaults' cloud.
+	kv := newLazyKeyVault(cfg)
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Resolver: config.Resolver{KeyVault: kv, VaultSuffix: kv.cloud.VaultSuffix}})
 	if err != nil {
 		log.WithError(err).Error("start failed")
 		return exitFailure

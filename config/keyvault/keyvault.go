@@ -1,6 +1,7 @@
 // Package keyvault resolves the configuration's keyvault:// secret references through Azure
-// Key Vault (azsecrets). It implements config.KeyVault and does nothing else: it never reads
-// the configuration and never caches secret values.
+// Key Vault (azsecrets), signing in at the Entra authority of the vaults' cloud. It implements
+// config.KeyVault and does nothing else: it never reads the configuration (the caller passes
+// the cloud) and never caches secret values.
 package keyvault
 
 import (
@@ -10,8 +11,12 @@ import (
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+
+	"github.com/mispsentinel/listener/config"
 )
 
 // Client fetches secrets from any number of vaults with one credential, keeping one
@@ -31,13 +36,27 @@ func New(cred azcore.TokenCredential, opts *azsecrets.ClientOptions) *Client {
 
 // NewDefault returns a Client using azidentity's DefaultAzureCredential (environment,
 // workload identity, managed identity, then developer tools; set AZURE_TOKEN_CREDENTIALS=prod
-// to keep only the first three).
-func NewDefault() (*Client, error) {
-	cred, err := azidentity.NewDefaultAzureCredential(nil)
+// to keep only the first three), signing in at the Entra authority of the vaults' cloud
+// (config.Config.KeyVaultCloud).
+func NewDefault(c config.KeyVaultCloud) (*Client, error) {
+	return newDefault(c, nil)
+}
+
+// newDefault is NewDefault with an HTTP transport for the credential (tests).
+func newDefault(c config.KeyVaultCloud, transport policy.Transporter) (*Client, error) {
+	cred, err := azidentity.NewDefaultAzureCredential(credentialOptions(c, transport))
 	if err != nil {
-		return nil, fmt.Errorf("create default Azure credential for Key Vault: %w", err)
+		return nil, fmt.Errorf("create default Azure credential for Key Vault (%s cloud): %w", c.Cloud, err)
 	}
 	return New(cred, nil), nil
+}
+
+// credentialOptions are the DefaultAzureCredential options of a cloud.
+func credentialOptions(c config.KeyVaultCloud, transport policy.Transporter) *azidentity.DefaultAzureCredentialOptions {
+	return &azidentity.DefaultAzureCredentialOptions{ClientOptions: azcore.ClientOptions{
+		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: c.AuthorityHost},
+		Transport: transport,
+	}}
 }
 
 // GetSecret returns the value of secret name at version ("" = latest) in the vault at

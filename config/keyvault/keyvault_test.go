@@ -3,6 +3,7 @@ package keyvault
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -103,5 +104,53 @@ sinks:
 	}
 	if got := cfg.Sinks[0].Identity.ClientSecret.Value(); got != "cl1ent-secret" {
 		t.Fatalf("client secret = %q", got)
+	}
+}
+
+// recordingTransport records the hosts the credential contacts and answers every request with
+// a 400, so that no token is ever issued.
+type recordingTransport struct{ hosts []string }
+
+func (r *recordingTransport) Do(req *http.Request) (*http.Response, error) {
+	r.hosts = append(r.hosts, req.URL.Host)
+	return &http.Response{StatusCode: http.StatusBadRequest, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(strings.NewReader(`{"error":"invalid_request","error_description":"test"}`)), Request: req}, nil
+}
+
+// TestCredentialFollowsTheCloud: the Key Vault credential signs in at the Entra authority of
+// the configured cloud (here Azure Government), never at the public one.
+func TestCredentialFollowsTheCloud(t *testing.T) {
+	t.Setenv("AZURE_TOKEN_CREDENTIALS", "EnvironmentCredential")
+	t.Setenv("AZURE_TENANT_ID", "11111111-2222-4333-8444-555555555555")
+	t.Setenv("AZURE_CLIENT_ID", "99999999-8888-4777-8666-555555555555")
+	t.Setenv("AZURE_CLIENT_SECRET", "test-secret")
+	cfg, err := config.Parse([]byte(`
+misp: {url: https://misp.example.org, key: keyvault://gov-vault/MISP-Key}
+sinks:
+  - {name: gov, workspace_id: 11111111-2222-4333-8444-555555555555, cloud: usgov, identity: {kind: managed_identity}}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvc, err := cfg.KeyVaultCloud()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordingTransport{}
+	c, err := newDefault(kvc, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://vault.usgovcloudapi.net/.default"}})
+	if err == nil {
+		t.Fatal("GetToken succeeded against a transport that refuses everything")
+	}
+	if len(rec.hosts) == 0 {
+		t.Fatal("the credential contacted no host")
+	}
+	for _, h := range rec.hosts {
+		if h != "login.microsoftonline.us" {
+			t.Errorf("the credential contacted %s, want only login.microsoftonline.us (hosts %v)", h, rec.hosts)
+		}
 	}
 }
