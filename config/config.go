@@ -61,6 +61,11 @@ type MISP struct {
 	// RealtimeFetch says whether a ZeroMQ or webhook notice is trusted as-is or the event is
 	// fetched again through restSearch with the filters: auto, always or never.
 	RealtimeFetch string `yaml:"realtime_fetch" json:"realtime_fetch"`
+	// RefetchBatch is the most notified events one re-fetch asks restSearch for: notices that
+	// wait while earlier re-fetches are in flight are gathered into one request with a list
+	// of uuids. RefetchConcurrency bounds the re-fetches in flight at once.
+	RefetchBatch       int `yaml:"refetch_batch" json:"refetch_batch"`
+	RefetchConcurrency int `yaml:"refetch_concurrency" json:"refetch_concurrency"`
 }
 
 // WindowNote says which keys of event_filters are time windows and what that means, or ""

@@ -28,6 +28,8 @@ func Default() Config {
 				"includeEventTags":   true,
 			},
 			RealtimeFetch:        RealtimeFetchAuto,
+			RefetchBatch:         50,
+			RefetchConcurrency:   4,
 			DecayingModelsMaxAge: time.Hour,
 		},
 		ZeroMQ: ZeroMQ{
@@ -100,6 +102,9 @@ const (
 	// ZeroMQWorkers is the number of notices the ZeroMQ source handles at once, so that the
 	// re-fetch of one event overlaps the store commit of another.
 	ZeroMQWorkers = 2
+	// ZeroMQMaxQueued bounds the notices received and not yet committed; at 200 events/s a
+	// notice waits well under a second, so this leaves room for bursts of several seconds.
+	ZeroMQMaxQueued = 2048
 	// ZeroMQDrainTimeout bounds how long a shutdown keeps handling the notices already received;
 	// the ones still queued then are recorded in the store and applied first at the next start.
 	ZeroMQDrainTimeout = 20 * time.Second

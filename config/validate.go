@@ -91,6 +91,12 @@ func (c *Config) validateMISP(errs *Errors) {
 	if m.RealtimeFetch == RealtimeFetchNever && c.DecayEnabled() {
 		errs.add("misp.realtime_fetch", "cannot be never while a sink has a decay block: ZeroMQ and webhook payloads carry no decay scores, so notified events must be fetched again")
 	}
+	if m.RefetchBatch < 1 || m.RefetchBatch > 1000 {
+		errs.add("misp.refetch_batch", "must be between 1 and 1000, got %d", m.RefetchBatch)
+	}
+	if m.RefetchConcurrency < 1 || m.RefetchConcurrency > 64 {
+		errs.add("misp.refetch_concurrency", "must be between 1 and 64, got %d", m.RefetchConcurrency)
+	}
 	if c.DecayEnabled() {
 		checkDuration(m.DecayingModelsMaxAge, "misp.decaying_models_max_age", time.Minute, 7*24*time.Hour, errs)
 	}

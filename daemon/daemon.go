@@ -237,7 +237,7 @@ func (d *Daemon) assemble() error {
 	searchFilters := cfg.SearchFilters()
 	p, err := pipeline.New(pipeline.Config{
 		Sinks: sinks, EventFilters: searchFilters, Refetch: cfg.RefetchOnNotice(), DecayModels: models,
-		Fetcher: mc, Store: d.store, Pending: d.store, Now: d.opts.Now, Metrics: pipeline.NewMetrics(reg),
+		Fetcher: mc, RefetchBatch: cfg.MISP.RefetchBatch, RefetchConcurrency: cfg.MISP.RefetchConcurrency, Store: d.store, Pending: d.store, Now: d.opts.Now, Metrics: pipeline.NewMetrics(reg),
 	})
 	if err != nil {
 		return err

@@ -187,6 +187,7 @@ func zeroMQConfig(z config.ZeroMQ) listener.ZeroMQConfig {
 		MaxFrameBytes:    z.MaxFrameBytes,
 		DialTimeout:      config.ZeroMQDialTimeout,
 		Workers:          config.ZeroMQWorkers,
+		MaxQueued:        config.ZeroMQMaxQueued,
 		DrainTimeout:     config.ZeroMQDrainTimeout,
 	}
 }

@@ -13,6 +13,7 @@ func completeZeroMQ(cfg ZeroMQConfig) ZeroMQConfig {
 	setIfZero(&cfg.ReconnectMax, d.ReconnectBackoff.Max)
 	setIfZero(&cfg.DialTimeout, config.ZeroMQDialTimeout)
 	setIfZero(&cfg.Workers, config.ZeroMQWorkers)
+	setIfZero(&cfg.MaxQueued, config.ZeroMQMaxQueued)
 	setIfZero(&cfg.MaxFrameBytes, d.MaxFrameBytes)
 	setIfZero(&cfg.DrainTimeout, config.ZeroMQDrainTimeout)
 	return cfg

@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	stdlog "log"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,10 +43,16 @@ type ZeroMQConfig struct {
 	ReconnectMax time.Duration
 	// DialTimeout bounds one connection attempt, TCP connect and ZMTP handshake together.
 	DialTimeout time.Duration
-	// Workers is the number of notices handled at once, so that the re-fetch of one event
-	// overlaps the store commit of another. Notices about the same event always go to the
-	// same worker and are handled in the order received.
+	// Workers is the number of goroutines that hand notices to the Handler. Notices about the
+	// same event always go to the same worker and are handed over in the order received. A
+	// Handler that implements pipeline.NoticeSubmitter (*pipeline.Pipeline) takes each notice
+	// without waiting for it, so many wait together and are re-fetched in one request; another
+	// Handler is called synchronously, Workers notices at once.
 	Workers int
+	// MaxQueued bounds the notices received and not yet handled (queued for a worker or
+	// submitted and not yet committed); the receive loop waits while it is reached (ZeroMQ
+	// then queues in zmq4 and the kernel).
+	MaxQueued int
 	// MaxFrameBytes caps one frame, and one multipart message, the peer may send; a peer that
 	// declares more is disconnected before zmq4 allocates anything.
 	MaxFrameBytes int64
@@ -71,6 +79,9 @@ func (c ZeroMQConfig) Validate() error {
 	if c.Workers < 1 || c.Workers > 256 {
 		errs = append(errs, fmt.Errorf("workers %d: must be between 1 and 256", c.Workers))
 	}
+	if c.MaxQueued < 1 {
+		errs = append(errs, fmt.Errorf("max queued %d: must be positive", c.MaxQueued))
+	}
 	if c.MaxFrameBytes <= 0 {
 		errs = append(errs, fmt.Errorf("max frame bytes %d: must be positive", c.MaxFrameBytes))
 	}
@@ -89,7 +100,9 @@ func (c ZeroMQConfig) Validate() error {
 // not, is reported to the GapFunc with the last instant up to which messages were seen.
 //
 // Notices are handed to the Handler by Workers goroutines, so a slow re-fetch or store commit
-// does not stall the receive loop; notices about one event are always handled in order. When
+// does not stall the receive loop; notices about one event are always handled in order. A
+// pipeline.NoticeSubmitter Handler takes them without waiting (up to MaxQueued unanswered), so
+// its re-fetches coalesce. When
 // Run's context ends, intake stops at once and the workers keep handling what is queued for up
 // to DrainTimeout; the notices still unhandled then are given to the Handler's RecordPending
 // (when it implements pipeline.PendingRecorder), so a shutdown loses nothing received.
@@ -108,6 +121,8 @@ type ZeroMQ struct {
 	seenUntil time.Time
 	// workers handle the notices; set by Run.
 	workers *noticeWorkers
+	// received counts the notices received. Owned by Run's goroutine.
+	received uint64
 }
 
 // NewZeroMQ creates the source. onGap, log and m may be nil. Configuration errors are returned by
@@ -362,7 +377,8 @@ func (z *ZeroMQ) handleMessage(ctx context.Context, msg zmq4.Msg, log *logrus.En
 	}
 	n := *out.notice
 	z.metrics.NoticesReceived.WithLabelValues(SourceZeroMQ, n.Kind.String()).Inc()
-	z.workers.submit(ctx, noticeJob{notice: n, previous: previous})
+	z.received++
+	z.workers.submit(ctx, noticeJob{notice: n, previous: previous, seq: z.received})
 }
 
 // noticeJob is a received notice waiting for a worker.
@@ -371,6 +387,14 @@ type noticeJob struct {
 	// previous is the subscriber's seenUntil before the notice arrived: where a catch-up must
 	// start if the notice cannot be handled.
 	previous time.Time
+	// seq numbers the notices in the order received, so that pending ones are recorded so.
+	seq uint64
+}
+
+// kept is a notice left unhandled, with its place in the order received.
+type kept struct {
+	seq    uint64
+	notice pipeline.Notice
 }
 
 // noticeWorkers hand notices to the Handler on a fixed set of goroutines, each notice on the
@@ -378,11 +402,14 @@ type noticeJob struct {
 type noticeWorkers struct {
 	queues []chan noticeJob
 	wg     sync.WaitGroup
+	// slots holds one token per notice received and not yet handled (MaxQueued in all).
+	slots chan struct{}
+	// submitted counts the notices submitted to a NoticeSubmitter and not answered yet.
+	submitted sync.WaitGroup
 
 	mu sync.Mutex
-	// pending are the notices received but not handled when the drain ended, per event in the
-	// order received (one event's notices are all on one worker).
-	pending []pipeline.Notice
+	// pending are the notices received but not handled when the drain ended.
+	pending []kept
 }
 
 // drainContext returns the context the workers handle notices with: it outlives intake by at
@@ -409,7 +436,8 @@ func drainContext(intake context.Context, drain time.Duration) (context.Context,
 // startWorkers starts the workers. intake ends when Run's context does; work ends DrainTimeout
 // later, and a notice not handled by then is kept as pending.
 func (z *ZeroMQ) startWorkers(intake, work context.Context, log *logrus.Entry) *noticeWorkers {
-	w := &noticeWorkers{queues: make([]chan noticeJob, z.cfg.Workers)}
+	w := &noticeWorkers{queues: make([]chan noticeJob, z.cfg.Workers), slots: make(chan struct{}, z.cfg.MaxQueued)}
+	submitter, async := z.handler.(pipeline.NoticeSubmitter)
 	for i := range w.queues {
 		q := make(chan noticeJob, workerQueue)
 		w.queues[i] = q
@@ -417,8 +445,17 @@ func (z *ZeroMQ) startWorkers(intake, work context.Context, log *logrus.Entry) *
 		go func() {
 			defer w.wg.Done()
 			for job := range q {
-				if work.Err() != nil || !z.handleNotice(intake, work, job, log) {
-					w.keep(job.notice)
+				switch {
+				case work.Err() != nil:
+					w.keep(job)
+					w.release()
+				case async:
+					z.submitNotice(submitter, intake, work, job, w, log)
+				default:
+					if !z.handleNotice(intake, work, job, log) {
+						w.keep(job)
+					}
+					w.release()
 				}
 			}
 		}()
@@ -426,10 +463,27 @@ func (z *ZeroMQ) startWorkers(intake, work context.Context, log *logrus.Entry) *
 	return w
 }
 
-func (w *noticeWorkers) keep(n pipeline.Notice) {
+// submitNotice hands a notice to a NoticeSubmitter without waiting; its slot is released once
+// the notice is answered.
+func (z *ZeroMQ) submitNotice(sub pipeline.NoticeSubmitter, intake, work context.Context, job noticeJob, w *noticeWorkers, log *logrus.Entry) {
+	meta := job
+	meta.notice.Event = nil // what a pending record needs; the payload goes to the submitter only
+	w.submitted.Add(1)
+	sub.SubmitNotice(work, job.notice, func(err error) {
+		defer w.submitted.Done()
+		defer w.release()
+		if !z.noticeDone(intake, work, meta, err, log) {
+			w.keep(meta)
+		}
+	})
+}
+
+func (w *noticeWorkers) release() { <-w.slots }
+
+func (w *noticeWorkers) keep(job noticeJob) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.pending = append(w.pending, n)
+	w.pending = append(w.pending, kept{seq: job.seq, notice: job.notice})
 }
 
 // submit queues a notice on its event's worker, waiting while that worker's queue is full
@@ -439,9 +493,16 @@ func (w *noticeWorkers) submit(ctx context.Context, job noticeJob) {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(job.notice.EventUUID))
 	select {
+	case w.slots <- struct{}{}:
+	case <-ctx.Done():
+		w.keep(job)
+		return
+	}
+	select {
 	case w.queues[h.Sum32()%uint32(len(w.queues))] <- job:
 	case <-ctx.Done():
-		w.keep(job.notice)
+		w.release()
+		w.keep(job)
 	}
 }
 
@@ -452,9 +513,15 @@ func (w *noticeWorkers) close() []pipeline.Notice {
 		close(q)
 	}
 	w.wg.Wait()
+	w.submitted.Wait()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.pending
+	slices.SortFunc(w.pending, func(a, b kept) int { return cmp.Compare(a.seq, b.seq) })
+	out := make([]pipeline.Notice, len(w.pending))
+	for i, k := range w.pending {
+		out[i] = k.notice
+	}
+	return out
 }
 
 // finishWorkers drains the workers and records what they left unhandled.
@@ -479,17 +546,23 @@ func (z *ZeroMQ) finishWorkers(log *logrus.Entry) {
 // handleNotice hands one notice to the Handler with the work context. It returns false when the
 // notice failed during shutdown (intake ended): it is then kept as pending, not reported as a gap.
 func (z *ZeroMQ) handleNotice(intake, work context.Context, job noticeJob, log *logrus.Entry) bool {
-	n := job.notice
-	ctx := work
-	if err := z.handler.HandleNotice(work, n); err != nil {
-		if intake.Err() != nil {
-			return false
-		}
-		z.metrics.HandlerErrors.WithLabelValues(SourceZeroMQ).Inc()
-		log.WithError(err).WithFields(logrus.Fields{"event_uuid": n.EventUUID, "kind": n.Kind.String()}).
-			Error("handling zeromq notice failed; asking the reconciler to catch up")
-		z.reportGap(ctx, job.previous, pipeline.GapReasonHandlerError)
+	return z.noticeDone(intake, work, job, z.handler.HandleNotice(work, job.notice), log)
+}
+
+// noticeDone takes the outcome of one notice. It returns false when the notice failed during
+// shutdown (intake ended): it is then kept as pending, not reported as a gap.
+func (z *ZeroMQ) noticeDone(intake, work context.Context, job noticeJob, err error, log *logrus.Entry) bool {
+	if err == nil {
+		return true
 	}
+	if intake.Err() != nil {
+		return false
+	}
+	n := job.notice
+	z.metrics.HandlerErrors.WithLabelValues(SourceZeroMQ).Inc()
+	log.WithError(err).WithFields(logrus.Fields{"event_uuid": n.EventUUID, "kind": n.Kind.String()}).
+		Error("handling zeromq notice failed; asking the reconciler to catch up")
+	z.reportGap(work, job.previous, pipeline.GapReasonHandlerError)
 	return true
 }
 

@@ -114,3 +114,88 @@ func TestZeroMQShutdownRecordsWhatTheDrainDidNotReach(t *testing.T) {
 		}
 	}
 }
+
+// heldSubmitter is a pipeline.NoticeSubmitter that answers nothing until release is closed (or
+// a notice's context ends), as the pipeline's queue does while a re-fetch is slow.
+type heldSubmitter struct {
+	heldHandler
+	submitted chan struct{}
+}
+
+func (h *heldSubmitter) SubmitNotice(ctx context.Context, n pipeline.Notice, done func(error)) {
+	h.submitted <- struct{}{}
+	go func() { done(h.HandleNotice(ctx, n)) }()
+}
+
+// TestZeroMQSubmitsWithoutWaiting: with a NoticeSubmitter, every received notice is handed over
+// while none is answered yet (so a pipeline can gather them into one re-fetch), and a shutdown
+// still drains what is answered within the drain.
+func TestZeroMQSubmitsWithoutWaiting(t *testing.T) {
+	events := newEvents(30)
+	h := &heldSubmitter{heldHandler: heldHandler{release: make(chan struct{})}, submitted: make(chan struct{}, 2*len(events))}
+	p := newPublisher(t, simmisp.PublisherConfig{})
+	z := NewZeroMQ(completeZeroMQ(ZeroMQConfig{Endpoint: p.Addr(), ReconnectMin: 5 * time.Millisecond, ReconnectMax: 50 * time.Millisecond, Workers: 2}),
+		h, nil, testLogger(t), NewMetrics(nil))
+	ctx, stop := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- z.Run(ctx) }()
+	t.Cleanup(stop)
+	waitSubscribed(t, p)
+	for _, ev := range events {
+		mustPublish(t, p, simmisp.ZMQTopicPublish, eventJSON(ev))
+		mustPublish(t, p, simmisp.ZMQTopicEvent, []byte(`{"Event":{"id":"7","uuid":"`+ev+`"},"action":"delete"}`))
+	}
+	// Two workers, none answered: all 60 are submitted all the same.
+	for range 2 * len(events) {
+		<-h.submitted
+	}
+	stop()
+	close(h.release)
+	if err := <-runDone; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if len(h.handled) != 2*len(events) || len(h.pending) != 0 {
+		t.Fatalf("after shutdown: %d handled, %d pending; want all %d handled within the drain", len(h.handled), len(h.pending), 2*len(events))
+	}
+}
+
+// TestZeroMQSubmittedNoticesLeftAtDrainEndArePending: submitted notices not answered when the
+// drain ends are recorded as pending, each event's in the order received.
+func TestZeroMQSubmittedNoticesLeftAtDrainEndArePending(t *testing.T) {
+	events := newEvents(20)
+	h := &heldSubmitter{heldHandler: heldHandler{release: make(chan struct{})}, submitted: make(chan struct{}, 2*len(events))}
+	p := newPublisher(t, simmisp.PublisherConfig{})
+	z := NewZeroMQ(completeZeroMQ(ZeroMQConfig{Endpoint: p.Addr(), ReconnectMin: 5 * time.Millisecond, ReconnectMax: 50 * time.Millisecond, DrainTimeout: 20 * time.Millisecond}),
+		h, nil, testLogger(t), NewMetrics(nil))
+	ctx, stop := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- z.Run(ctx) }()
+	t.Cleanup(stop)
+	waitSubscribed(t, p)
+	for _, ev := range events {
+		mustPublish(t, p, simmisp.ZMQTopicPublish, eventJSON(ev))
+		mustPublish(t, p, simmisp.ZMQTopicEvent, []byte(`{"Event":{"id":"7","uuid":"`+ev+`"},"action":"delete"}`))
+	}
+	for range 2 * len(events) {
+		<-h.submitted
+	}
+	stop() // never released: the drain ends with every notice unanswered
+	if err := <-runDone; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if len(h.handled) != 0 || len(h.pending) != 2*len(events) {
+		t.Fatalf("after shutdown: %d handled, %d pending; want all %d recorded as pending", len(h.handled), len(h.pending), 2*len(events))
+	}
+	kinds := map[string][]pipeline.NoticeKind{}
+	for _, n := range h.pending {
+		if n.Event != nil {
+			t.Errorf("a pending notice kept its payload")
+		}
+		kinds[n.EventUUID] = append(kinds[n.EventUUID], n.Kind)
+	}
+	for _, ev := range events {
+		if got := kinds[ev]; len(got) != 2 || got[0] != pipeline.Published || got[1] != pipeline.Deleted {
+			t.Errorf("event %s: pending %v, want published then deleted", ev, got)
+		}
+	}
+}

@@ -46,7 +46,7 @@ func TestDecayOnTheRealtimePath(t *testing.T) {
 	configured.Decay.Parameters = &misp.DecayingModel{LifetimeDays: 1, DecaySpeed: 1, Threshold: 60}
 	st := openStore(t)
 	filters := map[string]any{"published": true, "includeDecayScore": true}
-	p, err := New(Config{
+	p, err := New(Config{RefetchBatch: 50, RefetchConcurrency: 4,
 		Sinks:        []Sink{{Name: "fetched", Options: decayed}, {Name: "configured", Options: configured}},
 		EventFilters: filters, Refetch: true, Fetcher: f, Store: st, DecayModels: models,
 		Now: func() time.Time { return now },

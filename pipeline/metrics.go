@@ -8,9 +8,10 @@ import (
 
 // Metrics are the pipeline's Prometheus collectors. A nil *Metrics records nothing.
 type Metrics struct {
-	notices  *prometheus.CounterVec
-	skipped  *prometheus.CounterVec
-	exported *prometheus.CounterVec
+	notices   *prometheus.CounterVec
+	skipped   *prometheus.CounterVec
+	exported  *prometheus.CounterVec
+	refetches prometheus.Histogram
 }
 
 // NewMetrics creates the pipeline's collectors and registers them on reg.
@@ -28,8 +29,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "listener_attributes_exported_total",
 			Help: "Attributes converted into at least one indicator, by sink.",
 		}, []string{"sink"}),
+		refetches: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "listener_refetch_events_per_request",
+			Help:    "Events asked for by each real-time re-fetch (one events/restSearch request with a list of uuids); its count is the number of re-fetch requests.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200},
+		}),
 	}
-	reg.MustRegister(m.notices, m.skipped, m.exported)
+	reg.MustRegister(m.notices, m.skipped, m.exported, m.refetches)
 	return m
 }
 
@@ -38,6 +44,13 @@ func (m *Metrics) observeNotice(source string) {
 		return
 	}
 	m.notices.WithLabelValues(source).Inc()
+}
+
+func (m *Metrics) observeRefetch(events int) {
+	if m == nil {
+		return
+	}
+	m.refetches.Observe(float64(events))
 }
 
 func (m *Metrics) observeConversion(sink string, r stix.Result) {

@@ -38,9 +38,11 @@ func (p *Pipeline) RecordPending(notices []Notice) error {
 }
 
 // ApplyPending applies the notices recorded by RecordPending, each one once, and forgets them:
-// the daemon calls it at start before its catch-up. A published event is re-fetched by uuid
-// with the event filters (the record keeps no content); a deleted one is removed. A notice that
-// fails stays recorded for the next call. It returns how many were applied.
+// the daemon calls it at start before its catch-up. They go through the real-time queue as
+// notices do (the same lock and record against the reconciler's reads, coalesced re-fetches):
+// a published event is re-fetched by uuid with the event filters (the record keeps no
+// content); a deleted one is removed. A notice that fails stays recorded for the next call. It
+// returns how many were applied.
 func (p *Pipeline) ApplyPending(ctx context.Context) (int, error) {
 	if p.cfg.Pending == nil {
 		return 0, nil
@@ -49,10 +51,23 @@ func (p *Pipeline) ApplyPending(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	results := make([]chan error, len(pending))
+	for i, rec := range pending {
+		results[i] = make(chan error, 1)
+		var kind NoticeKind
+		switch rec.Kind {
+		case Deleted.String():
+			kind = Deleted
+		case Published.String():
+			kind = Published
+		}
+		// An unknown kind is refused by the queue and stays recorded.
+		p.queue.submit(ctx, Notice{Source: "pending", Kind: kind, EventUUID: rec.EventUUID}, func(err error) { results[i] <- err })
+	}
 	applied := 0
 	var errs []error
-	for _, rec := range pending {
-		if err := p.applyPending(ctx, rec); err != nil {
+	for i, rec := range pending {
+		if err := <-results[i]; err != nil {
 			errs = append(errs, fmt.Errorf("pending %s notice of event %s: %w", rec.Kind, rec.EventUUID, err))
 			continue
 		}
@@ -63,27 +78,4 @@ func (p *Pipeline) ApplyPending(ctx context.Context) (int, error) {
 		applied++
 	}
 	return applied, errors.Join(errs...)
-}
-
-// applyPending is a real-time action: it holds the event's lock and is recorded against the
-// reconciler's reads as HandleNotice is.
-func (p *Pipeline) applyPending(ctx context.Context, rec store.PendingNotice) error {
-	defer p.realtime.lock(rec.EventUUID)()
-	err := p.applyPendingLocked(ctx, rec)
-	if err == nil {
-		p.realtime.record(rec.EventUUID)
-	}
-	return err
-}
-
-func (p *Pipeline) applyPendingLocked(ctx context.Context, rec store.PendingNotice) error {
-	switch rec.Kind {
-	case Deleted.String():
-		_, err := p.RemoveEvent(rec.EventUUID)
-		return err
-	case Published.String():
-	default:
-		return fmt.Errorf("unknown kind %q", rec.Kind)
-	}
-	return p.refetchAndApply(ctx, rec.EventUUID)
 }

@@ -16,7 +16,7 @@ func TestPendingNoticesAreAppliedAtStart(t *testing.T) {
 	gone := testEvent([]string{"198.51.100.7"}, nil)
 	gone.UUID = "0d0d0d0d-0000-4000-8000-00000000000d"
 	f := &fakeFetcher{events: map[string]*misp.Event{eventUUID: testEvent([]string{"203.0.113.5"}, nil)}}
-	p, err := New(Config{Sinks: twoSinks()[:1], Refetch: true, Fetcher: f, Store: st, Pending: st})
+	p, err := New(Config{RefetchBatch: 50, RefetchConcurrency: 4, Sinks: twoSinks()[:1], Refetch: true, Fetcher: f, Store: st, Pending: st})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,10 +22,11 @@ type Sink struct {
 	Adapt func(ev *misp.Event, res stix.Result) stix.Result
 }
 
-// EventFetcher re-reads one event through MISP's filtered search. found is false when the
-// filters exclude the event (or it no longer exists).
+// EventFetcher re-reads events through MISP's filtered search (*misp.Client): one restSearch
+// request with filters and `"uuid": uuids`. An event the filters exclude (or that no longer
+// exists) is absent from the result.
 type EventFetcher interface {
-	SearchEvent(ctx context.Context, uuid string, filters map[string]any) (ev *misp.Event, found bool, err error)
+	SearchEventsByUUID(ctx context.Context, uuids []string, filters map[string]any) ([]*misp.Event, error)
 }
 
 // Store is the part of the store the pipeline writes to.
@@ -51,6 +52,12 @@ type Config struct {
 	// what the reconciler later revokes).
 	Refetch bool
 	Fetcher EventFetcher
+	// RefetchBatch is the most events one re-fetch asks MISP for: notices waiting while
+	// earlier re-fetches are in flight are gathered into one restSearch call of up to this
+	// many uuids. RefetchConcurrency bounds the re-fetches in flight at once. Both are
+	// required (config.Default has them).
+	RefetchBatch       int
+	RefetchConcurrency int
 	// DecayModels supplies the decaying models an event's decay scores name, for the sinks
 	// with decay on and no configured parameters; nil leaves them unknown (no decay-bound
 	// valid_until).
@@ -77,6 +84,8 @@ type Pipeline struct {
 	noticeFilters map[string]any
 	// realtime orders real-time actions against the reconciler's reads (ApplyRead).
 	realtime *realtimeLog
+	// queue is the real-time path's wait set: coalesced, concurrent re-fetches.
+	queue *noticeQueue
 }
 
 // noticeFiltersOf returns the filters a notified event is re-fetched with: the membership
@@ -103,10 +112,15 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Fetcher == nil && cfg.Refetch {
 		return nil, errors.New("pipeline: re-fetching events needs a MISP fetcher")
 	}
+	if cfg.RefetchBatch < 1 || cfg.RefetchConcurrency < 1 {
+		return nil, fmt.Errorf("pipeline: re-fetch batch %d and concurrency %d: must be positive", cfg.RefetchBatch, cfg.RefetchConcurrency)
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Pipeline{cfg: cfg, noticeFilters: noticeFiltersOf(cfg.EventFilters), realtime: newRealtimeLog()}, nil
+	p := &Pipeline{cfg: cfg, noticeFilters: noticeFiltersOf(cfg.EventFilters), realtime: newRealtimeLog()}
+	p.queue = newNoticeQueue(p, cfg.RefetchBatch, cfg.RefetchConcurrency)
+	return p, nil
 }
 
 // Sinks returns the configured sinks.
@@ -182,54 +196,27 @@ func (p *Pipeline) RemoveEvent(uuid string) (Stats, error) {
 
 // HandleNotice applies a real-time notice. It returns after the consequences are committed
 // to the store, so the webhook may acknowledge it; only then is the notice counted as applied.
+// It is SubmitNotice waiting for done, or for ctx to end.
 func (p *Pipeline) HandleNotice(ctx context.Context, n Notice) error {
-	unlock := p.realtime.lock(n.EventUUID)
-	err := p.handleNotice(ctx, n)
-	if err == nil {
-		p.realtime.record(n.EventUUID)
-	}
-	unlock()
-	if err != nil {
+	done := make(chan error, 1)
+	p.SubmitNotice(ctx, n, func(err error) { done <- err })
+	select {
+	case err := <-done:
 		return err
+	case <-ctx.Done():
+		return fmt.Errorf("handle notice for event %s: %w", n.EventUUID, context.Cause(ctx))
 	}
-	p.cfg.Metrics.observeNotice(n.Source)
-	return nil
 }
 
-func (p *Pipeline) handleNotice(ctx context.Context, n Notice) error {
-	switch n.Kind {
-	case Deleted:
-		_, err := p.RemoveEvent(n.EventUUID)
-		return err
-	case Published:
-	default:
-		return fmt.Errorf("handle notice: unknown kind %d", n.Kind)
-	}
-	if p.cfg.Refetch {
-		return p.refetchAndApply(ctx, n.EventUUID)
-	}
-	if n.Event == nil {
-		return fmt.Errorf("handle notice for event %s: no event content", n.EventUUID)
-	}
-	_, err := p.ApplyEvent(n.Event)
-	return err
-}
-
-// refetchAndApply re-reads the event through restSearch with the notice filters and applies
-// it, or removes it when the filters exclude it.
-func (p *Pipeline) refetchAndApply(ctx context.Context, uuid string) error {
-	if p.cfg.Fetcher == nil {
-		return fmt.Errorf("re-fetch event %s: no MISP fetcher", uuid)
-	}
-	ev, found, err := p.cfg.Fetcher.SearchEvent(ctx, uuid, p.noticeFilters)
-	if err != nil {
-		return fmt.Errorf("re-fetch event %s with the event filters: %w", uuid, err)
-	}
-	if !found {
-		// Outside the filters (or gone since): nothing of it may stay exported.
-		_, err := p.RemoveEvent(uuid)
-		return err
-	}
-	_, err = p.ApplyEvent(ev)
-	return err
+// SubmitNotice queues a real-time notice and returns at once; done is called once, after the
+// notice's consequences are committed (nil) or with what stopped them (see noticeQueue for
+// the order and merging rules). A notice whose ctx ends before its event's turn is withdrawn
+// and answered with ctx's error. A committed notice is counted as applied.
+func (p *Pipeline) SubmitNotice(ctx context.Context, n Notice, done func(error)) {
+	p.queue.submit(ctx, n, func(err error) {
+		if err == nil {
+			p.cfg.Metrics.observeNotice(n.Source)
+		}
+		done(err)
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -55,17 +56,24 @@ type fakeFetcher struct {
 	events map[string]*misp.Event
 	err    error
 	calls  []map[string]any
+	uuids  [][]string // the uuids of each call
 }
 
-func (f *fakeFetcher) SearchEvent(_ context.Context, uuid string, filters map[string]any) (*misp.Event, bool, error) {
+func (f *fakeFetcher) SearchEventsByUUID(_ context.Context, uuids []string, filters map[string]any) ([]*misp.Event, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, filters)
+	f.uuids = append(f.uuids, slices.Clone(uuids))
 	if f.err != nil {
-		return nil, false, f.err
+		return nil, f.err
 	}
-	ev, ok := f.events[uuid]
-	return ev, ok, nil
+	var out []*misp.Event
+	for _, u := range uuids {
+		if ev, ok := f.events[u]; ok {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeFetcher) callCount() int {
@@ -106,17 +114,17 @@ func TestNewChecksItsWiring(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Error("New without a store succeeded")
 	}
-	if _, err := New(Config{Store: st, Refetch: true}); err == nil {
+	if _, err := New(Config{RefetchBatch: 50, RefetchConcurrency: 4, Store: st, Refetch: true}); err == nil {
 		t.Error("New without a fetcher succeeded although notices may be re-fetched")
 	}
-	if _, err := New(Config{Store: st}); err != nil {
+	if _, err := New(Config{RefetchBatch: 50, RefetchConcurrency: 4, Store: st}); err != nil {
 		t.Errorf("New without a fetcher and without re-fetch: %v", err)
 	}
 }
 
 func TestApplyEventConvertsPerSink(t *testing.T) {
 	st := openStore(t)
-	p, err := New(Config{Sinks: twoSinks(), Store: st, Now: func() time.Time { return now }})
+	p, err := New(Config{RefetchBatch: 50, RefetchConcurrency: 4, Sinks: twoSinks(), Store: st, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +156,7 @@ func TestApplyEventConvertsPerSink(t *testing.T) {
 
 func TestRemoveEventRevokesInEverySink(t *testing.T) {
 	st := openStore(t)
-	p, err := New(Config{Sinks: twoSinks(), Store: st, Now: func() time.Time { return now }})
+	p, err := New(Config{RefetchBatch: 50, RefetchConcurrency: 4, Sinks: twoSinks(), Store: st, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +198,7 @@ func TestHandleNoticeRefetchPolicy(t *testing.T) {
 			st := openStore(t)
 			f := &fakeFetcher{events: map[string]*misp.Event{eventUUID: filtered}}
 			refetch := config.MISP{EventFilters: tc.filters, RealtimeFetch: tc.policy}.RefetchOnNotice()
-			p, err := New(Config{Sinks: twoSinks()[:1], EventFilters: tc.filters, Refetch: refetch, Fetcher: f, Store: st})
+			p, err := New(Config{RefetchBatch: 50, RefetchConcurrency: 4, Sinks: twoSinks()[:1], EventFilters: tc.filters, Refetch: refetch, Fetcher: f, Store: st})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -214,7 +222,7 @@ func TestHandleNoticeRefetchPolicy(t *testing.T) {
 func TestHandleNoticeRefetchOutcomes(t *testing.T) {
 	st := openStore(t)
 	f := &fakeFetcher{events: map[string]*misp.Event{}}
-	p, err := New(Config{Sinks: twoSinks(), EventFilters: map[string]any{"tags": []string{"tlp:green"}}, Refetch: true, Fetcher: f, Store: st})
+	p, err := New(Config{RefetchBatch: 50, RefetchConcurrency: 4, Sinks: twoSinks(), EventFilters: map[string]any{"tags": []string{"tlp:green"}}, Refetch: true, Fetcher: f, Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +253,7 @@ func TestHandleNoticeRefetchOutcomes(t *testing.T) {
 }
 
 func TestHandleNoticeRejectsBadNotices(t *testing.T) {
-	p, err := New(Config{Sinks: twoSinks(), Store: openStore(t)})
+	p, err := New(Config{RefetchBatch: 50, RefetchConcurrency: 4, Sinks: twoSinks(), Store: openStore(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +290,7 @@ func (f failingStore) ApplyAged(sink, event string, desired []stix.Object, now t
 
 func TestApplyEventFailureInOneSinkStillAppliesTheOthers(t *testing.T) {
 	st := openStore(t)
-	p, err := New(Config{Sinks: twoSinks(), Store: failingStore{Store: st, failSink: "all"}})
+	p, err := New(Config{RefetchBatch: 50, RefetchConcurrency: 4, Sinks: twoSinks(), Store: failingStore{Store: st, failSink: "all"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +307,7 @@ func TestNoticesAreCountedOnlyWhenApplied(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	f := &fakeFetcher{events: map[string]*misp.Event{eventUUID: testEvent([]string{"203.0.113.5"}, nil)}, err: errors.New("timeout")}
-	p, err := New(Config{Sinks: twoSinks(), Refetch: true, Fetcher: f, Store: openStore(t), Metrics: m})
+	p, err := New(Config{RefetchBatch: 50, RefetchConcurrency: 4, Sinks: twoSinks(), Refetch: true, Fetcher: f, Store: openStore(t), Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +348,7 @@ func TestPublishNoticeIsRefetchedWithoutPublicationFilters(t *testing.T) {
 	unpublished := testEvent([]string{"203.0.113.5"}, nil)
 	f := &publishAwareFetcher{event: unpublished}
 	filters := map[string]any{"published": true, "publish_timestamp": "14d", "tags": []any{"tlp:green"}}
-	p, err := New(Config{Sinks: twoSinks()[:1], EventFilters: filters, Refetch: true, Fetcher: f, Store: st})
+	p, err := New(Config{RefetchBatch: 50, RefetchConcurrency: 4, Sinks: twoSinks()[:1], EventFilters: filters, Refetch: true, Fetcher: f, Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,13 +371,13 @@ type publishAwareFetcher struct {
 	lastFilters map[string]any
 }
 
-func (f *publishAwareFetcher) SearchEvent(_ context.Context, _ string, filters map[string]any) (*misp.Event, bool, error) {
+func (f *publishAwareFetcher) SearchEventsByUUID(_ context.Context, _ []string, filters map[string]any) ([]*misp.Event, error) {
 	f.lastFilters = filters
 	if _, ok := filters["published"]; ok {
-		return nil, false, nil
+		return nil, nil
 	}
 	if _, ok := filters["publish_timestamp"]; ok {
-		return nil, false, nil
+		return nil, nil
 	}
-	return f.event, true, nil
+	return []*misp.Event{f.event}, nil
 }

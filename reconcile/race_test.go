@@ -23,7 +23,7 @@ func TestRealtimeDeleteDuringPageIsNotUndone(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	p, err := pipeline.New(pipeline.Config{
-		Sinks: []pipeline.Sink{{Name: "ws", Options: stixtest.Options()}}, Store: st,
+		Sinks: []pipeline.Sink{{Name: "ws", Options: stixtest.Options()}}, Store: st, RefetchBatch: 50, RefetchConcurrency: 4,
 		Now: func() time.Time { return t0 },
 	})
 	if err != nil {
