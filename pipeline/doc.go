@@ -7,6 +7,8 @@
 // source kind is special to it.
 //
 // The pipeline never uploads and never searches MISP on its own initiative: the only MISP call
-// it makes is the re-fetch of one event through restSearch when the event filters can only be
-// applied by MISP (filter parity for the real-time path).
+// it makes is the re-fetch of notified events through restSearch when the event filters can
+// only be applied by MISP (filter parity for the real-time path). Notices wait in a uuid-keyed
+// queue; a bounded number of fetchers each re-fetch up to a batch of waiting events in one
+// request, and one event's notices take effect in order (queue.go).
 package pipeline
