@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/daemon"
 	"github.com/mispsentinel/listener/sim/lab"
 	simmisp "github.com/mispsentinel/listener/sim/misp"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
+	"github.com/mispsentinel/listener/store"
 )
 
 // BenchmarkPublishBurst measures publish → accepted for a burst of 1,000 events of 9
@@ -155,12 +157,18 @@ func benchmarkBurst(b *testing.B, bc burstCase) {
 				}()
 			}
 		}
+		publishedAt := time.Since(start)
 		posts.Wait()
+		postsAt := time.Since(start)
 		want := float64(len(published))
+		var appliedAt time.Duration
 		waitFor(b, 15*time.Minute, "every notice applied and uploaded", func() (bool, string) {
 			applied := metricValue(b, d, `listener_event_notices_applied_total{source="zeromq"}`)
 			if bc.source == "webhook" {
 				applied = metricValue(b, d, `listener_event_notices_applied_total{source="webhook"}`)
+			}
+			if applied >= want && appliedAt == 0 {
+				appliedAt = time.Since(start)
 			}
 			st, err := d.Store().Stats(cfg.Sinks[0].Name)
 			if err != nil {
@@ -168,6 +176,8 @@ func benchmarkBurst(b *testing.B, bc burstCase) {
 			}
 			return applied >= want && st.OutboxDepth == 0, fmt.Sprintf("%v of %v notices applied, %d queued", applied, want, st.OutboxDepth)
 		})
+		b.Logf("iteration %d: published in %s, webhook posts answered by %s, every notice applied by %s, outbox empty by %s",
+			it, publishedAt.Round(time.Millisecond), postsAt.Round(time.Millisecond), appliedAt.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	}
 	b.StopTimer()
 	searches := countSearches() - searchesBefore
@@ -204,4 +214,85 @@ func benchmarkBurst(b *testing.B, bc burstCase) {
 	b.Logf("%s, %d events/s: %d events with indicators (%d indicators), p50 %s p99 %s max %s; %d restSearch calls; Sentinel %d upload requests, %d × 429; webhook answers not 2xx %d, failed posts %d",
 		bc.source, bc.rate, len(latencies), indicators, pct(0.50), pct(0.99), latencies[len(latencies)-1], searches,
 		st.UploadRequests, st.Throttled, not2xx.Load(), postErrs.Load())
+}
+
+// BenchmarkShutdownMidBurst stops the daemon (as SIGTERM does: Run's context ends) 2.5 s into
+// BenchmarkPublishBurst's ZeroMQ burst, with the default drain (config.ZeroMQDrainTimeout),
+// then starts it again on the same store and waits until Sentinel equals MISP. Reported:
+// notices the first daemon received, applied and recorded as pending, and the difference
+// (received − applied − pending: notices only a full sweep would recover; target 0), and the
+// pending notices the second start applied first.
+//
+//	go test ./daemon -run '^$' -bench BenchmarkShutdownMidBurst -benchtime 1x
+func BenchmarkShutdownMidBurst(b *testing.B) {
+	l, err := lab.Start(lab.Options{
+		Dir: b.TempDir(), ZeroMQ: true,
+		MISP:     simmisp.Options{SearchLatency: simmisp.RealisticSearchLatency()},
+		Sentinel: simsentinel.Options{Faults: simsentinel.Faults{Latency: 300 * time.Millisecond}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	uuids := generateUnpublished(b, l, 1000, 9, 13)
+	cfg, err := l.Config()
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, stop := runDaemon(b, cfg, daemon.Options{})
+	waitForInitialReconcile(b, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	if err := l.Publisher.WaitForSubscription(ctx, "misp_json"); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	stopped := make(chan time.Duration, 1)
+	go func() {
+		time.Sleep(2500 * time.Millisecond)
+		t0 := time.Now()
+		stop()
+		stopped <- time.Since(t0)
+	}()
+	for i, u := range uuids {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * 5 * time.Millisecond)))
+		if err := l.MISP.PublishZMQ(l.Publisher, u); err != nil {
+			b.Fatal(err)
+		}
+	}
+	stopTook := <-stopped
+	received := metricValue(b, d, `listener_source_notices_received_total{kind="published",source="zeromq"}`)
+	applied := metricValue(b, d, `listener_event_notices_applied_total{source="zeromq"}`)
+	pending := metricValue(b, d, `listener_zeromq_pending_at_shutdown_total`)
+	recorded, err := pendingCount(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	d2, _ := runDaemon(b, cfg, daemon.Options{})
+	if _, err := l.WaitConverged(ctx, cfg, 1); err != nil {
+		b.Fatalf("Sentinel never matched MISP after the restart: %v", err)
+	}
+	b.StopTimer()
+	_ = d2
+	lost := received - applied - pending
+	b.ReportMetric(received, "received")
+	b.ReportMetric(applied, "applied")
+	b.ReportMetric(pending, "pending")
+	b.ReportMetric(lost, "needing-sweep")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("stopped 2.5 s into the burst (stop took %s): %v notices received, %v applied within the drain, %v recorded pending (%d in the store at exit), %v needing a full sweep; after the restart Sentinel equals MISP",
+		stopTook.Round(time.Millisecond), received, applied, pending, recorded, lost)
+}
+
+// pendingCount returns the pending notices in cfg's store (the daemon must be stopped).
+func pendingCount(cfg *config.Config) (int, error) {
+	st, err := store.Open(cfg.Store.Dir, store.Options{})
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	p, err := st.PendingNotices()
+	return len(p), err
 }
