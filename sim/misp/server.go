@@ -86,6 +86,7 @@ func (m *MISP) Requests() []Request {
 func (m *MISP) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /events/restSearch", m.restSearch)
+	mux.HandleFunc("POST /attributes/restSearch", m.attributeSearch)
 	mux.HandleFunc("GET /events/view/{id}", m.view)
 	mux.HandleFunc("HEAD /events/view/{id}", m.view)
 	mux.HandleFunc("GET /servers/getVersion", m.version)
