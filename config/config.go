@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -30,6 +31,7 @@ type Config struct {
 	// KeyVault says in which cloud keyvault:// references are resolved.
 	KeyVault KeyVaultSettings `yaml:"key_vault" json:"key_vault"`
 	Metrics  Metrics          `yaml:"metrics" json:"metrics"`
+	Control  Control          `yaml:"control" json:"control"`
 	Log      Log              `yaml:"log" json:"log"`
 
 	// tenantsExpanded is set once the sinks of Tenants have been appended to Sinks.
@@ -487,6 +489,35 @@ type Metrics struct {
 	// MaxConnections caps the connections the server holds open at once; idle keep-alive
 	// connections are closed after a minute.
 	MaxConnections int `yaml:"max_connections" json:"max_connections"`
+}
+
+// Control is the local control endpoint that `listener status`, `deadletters` and `trace`
+// reach the running daemon through.
+type Control struct {
+	// Socket is the path of the control Unix socket; empty puts control.sock in store.dir, a
+	// relative path is relative to store.dir, and "off" turns the socket off.
+	Socket string `yaml:"socket" json:"socket"`
+	// Token, when set, also serves the control routes on the ops listener (metrics.listen),
+	// each request carrying it as "Authorization: Bearer <token>". Without it the ops listener
+	// serves no control route: never an unauthenticated mutation on a network port.
+	Token Secret `yaml:"token" json:"token"`
+}
+
+// ControlSocketOff is the control.socket value that turns the control socket off.
+const ControlSocketOff = "off"
+
+// ControlSocket returns the control socket's path, "" when it is off.
+func (c *Config) ControlSocket() string {
+	switch p := c.Control.Socket; {
+	case p == ControlSocketOff:
+		return ""
+	case p == "":
+		return filepath.Join(c.Store.Dir, ControlSocketName)
+	case filepath.IsAbs(p):
+		return p
+	default:
+		return filepath.Join(c.Store.Dir, p)
+	}
 }
 
 // Log configures logrus.

@@ -129,6 +129,16 @@ const (
 	// HTTPMaxHeaderBytes caps a request's header block on every HTTP server of the daemon.
 	HTTPMaxHeaderBytes = 64 << 10
 
+	// ControlSocketName is the control socket's file name in store.dir when control.socket is
+	// empty. ControlTimeout bounds one control request the CLI sends, ControlHandlerTimeout
+	// the daemon's handling of one (a trace searches MISP), below ControlWriteTimeout.
+	// ControlTraceMaxAttributes is the most MISP attributes one trace follows.
+	ControlSocketName         = "control.sock"
+	ControlTimeout            = 60 * time.Second
+	ControlWriteTimeout       = 50 * time.Second
+	ControlHandlerTimeout     = 40 * time.Second
+	ControlTraceMaxAttributes = 20
+
 	// MISPMaxPageAttempts is how often one restSearch page is tried (the first try included)
 	// before a 5xx, a broken body or a network error gives up; MISPRetryInterval is the first
 	// pause between tries (it grows exponentially).

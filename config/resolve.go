@@ -98,6 +98,7 @@ func (c *Config) secrets() []secretField {
 		{"misp.key", &c.MISP.Key},
 		{"zeromq.password", &c.ZeroMQ.Password},
 		{"webhook.auth_token", &c.Webhook.AuthToken},
+		{"control.token", &c.Control.Token},
 	}
 	for i := range c.Sinks {
 		p := sinkPath(c.Sinks[i], i)

@@ -42,6 +42,10 @@ func (c *Config) Validate() error {
 			errs.add("metrics.max_connections", "must be between 1 and 65536, got %d", c.Metrics.MaxConnections)
 		}
 	}
+	checkSecret(c.Control.Token, "control.token", false, &errs)
+	if c.Control.Token.IsSet() && c.Metrics.Listen == "" {
+		errs.add("control.token", "serves the control routes on the ops listener: set metrics.listen too")
+	}
 	oneOf(c.Log.Level, "log.level", &errs, "trace", "debug", "info", "warn", "warning", "error", "fatal", "panic")
 	oneOf(c.Log.Format, "log.format", &errs, "json", "text")
 	return errs.orNil()

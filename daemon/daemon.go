@@ -16,6 +16,7 @@ import (
 
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/defender"
+	"github.com/mispsentinel/listener/internal/control"
 	"github.com/mispsentinel/listener/internal/httpserve"
 	"github.com/mispsentinel/listener/listener"
 	"github.com/mispsentinel/listener/misp"
@@ -55,6 +56,9 @@ type Options struct {
 	Resolver config.Resolver
 	// Progress, when set, receives the reconciler's progress after each search page.
 	Progress func(kind string, pages, events int)
+	// ReadBack, when set, returns the read-back client of a sink's workspace (nil when the
+	// sink cannot read Sentinel back); `listener trace` shows what Sentinel holds through it.
+	ReadBack func(sink string) ReadBack
 }
 
 // Daemon is an assembled listener. Create it with New, then call Run or Sync once, then Close.
@@ -347,6 +351,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	goRun("reconciler", d.reconciler.Run)
+	if err := d.startControl(ctx, goRun); err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
 
 	if d.cfg.Metrics.Listen != "" {
 		limits := metricsLimits(d.cfg.Metrics)
@@ -451,6 +460,10 @@ func (d *Daemon) opsHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{Registry: d.registry}))
 	mux.HandleFunc("GET /status", d.serveStatus)
 	mux.HandleFunc("GET /status/defender", d.serveStanding)
+	if tok := d.cfg.Control.Token; tok.IsSet() {
+		// The control routes on a network port: each request carries the bearer token.
+		mux.Handle(control.Prefix+"/", control.Authorize(tok.Value(), d.controlHandler()))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))

@@ -54,7 +54,7 @@ type Status struct {
 
 // ReadStatus reads the status of the named sinks from a store.
 func ReadStatus(st *store.Store, sinks []string) (*Status, error) {
-	out := &Status{}
+	out := &Status{Sinks: []SinkStatus{}}
 	for _, name := range sinks {
 		s, err := st.Stats(name)
 		if err != nil {

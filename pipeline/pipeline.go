@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/mispsentinel/listener/misp"
@@ -149,8 +150,24 @@ func (p *Pipeline) applyEvent(ev *misp.Event, apply func(sink, eventUUID string,
 	now := p.cfg.Now()
 	stats := make(Stats, len(p.cfg.Sinks))
 	var errs []error
+	for i, result := range p.convert(ev, now) {
+		sink := p.cfg.Sinks[i]
+		p.cfg.Metrics.observeConversion(sink.Name, result)
+		diff, err := apply(sink.Name, ev.UUID, result.Objects, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("apply event %s to sink %s: %w", ev.UUID, sink.Name, err))
+			continue
+		}
+		stats[sink.Name] = diff
+	}
+	return stats, errors.Join(errs...)
+}
+
+// convert converts ev for every sink, in the order of p.cfg.Sinks.
+func (p *Pipeline) convert(ev *misp.Event, now time.Time) []stix.Result {
+	out := make([]stix.Result, len(p.cfg.Sinks))
 	var models map[string]misp.DecayingModel
-	for _, sink := range p.cfg.Sinks {
+	for i, sink := range p.cfg.Sinks {
 		opts := sink.Options
 		if opts.Decay.Enabled && opts.Decay.Parameters == nil && p.cfg.DecayModels != nil {
 			if models == nil {
@@ -164,16 +181,25 @@ func (p *Pipeline) applyEvent(ev *misp.Event, apply func(sink, eventUUID string,
 		if sink.Adapt != nil {
 			result = sink.Adapt(ev, result)
 		}
-		p.cfg.Metrics.observeConversion(sink.Name, result)
-		diff, err := apply(sink.Name, ev.UUID, result.Objects, now)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("apply event %s to sink %s: %w", ev.UUID, sink.Name, err))
-			continue
-		}
-		stats[sink.Name] = diff
+		out[i] = result
 	}
-	return stats, errors.Join(errs...)
+	return out
 }
+
+// Explain converts ev for every sink exactly as ApplyEvent would, and returns each sink's
+// result (objects and one decision per attribute) without applying anything (`listener
+// trace`).
+func (p *Pipeline) Explain(ev *misp.Event) map[string]stix.Result {
+	out := make(map[string]stix.Result, len(p.cfg.Sinks))
+	for i, res := range p.convert(ev, p.cfg.Now()) {
+		out[p.cfg.Sinks[i].Name] = res
+	}
+	return out
+}
+
+// NoticeFilters returns the filters a published notice's event is re-fetched with: the
+// membership filters but "published" and the time windows (empty without event filters).
+func (p *Pipeline) NoticeFilters() map[string]any { return maps.Clone(p.noticeFilters) }
 
 // RemoveEvent revokes, in every sink, everything the event yielded.
 func (p *Pipeline) RemoveEvent(uuid string) (Stats, error) {

@@ -210,7 +210,7 @@ func TestConfigPrintCommand(t *testing.T) {
 
 // TestStatusAndDeadLettersCommands syncs once, leaves a record Sentinel rejects in the dead
 // letters, and checks `status` (store mode), `deadletters list` and `deadletters requeue`,
-// then `status` through a running daemon's /status.
+// then `status` and `deadletters list` through a running daemon's control socket.
 func TestStatusAndDeadLettersCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the simulators: skipped with -short")
@@ -303,7 +303,7 @@ func TestStatusAndDeadLettersCommands(t *testing.T) {
 		t.Errorf("deadletters purge = %d, want usage error\n%s", code, errOut)
 	}
 
-	// With the daemon running (it holds the store), status asks its /status endpoint. The
+	// With the daemon running (it holds the store), status asks it through its control socket. The
 	// partner sink now names a workspace Sentinel does not know: it stops alone, and status
 	// says why.
 	addr := freeLoopbackAddr(t)
@@ -334,11 +334,15 @@ func TestStatusAndDeadLettersCommands(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	wantLines(t, "status via daemon", out,
-		`^source: running daemon at `+regexp.QuoteMeta(addr)+`$`,
+		`^source: running daemon \(control socket `+regexp.QuoteMeta(filepath.Join(l.StoreDir, "control.sock"))+`\)$`,
 		`^soc +\d+ +\d+ +\d+ +\S+ +\S+ *$`,
 		`^partner +[1-9]\d* +0 +\d+ +\S+ +\S+ +failing since \S+, next retry \S+: sink stopped: partner: sink misconfigured \(workspace_or_path, HTTP 404\): .*Workspace not found`)
-	if code, _, errOut := runCommand(t, "deadletters", "list", "-c", l.ConfigPath); code != exitFailure || !strings.Contains(errOut, "stop the daemon first") {
-		t.Errorf("deadletters list with the daemon running = %d: %s", code, errOut)
+	// deadletters list asks the running daemon too, instead of failing on the locked store.
+	if code, out, errOut := runCommand(t, "deadletters", "list", "-c", l.ConfigPath); code != exitOK || !strings.HasPrefix(out, "SINK") {
+		t.Errorf("deadletters list with the daemon running = %d: %s%s", code, out, errOut)
+	}
+	if code, out, errOut := runCommand(t, "deadletters", "list", "-c", l.ConfigPath, "--json", "--sink", "partner"); code != exitOK || out != "[]\n" {
+		t.Errorf("deadletters list --json with the daemon running = %d %q %s, want []", code, out, errOut)
 	}
 	if log := stop(); !strings.Contains(log, "sink stopped") {
 		t.Errorf("the daemon's log does not say the partner sink stopped:\n%s", log)

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -12,9 +15,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/daemon"
 	"github.com/mispsentinel/listener/internal/cli"
+	"github.com/mispsentinel/listener/internal/control"
 	"github.com/mispsentinel/listener/internal/printable"
-	"github.com/mispsentinel/listener/store"
 )
 
 func init() {
@@ -56,17 +61,6 @@ func newDeadLettersCmd(action, short string) *cobra.Command {
 	return cli.Exits(cmd, exitFailure, exitBadInput)
 }
 
-// deadLetterJSON is one element of `deadletters list --json`.
-type deadLetterJSON struct {
-	Sink       string          `json:"sink"`
-	Seq        uint64          `json:"seq"`
-	ID         string          `json:"id"`
-	Revoke     bool            `json:"revoke"`
-	Message    string          `json:"message"`
-	RejectedAt time.Time       `json:"rejected_at"`
-	Object     json.RawMessage `json:"object"`
-}
-
 func runDeadLetters(ctx context.Context, action string, o deadLetterOptions, stdout, stderr io.Writer) int {
 	cfg, err := loadConfig(ctx, o.path, false)
 	if err != nil {
@@ -84,46 +78,27 @@ func runDeadLetters(ctx context.Context, action string, o deadLetterOptions, std
 			only = append(only, n)
 		}
 	}
-	st, err := store.Open(cfg.Store.Dir, store.Options{})
-	if err != nil {
-		fmt.Fprintf(stderr, "listener deadletters: open store (stop the daemon first: it holds the store): %v\n", err)
-		return exitFailure
+	if o.sink != "" && !slices.ContainsFunc(cfg.Sinks, func(s config.Sink) bool { return s.Name == o.sink }) {
+		fmt.Fprintf(stderr, "listener deadletters: --sink %q: no such sink in %s\n", o.sink, o.path)
+		return exitUsage
 	}
-	defer st.Close()
-
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	if action == "list" && !o.asJSON {
-		fmt.Fprintln(tw, "SINK\tSEQ\tID\tREVOKE\tREJECTED AT\tMESSAGE")
-	}
-	listed := []deadLetterJSON{}
-	for _, s := range cfg.Sinks {
-		if o.sink != "" && s.Name != o.sink {
-			continue
-		}
-		if action == "requeue" {
-			n, err := st.Requeue(s.Name, only, time.Now())
-			if err != nil {
-				fmt.Fprintf(stderr, "listener deadletters: requeue %s: %v\n", s.Name, err)
-				return exitFailure
-			}
-			fmt.Fprintf(stdout, "%s: re-queued %d\n", s.Name, n)
-			continue
-		}
-		dls, err := st.DeadLetters(s.Name, o.limit)
+	if action == "requeue" {
+		out, err := requeueDeadLetters(ctx, cfg, o.sink, only)
 		if err != nil {
-			fmt.Fprintf(stderr, "listener deadletters: list %s: %v\n", s.Name, err)
+			fmt.Fprintf(stderr, "listener deadletters: requeue: %v\n", err)
 			return exitFailure
 		}
-		for _, dl := range dls {
-			if o.asJSON {
-				listed = append(listed, deadLetterJSON{Sink: s.Name, Seq: dl.Seq, ID: dl.ID, Revoke: dl.Revoke,
-					Message: dl.Message, RejectedAt: dl.RejectedAt, Object: json.RawMessage(dl.Object)})
-				continue
-			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%t\t%s\t%s\n", s.Name, dl.Seq, dl.ID, dl.Revoke, when(dl.RejectedAt), printable.Escape(dl.Message))
+		for _, q := range out {
+			fmt.Fprintf(stdout, "%s: re-queued %d\n", q.Sink, q.Requeued)
 		}
+		return exitOK
 	}
-	if action == "list" && o.asJSON {
+	listed, err := listDeadLetters(ctx, cfg, o.sink, o.limit)
+	if err != nil {
+		fmt.Fprintf(stderr, "listener deadletters: list: %v\n", err)
+		return exitFailure
+	}
+	if o.asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(listed); err != nil {
@@ -132,6 +107,57 @@ func runDeadLetters(ctx context.Context, action string, o deadLetterOptions, std
 		}
 		return exitOK
 	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SINK\tSEQ\tID\tREVOKE\tREJECTED AT\tMESSAGE")
+	for _, dl := range listed {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%t\t%s\t%s\n", dl.Sink, dl.Seq, dl.ID, dl.Revoke, when(dl.RejectedAt), printable.Escape(dl.Message))
+	}
 	tw.Flush()
 	return exitOK
+}
+
+// listDeadLetters asks the running daemon and, when none answers, reads the store. The list
+// is never nil: its JSON is [] when there is no dead letter.
+func listDeadLetters(ctx context.Context, cfg *config.Config, sink string, limit int) ([]daemon.DeadLetter, error) {
+	out := []daemon.DeadLetter{}
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if sink != "" {
+		q.Set("sink", sink)
+	}
+	_, err := askDaemon(ctx, cfg, func(c *control.Client) error { return c.Get(ctx, "/deadletters", q, &out) })
+	if err == nil {
+		if out == nil {
+			out = []daemon.DeadLetter{}
+		}
+		return out, nil
+	}
+	if !errors.Is(err, control.ErrNoDaemon) {
+		return nil, err
+	}
+	st, err := openStore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return daemon.ListDeadLetters(st, cfg, sink, limit)
+}
+
+// requeueDeadLetters has the running daemon re-queue (its pusher picks them up at once) and,
+// when none answers, re-queues in the store.
+func requeueDeadLetters(ctx context.Context, cfg *config.Config, sink string, seqs []uint64) ([]daemon.Requeued, error) {
+	var out []daemon.Requeued
+	req := daemon.RequeueRequest{Sink: sink, Seqs: seqs}
+	_, err := askDaemon(ctx, cfg, func(c *control.Client) error { return c.Post(ctx, "/deadletters/requeue", req, &out) })
+	if err == nil {
+		return out, nil
+	}
+	if !errors.Is(err, control.ErrNoDaemon) {
+		return nil, err
+	}
+	st, err := openStore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return daemon.RequeueDeadLetters(st, cfg, sink, seqs, time.Now())
 }

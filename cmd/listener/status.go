@@ -16,7 +16,7 @@ import (
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/daemon"
 	"github.com/mispsentinel/listener/internal/cli"
-	"github.com/mispsentinel/listener/store"
+	"github.com/mispsentinel/listener/internal/control"
 )
 
 func init() { addCommand(newStatusCmd) }
@@ -71,60 +71,72 @@ func runStatus(ctx context.Context, path string, asJSON bool, stdout, stderr io.
 	return exitOK
 }
 
-// readStatus opens the store when no daemon holds it, and otherwise asks the running daemon
-// through its ops endpoint.
+// readStatus asks the running daemon through its control endpoint and, when no daemon
+// answers, reads the store.
 func readStatus(ctx context.Context, cfg *config.Config) (*daemon.Status, string, error) {
-	st, err := store.Open(cfg.Store.Dir, store.Options{})
-	if err == nil {
-		defer st.Close()
-		names := make([]string, len(cfg.Sinks))
-		for i, s := range cfg.Sinks {
-			names[i] = s.Name
-		}
-		status, err := daemon.ReadStatus(st, names)
-		return status, "store " + cfg.Store.Dir, err
-	}
 	var status daemon.Status
-	source, err := askDaemon(ctx, cfg, "/status", err, &status)
-	if err != nil {
+	source, err := askDaemon(ctx, cfg, func(c *control.Client) error { return c.Get(ctx, "/status", nil, &status) })
+	if err == nil {
+		return &status, source, nil
+	}
+	if !errors.Is(err, control.ErrNoDaemon) {
 		return nil, "", err
 	}
-	return &status, source, nil
+	st, err := openStore(cfg)
+	if err != nil {
+		return nil, "", opsFallback(ctx, cfg, "/status", err, &status, &source)
+	}
+	defer st.Close()
+	names := make([]string, len(cfg.Sinks))
+	for i, s := range cfg.Sinks {
+		names[i] = s.Name
+	}
+	out, err := daemon.ReadStatus(st, names)
+	return out, "store " + cfg.Store.Dir, err
 }
 
-// askDaemon reads the running daemon's ops endpoint path into v, after storeErr kept the
-// store from being opened.
-func askDaemon(ctx context.Context, cfg *config.Config, path string, storeErr error, v any) (string, error) {
+// opsFallback reads a running daemon's read-only ops route path into v after storeErr kept
+// the store from being opened: a daemon whose control socket is off still answers there.
+// It returns nil (and sets *source) when the daemon answered, storeErr's story otherwise.
+func opsFallback(ctx context.Context, cfg *config.Config, path string, storeErr error, v any, source *string) error {
 	if cfg.Metrics.Listen == "" {
-		return "", fmt.Errorf("open store (is the daemon running? enable metrics.listen to query it): %w", storeErr)
+		return storeErr
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cfg.Metrics.Listen+path, nil)
 	client := &http.Client{Timeout: 10 * time.Second}
 	resp, herr := client.Do(req)
 	if herr != nil {
-		return "", errors.Join(fmt.Errorf("open store: %w", storeErr), fmt.Errorf("ask the running daemon: %w", herr))
+		return errors.Join(storeErr, fmt.Errorf("ask the ops listener %s: %w", cfg.Metrics.Listen, herr))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("ask the running daemon: %s", resp.Status)
+		return errors.Join(storeErr, fmt.Errorf("ask the ops listener %s: %s", cfg.Metrics.Listen, resp.Status))
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v); err != nil {
-		return "", fmt.Errorf("decode the daemon's answer: %w", err)
+		return fmt.Errorf("decode the daemon's answer: %w", err)
 	}
-	return "running daemon at " + cfg.Metrics.Listen, nil
+	*source = "running daemon (ops listener " + cfg.Metrics.Listen + ")"
+	return nil
 }
 
 // readStanding says where an indicator stands in every defender sink's budget.
 func readStanding(ctx context.Context, cfg *config.Config, id string) ([]daemon.IndicatorStanding, string, error) {
-	st, err := store.Open(cfg.Store.Dir, store.Options{})
-	if err == nil {
-		defer st.Close()
-		out, err := daemon.ReadDefenderStanding(st, cfg, id)
-		return out, "store " + cfg.Store.Dir, err
-	}
 	var out []daemon.IndicatorStanding
-	source, err := askDaemon(ctx, cfg, "/status/defender?id="+url.QueryEscape(id), err, &out)
-	return out, source, err
+	q := url.Values{"id": {id}}
+	source, err := askDaemon(ctx, cfg, func(c *control.Client) error { return c.Get(ctx, "/status/defender", q, &out) })
+	if err == nil {
+		return out, source, nil
+	}
+	if !errors.Is(err, control.ErrNoDaemon) {
+		return nil, "", err
+	}
+	st, err := openStore(cfg)
+	if err != nil {
+		return out, source, opsFallback(ctx, cfg, "/status/defender?"+q.Encode(), err, &out, &source)
+	}
+	defer st.Close()
+	out, err = daemon.ReadDefenderStanding(st, cfg, id)
+	return out, "store " + cfg.Store.Dir, err
 }
 
 func when(t time.Time) string {
