@@ -12,6 +12,7 @@ import (
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/pipeline"
+	"github.com/mispsentinel/listener/sentinel"
 	"github.com/mispsentinel/listener/stix"
 	"github.com/mispsentinel/listener/store"
 )
@@ -498,4 +499,38 @@ func storeView(ind store.Indicator, now time.Time) *TraceStore {
 		v.State = "accepted, expired"
 	}
 	return v
+}
+
+// SentinelLookup is the part of a workspace read-back client (sentinel.Reader) trace uses.
+type SentinelLookup interface {
+	Lookup(ctx context.Context, id string, sourceSystems ...string) ([]sentinel.HeldObject, error)
+}
+
+// SentinelReadBack adapts a workspace's read-back client to ReadBack: the copy of the
+// indicator the sink uploaded (its source system), the most recently modified when Sentinel
+// holds several.
+func SentinelReadBack(r SentinelLookup, sourceSystem string) ReadBack {
+	return sentinelReadBack{r: r, sourceSystem: sourceSystem}
+}
+
+type sentinelReadBack struct {
+	r            SentinelLookup
+	sourceSystem string
+}
+
+func (s sentinelReadBack) ReadIndicator(ctx context.Context, id string) (HeldIndicator, bool, error) {
+	held, err := s.r.Lookup(ctx, id, s.sourceSystem)
+	if err != nil {
+		return HeldIndicator{}, false, err
+	}
+	var best *sentinel.HeldObject
+	for i := range held {
+		if best == nil || held[i].Modified.After(best.Modified) {
+			best = &held[i]
+		}
+	}
+	if best == nil {
+		return HeldIndicator{}, false, nil
+	}
+	return HeldIndicator{ID: best.ID, Modified: best.Modified, ValidUntil: best.ValidUntil, Revoked: best.Revoked, Pattern: best.Pattern}, true, nil
 }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -63,17 +64,53 @@ func Listen(path string) (net.Listener, error) {
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
-	// The socket is created with the process umask; it is chmod-ed right after, and the
-	// directory (0700 for the state directory) keeps others out meanwhile.
-	ln, err := net.Listen("unix", path)
+	// The socket is bound under a temporary name, made 0600 and only then renamed into
+	// place, so that a client never finds it before it is private and accepting.
+	tmp := filepath.Join(dir, fmt.Sprintf(".control-%d.sock", os.Getpid()))
+	if len(tmp) > maxSocketPath {
+		tmp = path + "~"
+		if len(tmp) > maxSocketPath {
+			return nil, fmt.Errorf("control socket %s: %w (%d bytes, at most %d less one); set control.socket to a shorter path", path, ErrPathTooLong, len(path), maxSocketPath)
+		}
+	}
+	if err := removeStale(tmp); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", tmp)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: listen on %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	ul := ln.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
 		ln.Close()
+		os.Remove(tmp)
 		return nil, fmt.Errorf("control socket: make %s private: %w", path, err)
 	}
-	return ln, nil
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return &socketListener{UnixListener: ul, path: path}, nil
+}
+
+// socketListener removes its socket when closed.
+type socketListener struct {
+	*net.UnixListener
+	path string
+	once sync.Once
+}
+
+// Close stops listening and removes the socket.
+func (l *socketListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() {
+		if rerr := os.Remove(l.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
+			err = fmt.Errorf("control socket: remove %s: %w", l.path, rerr)
+		}
+	})
+	return err
 }
 
 // removeStale removes a socket at path that nobody listens on.
