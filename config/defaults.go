@@ -131,12 +131,13 @@ const (
 
 	// ControlSocketName is the control socket's file name in store.dir when control.socket is
 	// empty. ControlTimeout bounds one control request the CLI sends, ControlHandlerTimeout
-	// the daemon's handling of one (a trace searches MISP), below ControlWriteTimeout.
+	// the daemon's handling of one (a trace searches MISP), below ControlWriteTimeout and
+	// MetricsWriteTimeout (the ops listener serves the routes too, with control.token).
 	// ControlTraceMaxAttributes is the most MISP attributes one trace follows.
 	ControlSocketName         = "control.sock"
 	ControlTimeout            = 60 * time.Second
-	ControlWriteTimeout       = 50 * time.Second
-	ControlHandlerTimeout     = 40 * time.Second
+	ControlWriteTimeout       = 30 * time.Second
+	ControlHandlerTimeout     = 25 * time.Second
 	ControlTraceMaxAttributes = 20
 
 	// MISPMaxPageAttempts is how often one restSearch page is tried (the first try included)

@@ -234,7 +234,13 @@ func (d *Daemon) startControl(ctx context.Context, goRun func(string, func(conte
 	}
 	d.setAddr("control", path)
 	d.log.WithField("address", "unix:"+path).Info("control endpoint listening")
-	limits := httpserve.Limits{MaxConns: d.cfg.Metrics.MaxConnections, WriteTimeout: config.ControlWriteTimeout}
+	// The ops server's limits, but a trace may take longer to write than a status.
+	limits := metricsLimits(d.cfg.Metrics)
+	limits.WriteTimeout = config.ControlWriteTimeout
+	if err := limits.Validate(); err != nil {
+		ln.Close()
+		return fmt.Errorf("control socket: %w", err)
+	}
 	srv := httpserve.Server(d.controlHandler(), limits)
 	goRun("control socket", func(ctx context.Context) error {
 		go func() { <-ctx.Done(); shutdown(srv) }()
