@@ -158,6 +158,11 @@ const (
 
 	// ReconcileCatchUpRetry is the wait before a failed start-up or catch-up run is retried.
 	ReconcileCatchUpRetry = 30 * time.Second
+	// ReconcileListPageSize is the page of a catch-up's metadata listing (events without
+	// attributes, about 1 KB each); ReconcileFetchBatch the most event uuids one restSearch of
+	// changed events asks for.
+	ReconcileListPageSize = 1000
+	ReconcileFetchBatch   = 50
 )
 
 // defaultSink returns the defaults of one sink. Its Conversion is filled from the top-level

@@ -256,6 +256,8 @@ func (d *Daemon) assemble() error {
 		Overlap:             cfg.Reconcile.Overlap,
 		GoneGrace:           cfg.Reconcile.GoneGrace,
 		CatchUpRetry:        config.ReconcileCatchUpRetry,
+		ListPageSize:        config.ReconcileListPageSize,
+		FetchBatch:          config.ReconcileFetchBatch,
 		Progress:            d.opts.Progress,
 	}, mc, p, d.store, d.log, reconcile.NewMetrics(reg))
 	d.reconciler.SetClock(d.opts.Now)

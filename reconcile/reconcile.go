@@ -2,16 +2,20 @@ package reconcile
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/mispsentinel/listener/internal/version"
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/pipeline"
+	"github.com/mispsentinel/listener/store"
 )
 
 // MISP is the part of the MISP REST client the reconciler uses.
@@ -44,6 +48,10 @@ type State interface {
 	GraceMark(eventUUID string) (time.Time, error)
 	SetGraceMark(eventUUID string, t time.Time) error
 	DeleteGraceMark(eventUUID string) error
+	// EventStamps and SetEventStamps keep, per event, the MISP version and the content key of
+	// its last full apply by a run: a listing run fetches only events whose stamp differs.
+	EventStamps(eventUUIDs []string) (map[string]store.EventStamp, error)
+	SetEventStamps(stamps map[string]store.EventStamp, forget []string) error
 }
 
 // Config tunes the reconciler. It has no defaults: the daemon fills it from the configuration
@@ -72,6 +80,11 @@ type Config struct {
 	// CatchUpRetry is the wait before a failed start-up or catch-up run is tried again (it
 	// is never dropped: a lost catch-up would leave a gap unreconciled).
 	CatchUpRetry time.Duration
+	// ListPageSize is the number of events per page of a listing run's metadata search
+	// (events without attributes are small).
+	ListPageSize int
+	// FetchBatch is the most event uuids a listing run fetches in one restSearch.
+	FetchBatch int
 	// Progress, when set, is called after each search page with the run's counts so far.
 	Progress func(kind string, pages, events int)
 }
@@ -81,6 +94,12 @@ func (c Config) validate() error {
 	var errs []error
 	if c.PageSize < 1 {
 		errs = append(errs, fmt.Errorf("page size %d: must be at least 1", c.PageSize))
+	}
+	if c.ListPageSize < 1 {
+		errs = append(errs, fmt.Errorf("list page size %d: must be at least 1", c.ListPageSize))
+	}
+	if c.FetchBatch < 1 {
+		errs = append(errs, fmt.Errorf("fetch batch %d: must be at least 1", c.FetchBatch))
 	}
 	if c.CatchUpRetry <= 0 {
 		errs = append(errs, fmt.Errorf("catch-up retry %s: must be positive", c.CatchUpRetry))
@@ -163,13 +182,21 @@ type Report struct {
 	// unidentified counts undecodable events whose uuid could not be read either: the run
 	// cannot tell which event it missed, so it revokes nothing.
 	unidentified int
-	Sinks        pipeline.Stats
+	// Listed is the number of events a listing run's metadata search returned; Fetched the
+	// number it fetched in full because they were new or their version or content key moved.
+	Listed  int
+	Fetched int
+	Sinks   pipeline.Stats
 	// Errors are the failures that did not stop the run (one event that could not be
 	// applied). A search failure stops the run and is returned as the run's error instead.
 	Errors []error
 
 	// newest is the latest timestamp or publish_timestamp of the events the searches returned.
 	newest time.Time
+	// stamps and forget are the event stamps to write and delete at the next flush.
+	stamps map[string]store.EventStamp
+	forget []string
+	key    [8]byte
 }
 
 func (rep *Report) add(stats pipeline.Stats) {
@@ -202,42 +229,32 @@ func (r *Reconciler) Event(ctx context.Context, uuid string) (*Report, error) {
 	return r.run(ctx, "event", []map[string]any{filters}, uuid, true)
 }
 
-// Incremental searches the events modified since the window watermark (the newest MISP
-// timestamp the last successful run saw, see saveWindow) minus the overlap (or since `since`
-// when that is earlier and not zero) and applies them. It revokes
-// nothing for missing events: only a full run can tell that an event is gone.
+// Incremental is the cheap catch-up (issue 13): it lists the filters' events with restSearch
+// metadata only (no attributes) to learn which exist and each one's version (the later of its
+// timestamp and publish_timestamp), fetches the full content only of events that are new or
+// whose version or content key differs from the stamp the store keeps of their last full apply
+// (in restSearch calls of up to FetchBatch uuids), and treats events missing from the listing
+// exactly as a full run does: confirmed by a one-event lookup before anything is revoked, a
+// time window bounding what is fetched, never membership. The listing is what makes a deleted
+// event noticed within the incremental interval even without ZeroMQ.
+//
+// A store never reconciled gets a full run instead. since is kept for callers and ignored: a
+// listing covers every event whatever it missed.
 func (r *Reconciler) Incremental(ctx context.Context, since time.Time) (*Report, error) {
-	mark, err := r.state.Watermark(watermarkWindow)
+	_ = since
+	full, err := r.state.Watermark(WatermarkFull)
 	if err != nil {
-		return nil, fmt.Errorf("read incremental window watermark: %w", err)
+		return nil, fmt.Errorf("read full watermark: %w", err)
 	}
-	if mark.IsZero() { // a store written before the window mark: the last run's start
-		if mark, err = r.state.Watermark(WatermarkIncremental); err != nil {
-			return nil, fmt.Errorf("read incremental watermark: %w", err)
-		}
-		if full, err := r.state.Watermark(WatermarkFull); err == nil && full.After(mark) {
-			mark = full
-		}
+	incr, err := r.state.Watermark(WatermarkIncremental)
+	if err != nil {
+		return nil, fmt.Errorf("read incremental watermark: %w", err)
 	}
-	if mark.IsZero() {
+	if full.IsZero() && incr.IsZero() {
 		// Never reconciled: only a full run establishes the baseline.
 		return r.Full(ctx)
 	}
-	from := mark.Add(-r.cfg.Overlap)
-	if !since.IsZero() && since.Before(from) {
-		from = since.Add(-r.cfg.Overlap)
-	}
-	// MISP stamps an edit in Event.timestamp and a publication in Event.publish_timestamp
-	// only: an event edited long ago and published now has an old timestamp. restSearch cannot
-	// OR two filters, so an incremental run searches twice; an event found by both searches is
-	// applied twice, and the second apply changes nothing.
-	window := strconv.FormatInt(from.Unix(), 10)
-	modified := cloneFilters(r.cfg.EventFilters)
-	modified["timestamp"] = window
-	published := cloneFilters(r.cfg.EventFilters)
-	published["publish_timestamp"] = window
-	delete(published, "last") // MISP's synonym of publish_timestamp
-	return r.run(ctx, "incremental", []map[string]any{modified, published}, "", false)
+	return r.run(ctx, "incremental", nil, "", true)
 }
 
 func (r *Reconciler) run(ctx context.Context, kind string, searches []map[string]any, onlyEvent string, checkGone bool) (*Report, error) {
@@ -248,16 +265,21 @@ func (r *Reconciler) run(ctx context.Context, kind string, searches []map[string
 	}
 	defer func() { <-r.running }()
 
-	rep := &Report{Kind: kind, Started: r.now()}
+	rep := &Report{Kind: kind, Started: r.now(), key: r.contentKey()}
 	seen := make(map[string]struct{})
 	r.retryUndecodable(ctx, seen, onlyEvent, rep)
 	var err error
+	if kind == "incremental" {
+		err = r.listAndFetch(ctx, seen, rep)
+	}
 	for _, filters := range searches {
-		if err = r.search(ctx, kind, filters, seen, rep); err != nil {
+		if err != nil {
 			break
 		}
+		err = r.search(ctx, kind, filters, seen, rep)
 	}
 	if err != nil {
+		r.flushStamps(rep)
 		rep.Finished = r.now()
 		r.metrics.observe(rep, false)
 		return rep, fmt.Errorf("%s reconcile: search MISP: %w", kind, err)
@@ -268,11 +290,13 @@ func (r *Reconciler) run(ctx context.Context, kind string, searches []map[string
 	}
 	if checkGone {
 		if err := r.revokeMissing(ctx, seen, onlyEvent, rep); err != nil {
+			r.flushStamps(rep)
 			rep.Finished = r.now()
 			r.metrics.observe(rep, false)
 			return rep, fmt.Errorf("%s reconcile: %w", kind, err)
 		}
 	}
+	r.flushStamps(rep)
 	rep.Finished = r.now()
 	ok := len(rep.Errors) == 0
 	if ok && onlyEvent == "" {
@@ -290,6 +314,144 @@ func (r *Reconciler) run(ctx context.Context, kind string, searches []map[string
 	}
 	r.metrics.observe(rep, ok)
 	return rep, nil
+}
+
+// listed is one event of a listing: its uuid (a copy) and version.
+type listed struct {
+	uuid    string
+	version time.Time
+}
+
+// listAndFetch is the listing run's search: the metadata listing, then the full content of the
+// events whose stamp differs, applied as a full run applies what it finds. Events listed but
+// no longer returned by the content fetch (deleted or filtered out in between) are left out of
+// seen, so the gone check settles them.
+func (r *Reconciler) listAndFetch(ctx context.Context, seen map[string]struct{}, rep *Report) error {
+	// The listing has no time window: a window bounds what is fetched, never membership, and
+	// listing an event is cheap. An event listed but outside the window is fetched (when its
+	// stamp differs) with the window, not found there, and settled as a full run settles it.
+	listing := misp.MembershipFilters(r.cfg.EventFilters)
+	listing["metadata"] = true
+	var (
+		page  []listed
+		stale []listed
+	)
+	_, err := r.misp.StreamEvents(ctx, listing, r.cfg.ListPageSize, misp.Visitor{
+		Request: func() { page = page[:0] },
+		Event: func(ev *misp.Event) error {
+			if ev.UUID == "" {
+				return nil
+			}
+			l := listed{uuid: strings.Clone(ev.UUID), version: eventVersion(ev)}
+			page = append(page, l)
+			seen[l.uuid] = struct{}{}
+			rep.Listed++
+			rep.newest = latest(rep.newest, ev.Timestamp, ev.PublishTimestamp)
+			return nil
+		},
+		Undecodable: func(u misp.UndecodableEvent) { r.noteUndecodable(u, seen, rep) },
+		PageEnd: func() error {
+			uuids := make([]string, len(page))
+			for i, l := range page {
+				uuids[i] = l.uuid
+			}
+			stamps, err := r.state.EventStamps(uuids)
+			if err != nil {
+				return err
+			}
+			for _, l := range page {
+				st, ok := stamps[l.uuid]
+				if !ok || st.Key != rep.key || !st.Version.Equal(l.version) {
+					stale = append(stale, l)
+				}
+			}
+			page = page[:0]
+			rep.Pages++
+			if r.cfg.Progress != nil {
+				r.cfg.Progress("incremental", rep.Pages, rep.Listed)
+			}
+			return ctx.Err()
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("list events (metadata): %w", err)
+	}
+	for len(stale) > 0 {
+		batch := stale[:min(r.cfg.FetchBatch, len(stale))]
+		stale = stale[len(batch):]
+		uuids := make([]string, len(batch))
+		for i, l := range batch {
+			uuids[i] = l.uuid
+			delete(seen, l.uuid) // back in once fetched (or found undecodable)
+		}
+		filters := cloneFilters(r.cfg.EventFilters)
+		filters["uuid"] = uuids
+		var mark uint64
+		_, err := r.misp.StreamEvents(ctx, filters, len(batch), misp.Visitor{
+			Request: func() { mark = r.apply.ReadMark() },
+			Event: func(ev *misp.Event) error {
+				if ev.UUID == "" || !slices.Contains(uuids, ev.UUID) {
+					return nil
+				}
+				rep.Fetched++
+				r.applySearched(ev, mark, seen, rep)
+				return ctx.Err()
+			},
+			Undecodable: func(u misp.UndecodableEvent) { r.noteUndecodable(u, seen, rep) },
+			PageEnd: func() error {
+				r.flushStamps(rep)
+				return ctx.Err()
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("fetch %d changed events: %w", len(batch), err)
+		}
+	}
+	return nil
+}
+
+// eventVersion is what a listing compares: MISP stamps an edit in timestamp and a publication
+// in publish_timestamp only.
+func eventVersion(ev *misp.Event) time.Time {
+	return latest(ev.Timestamp, ev.PublishTimestamp).Truncate(time.Second).UTC()
+}
+
+// contentKey identifies what shapes an event's indicators besides its content: the filters,
+// every sink with its conversion options, and this binary's version. A stamp written under
+// another key does not vouch for the event.
+func (r *Reconciler) contentKey() [8]byte {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	_ = enc.Encode(version.String())
+	_ = enc.Encode(r.cfg.EventFilters)
+	for _, s := range r.apply.Sinks() {
+		_ = enc.Encode(s.Name)
+		if err := enc.Encode(s.Options); err != nil {
+			fmt.Fprintf(h, "%#v", s.Options)
+		}
+	}
+	var key [8]byte
+	copy(key[:], h.Sum(nil))
+	return key
+}
+
+// stamp records that ev's full content was applied by this run.
+func (rep *Report) stamp(ev *misp.Event) {
+	if rep.stamps == nil {
+		rep.stamps = map[string]store.EventStamp{}
+	}
+	rep.stamps[strings.Clone(ev.UUID)] = store.EventStamp{Version: eventVersion(ev), Key: rep.key}
+}
+
+// flushStamps writes the stamps the run collected (and deletes those it invalidated).
+func (r *Reconciler) flushStamps(rep *Report) {
+	if len(rep.stamps) == 0 && len(rep.forget) == 0 {
+		return
+	}
+	if err := r.state.SetEventStamps(rep.stamps, rep.forget); err != nil {
+		rep.Errors = append(rep.Errors, err)
+	}
+	rep.stamps, rep.forget = nil, nil
 }
 
 // saveWindow moves the start of the next incremental window to the newest MISP timestamp the
@@ -332,6 +494,7 @@ func (r *Reconciler) search(ctx context.Context, kind string, filters map[string
 		Undecodable: func(u misp.UndecodableEvent) { r.noteUndecodable(u, seen, rep) },
 		PageEnd: func() error {
 			rep.Pages++
+			r.flushStamps(rep)
 			if r.cfg.Progress != nil {
 				r.cfg.Progress(kind, rep.Pages, rep.Events)
 			}
@@ -358,6 +521,9 @@ func (r *Reconciler) applySearched(ev *misp.Event, mark uint64, seen map[string]
 		rep.SupersededEvents++
 		return
 	}
+	if err == nil {
+		rep.stamp(ev)
+	}
 	if err := r.clearOutside(ev.UUID); err != nil {
 		rep.Errors = append(rep.Errors, err)
 	}
@@ -375,6 +541,7 @@ func (r *Reconciler) noteUndecodable(u misp.UndecodableEvent, seen map[string]st
 		return
 	}
 	seen[u.UUID] = struct{}{}
+	rep.forget = append(rep.forget, u.UUID) // an old stamp must not vouch for it
 	if _, known := r.undecodable[u.UUID]; !known {
 		r.log.WithField("event", u.UUID).WithError(u.Err).Warn("MISP returned an event that cannot be decoded; skipped (its indicators stay as they are) and tried again alone at the next run")
 	}
@@ -532,6 +699,9 @@ func (r *Reconciler) applyFound(ev *misp.Event, mark uint64, rep *Report, apply 
 		rep.SupersededEvents++
 		return
 	}
+	if err == nil {
+		rep.stamp(ev)
+	}
 	r.endGrace(ev.UUID, rep)
 }
 
@@ -548,6 +718,7 @@ func (r *Reconciler) revoke(uuid string, mark uint64, rep *Report) bool {
 		rep.SupersededEvents++
 		return false
 	}
+	rep.forget = append(rep.forget, uuid)
 	r.endGrace(uuid, rep)
 	return true
 }

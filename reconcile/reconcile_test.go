@@ -272,6 +272,7 @@ type fakeState struct {
 	apply  *fakeApplier
 	marks  map[string]time.Time
 	graces map[string]time.Time // grace marks by event uuid
+	stamps map[string]store.EventStamp
 }
 
 func (s *fakeState) Events(sink string, fn func(string) error) error {
@@ -309,6 +310,31 @@ func (s *fakeState) SetGraceMark(eventUUID string, t time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.graces[eventUUID] = t
+	return nil
+}
+
+func (s *fakeState) EventStamps(uuids []string) (map[string]store.EventStamp, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]store.EventStamp{}
+	for _, u := range uuids {
+		if st, ok := s.stamps[u]; ok {
+			out[u] = st
+		}
+	}
+	return out, nil
+}
+
+func (s *fakeState) SetEventStamps(stamps map[string]store.EventStamp, forget []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stamps == nil {
+		s.stamps = map[string]store.EventStamp{}
+	}
+	maps.Copy(s.stamps, stamps)
+	for _, u := range forget {
+		delete(s.stamps, u)
+	}
 	return nil
 }
 
@@ -357,6 +383,12 @@ func complete(cfg Config) Config {
 	}
 	if cfg.CatchUpRetry == 0 {
 		cfg.CatchUpRetry = config.ReconcileCatchUpRetry
+	}
+	if cfg.ListPageSize == 0 {
+		cfg.ListPageSize = config.ReconcileListPageSize
+	}
+	if cfg.FetchBatch == 0 {
+		cfg.FetchBatch = config.ReconcileFetchBatch
 	}
 	return cfg
 }
@@ -590,62 +622,70 @@ func TestEventKeepsTheFiltersAndChecksOnlyThatEvent(t *testing.T) {
 	}
 }
 
-func TestIncrementalSearchesTimestampAndPublishTimestamp(t *testing.T) {
-	g := newRig(Config{Overlap: 5 * time.Minute, EventFilters: map[string]any{"published": true, "last": "14d"}})
-	// Never reconciled: an incremental run is a full one.
+// TestListingCatchUpFetchesOnlyChangedAndRevokesDeleted is issue 13's cheap catch-up: the
+// run lists the filters' events with metadata only, fetches in uuid lists of at most FetchBatch
+// only the events that are new or whose timestamp or publish_timestamp moved, and revokes an
+// event deleted from MISP after the one-event lookup, as a full run does. Changing what shapes
+// the indicators (here the filters) makes every event stale.
+func TestListingCatchUpFetchesOnlyChangedAndRevokesDeleted(t *testing.T) {
+	g := newRig(Config{FetchBatch: 2, EventFilters: map[string]any{"published": true}})
+	for _, id := range []string{"e1", "e2", "e3", "e4"} {
+		g.misp.add(id, true, t0, t0)
+	}
+	// Never reconciled: the first catch-up is a full run.
 	rep, err := g.r.Incremental(context.Background(), time.Time{})
 	if err != nil || rep.Kind != "full" {
-		t.Fatalf("first incremental: kind %v err %v, want a full run", rep.Kind, err)
+		t.Fatalf("first catch-up: %v %v, want a full run", rep, err)
 	}
-	g.clock.Add(time.Hour)
-	old := t0.Add(-30 * 24 * time.Hour)
-	g.misp.add("edited", true, t0.Add(10*time.Minute), old)    // edited, not republished
-	g.misp.add("published", true, old, t0.Add(20*time.Minute)) // old edit, published now
-	g.misp.add("both", true, t0.Add(30*time.Minute), t0.Add(30*time.Minute))
-	g.misp.add("stale", true, old, old)
-	g.misp.add("deleted-later", true, old, old)
+	g.misp.add("e1", true, t0.Add(time.Minute), t0)   // edited
+	g.misp.add("e2", true, t0, t0.Add(2*time.Minute)) // published again
+	delete(g.misp.events, "e4")                       // deleted (no webhook for that)
+	g.misp.add("e5", true, t0.Add(time.Minute), t0.Add(time.Minute))
 	g.misp.searches = nil
 	g.apply.reset()
-	delete(g.misp.events, "deleted-later")
 
 	rep, err = g.r.Incremental(context.Background(), time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	window := fmt.Sprint(t0.Add(-5 * time.Minute).Unix())
-	if len(g.misp.searches) != 2 {
-		t.Fatalf("searches %v, want two", g.misp.searches)
+	want := []map[string]any{
+		{"published": true, "metadata": true},
+		{"published": true, "uuid": []string{"e1", "e2"}},
+		{"published": true, "uuid": []string{"e5"}},
 	}
-	modified, published := g.misp.searches[0], g.misp.searches[1]
-	if modified["timestamp"] != window || modified["last"] != "14d" || modified["published"] != true {
-		t.Errorf("first search %v, want timestamp %s and the user's filters", modified, window)
-	}
-	if _, ok := published["last"]; ok || published["publish_timestamp"] != window || published["published"] != true {
-		t.Errorf("second search %v, want publish_timestamp %s without last", published, window)
+	if fmt.Sprint(g.misp.searches) != fmt.Sprint(want) {
+		t.Errorf("searches %v, want %v", g.misp.searches, want)
 	}
 	applied := g.apply.appliedList()
 	sort.Strings(applied)
-	if !slices.Equal(applied, []string{"both", "both", "edited", "published"}) {
-		t.Errorf("applied %v", applied)
+	if !slices.Equal(applied, []string{"e1", "e2", "e5"}) {
+		t.Errorf("applied %v, want only the changed and new events", applied)
 	}
-	if len(g.apply.removedList()) != 0 || len(g.misp.views) != 0 {
-		t.Error("an incremental run looked for gone events")
+	if !slices.Equal(g.apply.removedList(), []string{"e4"}) || !slices.Contains(g.misp.views, "e4") || rep.GoneEvents != 1 {
+		t.Errorf("removed %v after views %v (gone %d), want e4 revoked after its lookup", g.apply.removedList(), g.misp.views, rep.GoneEvents)
 	}
-	if rep.Kind != "incremental" {
-		t.Errorf("kind %s", rep.Kind)
-	}
-	if mark, _ := g.state.Watermark(WatermarkIncremental); !mark.Equal(t0.Add(time.Hour)) {
-		t.Errorf("incremental watermark %v", mark)
+	if rep.Kind != "incremental" || rep.Listed != 4 || rep.Fetched != 3 || len(rep.Errors) != 0 {
+		t.Errorf("report %+v", rep)
 	}
 
-	// A catch-up since an earlier time widens the window to it.
+	// Nothing changed: the listing alone.
 	g.misp.searches = nil
-	since := t0.Add(-2 * time.Hour)
-	if _, err := g.r.Incremental(context.Background(), since); err != nil {
+	g.apply.reset()
+	if _, err := g.r.Incremental(context.Background(), time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := g.misp.searches[0]["timestamp"]; got != fmt.Sprint(since.Add(-5*time.Minute).Unix()) {
-		t.Errorf("catch-up window %v, want since minus the overlap", got)
+	if len(g.misp.searches) != 1 || len(g.apply.appliedList()) != 0 {
+		t.Errorf("unchanged MISP: searches %v, applied %v; want the listing only", g.misp.searches, g.apply.appliedList())
+	}
+
+	// Other filters: stamps written under the old ones vouch for nothing.
+	g.r.cfg.EventFilters = map[string]any{"published": true, "tags": "tlp:white"}
+	g.apply.reset()
+	if _, err := g.r.Incremental(context.Background(), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(g.apply.appliedList()); n != 4 {
+		t.Errorf("after a filter change %d events applied, want all 4", n)
 	}
 }
 

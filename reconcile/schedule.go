@@ -8,8 +8,6 @@ import (
 
 	cron "github.com/netresearch/go-cron"
 	"github.com/sirupsen/logrus"
-
-	"github.com/mispsentinel/listener/pipeline"
 )
 
 // Schedule says when the next scheduled run after t is. A zero time means never again.
@@ -54,20 +52,15 @@ func (r *Reconciler) fullSchedule() (Schedule, error) {
 type catchUp struct {
 	// since is when messages may first have been missed.
 	since time.Time
-	// full asks for a full run: messages were lost while a source was disconnected, and a
-	// lost `misp_json_event` deletion can only be noticed by a full run's gone check.
-	full bool
 }
 
-// RequestCatchUp asks Run for a catch-up covering the time since `since`: an incremental run
-// for a source's first connection (pipeline.GapReasonStart: the start-up run covers what it
-// could not see), a full run after a
-// disconnection, because only a full run notices the events deleted meanwhile. It never
-// blocks: requests made while one is pending merge (the earliest `since`, full if either
-// asked for it). Its signature matches pipeline.GapFunc.
+// RequestCatchUp asks Run for a catch-up covering the time since `since`: a listing run
+// (Incremental), which fetches only the events new or changed since their last full apply and
+// notices the events deleted meanwhile. It never blocks: requests made while one is pending
+// merge. Its signature matches pipeline.GapFunc.
 func (r *Reconciler) RequestCatchUp(_ context.Context, since time.Time, reason string) {
 	r.log.WithFields(logrus.Fields{"since": since, "reason": reason}).Info("catch-up requested")
-	r.enqueue(catchUp{since: since, full: reason != pipeline.GapReasonStart})
+	r.enqueue(catchUp{since: since})
 }
 
 // enqueue adds a catch-up request, merging it with a pending one; it never blocks.
@@ -83,15 +76,15 @@ func (r *Reconciler) enqueue(req catchUp) {
 			if !pending.since.IsZero() && (req.since.IsZero() || pending.since.Before(req.since)) {
 				req.since = pending.since
 			}
-			req.full = req.full || pending.full
 		default:
 		}
 	}
 }
 
-// Run reconciles until ctx ends: a full run at once (events may have been deleted while the
-// daemon was down, which only a full run notices), then full runs on their schedule (cron expression or interval), incremental
-// runs on their interval, and a catch-up whenever RequestCatchUp is called. Runs never overlap;
+// Run reconciles until ctx ends: a listing run at once (Incremental: it notices what changed
+// or was deleted while the daemon was down and fetches only that; a store never reconciled
+// gets a full run), then full runs on their schedule (cron expression or interval), listing
+// runs on the incremental interval, and a listing catch-up whenever RequestCatchUp is called. Runs never overlap;
 // a run that comes due while another runs starts after it. A failed run is logged and retried
 // at the next occasion. Run returns an error only for an invalid configuration, such as a full
 // schedule that does not parse.
@@ -103,8 +96,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	if !r.runLogged(ctx, "start-up", func() (*Report, error) { return r.Full(ctx) }) {
-		r.retryLater(ctx, catchUp{full: true})
+	if !r.runLogged(ctx, "start-up", func() (*Report, error) { return r.Incremental(ctx, time.Time{}) }) {
+		r.retryLater(ctx, catchUp{})
 	}
 
 	full := newScheduleTimer(sched, r.now, r.log)
@@ -116,12 +109,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case c := <-r.gaps:
-			ok := r.runLogged(ctx, "catch-up", func() (*Report, error) {
-				if c.full {
-					return r.Full(ctx)
-				}
-				return r.Incremental(ctx, c.since)
-			})
+			ok := r.runLogged(ctx, "catch-up", func() (*Report, error) { return r.Incremental(ctx, c.since) })
 			if !ok {
 				r.retryLater(ctx, c)
 			}
@@ -215,8 +203,8 @@ func (r *Reconciler) runLogged(ctx context.Context, why string, run func() (*Rep
 		log = log.WithFields(logrus.Fields{
 			"kind": rep.Kind, "events": rep.Events, "gone": rep.GoneEvents,
 			"filtered_out": rep.FilteredEvents, "in_grace": rep.GracedEvents, "superseded": rep.SupersededEvents, "aged_out_of_window": rep.AgedEvents,
-			"undecodable": rep.UndecodableEvents,
-			"duration":    rep.Finished.Sub(rep.Started).String(),
+			"undecodable": rep.UndecodableEvents, "listed": rep.Listed, "fetched": rep.Fetched,
+			"duration": rep.Finished.Sub(rep.Started).String(),
 		})
 		for sink, s := range rep.Sinks {
 			log = log.WithField("sink_"+sink, fmt.Sprintf("new=%d changed=%d unchanged=%d refreshed=%d revoked=%d expired=%d", s.New, s.Changed, s.Unchanged, s.Refreshed, s.Revoked, s.Expired))

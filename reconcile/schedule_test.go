@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +14,9 @@ func (g *rig) searchKinds() (full, incremental int) {
 	g.misp.mu.Lock()
 	defer g.misp.mu.Unlock()
 	for _, s := range g.misp.searches {
-		if _, ok := s["timestamp"]; ok {
-			incremental++
-		} else if _, ok := s["publish_timestamp"]; !ok {
+		if s["metadata"] == true {
+			incremental++ // a listing run
+		} else if _, ok := s["uuid"]; !ok {
 			full++
 		}
 	}
@@ -65,55 +64,33 @@ func TestRunStartsWithACatchUpAndFollowsIntervals(t *testing.T) {
 	}
 }
 
-func TestRunStartUpIsAlwaysAFullRun(t *testing.T) {
+func TestRunStartUpIsAListingRun(t *testing.T) {
 	g := newRig(Config{})
 	if _, err := g.r.Full(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	g.misp.searches = nil
 	runUntil(t, g, "the start-up run", func() bool { return len(g.searchList()) >= 1 })
-	if full, incr := g.searchKinds(); full != 1 || incr != 0 {
-		t.Errorf("start-up searches %v, want one full search even with a watermark: deletions while the daemon was down are only noticed by a full run", g.searchList())
+	if full, incr := g.searchKinds(); full != 0 || incr != 1 {
+		t.Errorf("start-up searches %v, want one metadata listing: it notices deletions while the daemon was down without fetching every event again", g.searchList())
 	}
 }
 
-func TestCatchUpAfterADisconnectionIsAFullRun(t *testing.T) {
+func TestCatchUpAfterADisconnectionIsAListingRun(t *testing.T) {
 	g := newRig(Config{})
 	if _, err := g.r.Full(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	g.r.RequestCatchUp(context.Background(), t0.Add(-time.Hour), pipeline.GapReasonStart)
 	g.r.RequestCatchUp(context.Background(), t0.Add(-time.Minute), "receive_error")
-	g.misp.searches = nil
-	// Start-up (full), then the merged catch-up: full because one request was a disconnection.
-	runUntil(t, g, "start-up and catch-up", func() bool { return len(g.searchList()) >= 2 })
-	if full, incr := g.searchKinds(); full != 2 || incr != 0 {
-		t.Errorf("searches %v, want two full runs", g.searchList())
-	}
-}
-
-func TestRequestCatchUpMergesIntoTheEarliestGap(t *testing.T) {
-	g := newRig(Config{Overlap: time.Minute})
-	if _, err := g.r.Full(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	earliest := t0.Add(-3 * time.Hour)
-	for _, since := range []time.Time{t0.Add(-time.Hour), earliest, t0.Add(-2 * time.Hour), {}} {
-		g.r.RequestCatchUp(context.Background(), since, pipeline.GapReasonStart)
-	}
 	if n := len(g.r.gaps); n != 1 {
 		t.Fatalf("%d pending catch-ups, want them merged into one", n)
 	}
 	g.misp.searches = nil
-	// Start-up run (one full search), then the merged catch-up (an incremental pair), nothing more.
-	runUntil(t, g, "start-up and catch-up", func() bool { return len(g.searchList()) >= 3 })
-	searches := g.searchList()
-	want := fmt.Sprint(earliest.Add(-time.Minute).Unix())
-	if got := searches[1]["timestamp"]; got != want {
-		t.Errorf("catch-up window starts at %v, want %s (earliest gap minus overlap)", got, want)
-	}
-	if len(searches) != 3 {
-		t.Errorf("%d searches, want 3 (one merged catch-up)", len(searches))
+	// Start-up, then the merged catch-up: both listings.
+	runUntil(t, g, "start-up and catch-up", func() bool { return len(g.searchList()) >= 2 })
+	if full, incr := g.searchKinds(); full != 0 || incr != 2 {
+		t.Errorf("searches %v, want two listings", g.searchList())
 	}
 }
 
