@@ -447,10 +447,13 @@ type Reconcile struct {
 	FullInterval time.Duration `yaml:"full_interval" json:"full_interval"`
 	// Schedule is an optional 5-field cron expression for full reconciles.
 	Schedule string `yaml:"schedule" json:"schedule"`
-	// IncrementalInterval is the period of incremental (timestamp window) reconciles; 0
-	// turns them off.
+	// IncrementalInterval is the period of incremental reconciles (a metadata listing of the
+	// filters' events that fetches only the new or changed ones and revokes the deleted ones,
+	// as the start-up and catch-up runs do); 0 turns them off.
 	IncrementalInterval time.Duration `yaml:"incremental_interval" json:"incremental_interval"`
-	// Overlap widens each incremental window backwards to absorb clock skew.
+	// Overlap widened each incremental timestamp window backwards to absorb clock skew. The
+	// incremental run is a listing since issue 13 and has no window: kept for compatibility,
+	// unused.
 	Overlap time.Duration `yaml:"overlap" json:"overlap"`
 	// GoneGrace is how long an event must stay missing from full reconciles before its
 	// indicators are revoked.

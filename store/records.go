@@ -17,7 +17,7 @@ import (
 //	h<sink><event>     eventDigest: the digest of the event's last applied desired set and the
 //	                   earliest valid_until of its objects (the unchanged-event fast path)
 //	d<sink><seq:8 BE>  deadLetter: an item Sentinel rejected, with its message
-//	w<name>            watermark (sink-independent)
+//	w<name>            watermark (sink-independent); also grace marks and event stamps (stamps.go)
 //	p<event>           a notice received but not applied before shutdown (pending.go)
 //	x<scope><key>      a record a sink keeps for itself (sinkrecords.go), opaque to the store
 //	i                  the store's identity (a UUID written at creation; see integrity.go)

@@ -569,7 +569,15 @@ func (e *event) appendJSON(buf []byte, opt encodeOptions) ([]byte, error) {
 	}
 	var top []*attribute
 	count := 0
-	if !opt.metadata {
+	if opt.metadata {
+		// MISP reads attribute_count from the events table (Event::fetchEvent leaves the
+		// Attribute and Object contains out, not the column): the event's live attributes.
+		e.eachAttribute(func(a *attribute) {
+			if !a.deleted {
+				count++
+			}
+		})
+	} else {
 		top = e.topAttributes()
 		for _, a := range top {
 			if keep(a) {

@@ -130,6 +130,14 @@ func (m *MISP) Handler() http.Handler {
 	})
 }
 
+// SetSearchLatency replaces Options.SearchLatency from the next restSearch on (a benchmark
+// prepares at full speed, then measures against a realistic MISP).
+func (m *MISP) SetSearchLatency(l SearchLatency) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.opts.SearchLatency = l
+}
+
 // BytesServed returns the response body bytes the REST API has written so far (what a
 // benchmark counts as MISP bytes transferred).
 func (m *MISP) BytesServed() int64 { return m.served.Load() }
@@ -250,6 +258,7 @@ func (m *MISP) restSearch(w http.ResponseWriter, r *http.Request) {
 	}
 
 	m.mu.Lock()
+	lat := m.opts.SearchLatency
 	fault := m.takeFault(f.page)
 	evs := m.sortedEvents()
 	f.sort(evs)
@@ -285,7 +294,7 @@ func (m *MISP) restSearch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if lat := m.opts.SearchLatency; lat != (SearchLatency{}) {
+	if lat != (SearchLatency{}) {
 		attributes := 0
 		if !f.metadata {
 			for _, ev := range page {
