@@ -128,3 +128,22 @@ func TestSearchEventsPageOverLimitRetriedSmaller(t *testing.T) {
 		t.Errorf("page size %d after %d halvings, want 2 after 2", stats.PageSize, stats.Shrunk)
 	}
 }
+
+// TestSearchEventsByUUIDNeverReportsAnUndecodableEventAbsent: the coalesced re-fetch must not
+// let an undecodable event look filtered out (its indicators would be revoked).
+func TestSearchEventsByUUIDNeverReportsAnUndecodableEventAbsent(t *testing.T) {
+	sim := simmisp.New(simmisp.Options{})
+	uuids := sim.Generate(3, 3, 7)
+	sim.Start()
+	t.Cleanup(sim.Close)
+	poison(t, sim, uuids[1])
+	c := newClient(t, misp.ClientConfig{URL: sim.URL()})
+	evs, err := c.SearchEventsByUUID(context.Background(), uuids, nil)
+	var u misp.UndecodableEvent
+	if !errors.As(err, &u) || u.UUID != uuids[1] || evs != nil {
+		t.Fatalf("events %d, err %v; want an error naming the undecodable event", len(evs), err)
+	}
+	if evs, err := c.SearchEventsByUUID(context.Background(), []string{uuids[0], uuids[2]}, nil); err != nil || len(evs) != 2 {
+		t.Errorf("good events: %d, %v", len(evs), err)
+	}
+}
