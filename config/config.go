@@ -283,6 +283,14 @@ type Sink struct {
 	Conversion        Conversion `yaml:"conversion" json:"conversion"`
 	// Decay filters and ages the sink's indicators by MISP's decaying-model scores.
 	Decay Decay `yaml:"decay" json:"decay"`
+	// Context is none, attack-patterns or all: which MISP galaxy clusters become
+	// attack-pattern and threat-actor objects with indicates relationships from the
+	// indicators. The default follows the API (all on stix-objects; legacy and defender sinks
+	// take indicators only).
+	Context string `yaml:"context" json:"context"`
+	// ContextLevels is both (an indicator is linked to its attribute's and its event's
+	// clusters) or attribute (its attribute's only).
+	ContextLevels string `yaml:"context_levels" json:"context_levels"`
 
 	// tenantElement is 1 + the index of the tenants JSON element the sink was made from,
 	// 0 for a sink from the sinks list.
@@ -302,7 +310,14 @@ const (
 	CloudChina     = "china"
 	APISTIXObjects = "stix-objects"
 	APILegacy      = "legacy"
-	ReservedSource = "Microsoft Sentinel"
+
+	ContextNone           = "none"
+	ContextAttackPatterns = "attack-patterns"
+	ContextAll            = "all"
+
+	ContextLevelsBoth      = "both"
+	ContextLevelsAttribute = "attribute"
+	ReservedSource         = "Microsoft Sentinel"
 )
 
 // Endpoints are the three cloud-specific addresses a sink talks to. Empty fields take the

@@ -98,6 +98,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"sink-shared-identity-rate", []string{"sinks[1].requests_per_minute: is 50 but sinks[0] shares this identity with 100; sinks"}},
 		{"sink-sourcesystem-reserved", []string{"sinks[0].sourcesystem: \"Microsoft Sentinel\" is reserved by Sentinel"}},
 		{"sink-workspace-id", []string{"sinks[0].workspace_id: must be a GUID (the Log Analytics workspace ID, not its"}},
+		{"sink-context-legacy", []string{"sinks[0].context: must be none: a legacy API sink takes indicators only, got \"all\""}},
 		{"sinks-none", []string{"sinks: at least one sink is required (in sinks or tenants)"}},
 		{"store-dir", []string{"store.dir: is required"}},
 		{"store-refresh-window", []string{"store.refresh_window: 168h0m0s is not shorter than the shortest indicator"}},
@@ -180,6 +181,9 @@ func TestMinimalConfigTakesDefaults(t *testing.T) {
 	if s.BatchSize != 100 || s.RequestsPerMinute != 100 || s.SourceSystem != "MISP" || s.API != APISTIXObjects ||
 		s.APIVersion != "2024-02-01-preview" || s.Cloud != CloudPublic {
 		t.Errorf("sink defaults not applied: %+v", s)
+	}
+	if s.Context != ContextAll || s.ContextLevels != ContextLevelsBoth {
+		t.Errorf("a stix-objects sink exports context %q at levels %q by default, want all and both", s.Context, s.ContextLevels)
 	}
 	if s.Endpoints != cloudPresets[CloudPublic] {
 		t.Errorf("endpoints = %+v, want the public preset", s.Endpoints)

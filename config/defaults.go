@@ -181,7 +181,16 @@ func defaultSink() Sink {
 		// Decay is off (no model); with a model, MISP's own decayed verdict alone filters
 		// until min_score is raised.
 		Decay: Decay{MinScore: 0, Confidence: DecayConfidenceKeep},
+		// Context follows the API (contextByAPI); indicators link to both levels' clusters.
+		ContextLevels: ContextLevelsBoth,
 	}
+}
+
+// contextByAPI is the default context of a Sentinel sink per upload API: the STIX objects
+// API stores attack patterns, threat actors and relationships; the legacy API indicators only.
+var contextByAPI = map[string]string{
+	APISTIXObjects: ContextAll,
+	APILegacy:      ContextNone,
 }
 
 // cloudPresets are the Entra authority, upload API host and token scope of each cloud
@@ -238,8 +247,14 @@ var keyVaultSuffixes = map[string]string{
 // its cloud and the api-version of its API. Fields already set are kept.
 func (s *Sink) fillDerived() {
 	if s.Kind == SinkDefender {
+		if s.Context == "" {
+			s.Context = ContextNone // Defender takes indicators only
+		}
 		s.fillDefenderDerived()
 		return
+	}
+	if s.Context == "" {
+		s.Context = contextByAPI[s.API]
 	}
 	preset, ok := cloudPresets[s.Cloud]
 	if ok && s.API == APILegacy && s.Cloud == CloudPublic {

@@ -289,6 +289,12 @@ func (c *Config) validateSink(i int, errs *Errors) {
 	if !oneOf(s.Kind, p("kind"), errs, SinkSentinel, SinkDefender) {
 		return
 	}
+	if oneOf(s.ContextLevels, p("context_levels"), errs, ContextLevelsBoth, ContextLevelsAttribute) &&
+		(s.Context != "" || s.Kind == SinkDefender || s.API == APISTIXObjects || s.API == APILegacy) && // an unknown api is reported once
+		oneOf(s.Context, p("context"), errs, ContextNone, ContextAttackPatterns, ContextAll) &&
+		s.Context != ContextNone && (s.Kind == SinkDefender || s.API == APILegacy) {
+		errs.add(p("context"), "must be none: a %s sink takes indicators only, got %q", map[bool]string{true: "defender", false: "legacy API"}[s.Kind == SinkDefender], s.Context)
+	}
 	if s.Kind == SinkDefender {
 		c.validateDefenderSink(i, errs)
 		return

@@ -28,6 +28,7 @@ import (
 func ConversionOptions(cfg *config.Config, s config.Sink) stix.Options {
 	o := conversionOptions(s.Conversion, s.Filters, cfg.MISP.URL)
 	o.Decay = decayOptions(s.Decay)
+	o.Context, o.ContextLevels = stix.ContextMode(s.Context), stix.ContextLevels(s.ContextLevels)
 	return o
 }
 

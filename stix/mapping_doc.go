@@ -2,6 +2,7 @@ package stix
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 )
 
@@ -115,4 +116,38 @@ func renderPatterns(spec typeSpec, typ, v string, p Profile, mode Composite) str
 		}
 	}
 	return strings.Join(parts, "<br>")
+}
+
+// GalaxyTable renders the galaxy table of docs/MAPPING.md from the code: every galaxy type
+// misp-stix converts, the STIX type it becomes here (or that it stays a tag), and the
+// context setting that exports it.
+func GalaxyTable() string {
+	exported, other := ContextGalaxyTypes()
+	type row struct{ galaxy, ours, mode, mispStix string }
+	var rows []row
+	for g, typ := range exported {
+		mode, mispStix := "all", typ
+		if typ == "attack-pattern" {
+			mode = "attack-patterns, all"
+		}
+		if strings.Contains(g, "intrusion-set") {
+			mispStix = "intrusion-set"
+		}
+		rows = append(rows, row{g, "`" + typ + "`", mode, mispStix})
+	}
+	for g, typ := range other {
+		rows = append(rows, row{g, "tag on the indicators (`unsupported_galaxy`)", "-", typ})
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if (rows[i].mode == "-") != (rows[j].mode == "-") {
+			return rows[j].mode == "-"
+		}
+		return rows[i].galaxy < rows[j].galaxy
+	})
+	var b strings.Builder
+	b.WriteString("| MISP galaxy type | exported as | with `context` | misp-stix emits |\n|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| `%s` | %s | %s | `%s` |\n", r.galaxy, r.ours, r.mode, r.mispStix)
+	}
+	return b.String()
 }

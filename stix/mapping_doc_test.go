@@ -24,6 +24,10 @@ var generatedTables = []struct {
 		"<!-- BEGIN GENERATED COMPOSITE TABLE (go test ./stix -run TestMappingDoc -update) -->\n",
 		"<!-- END GENERATED COMPOSITE TABLE -->", CompositeTable,
 	},
+	{
+		"<!-- BEGIN GENERATED GALAXY TABLE (go test ./stix -run TestMappingDoc -update) -->\n",
+		"<!-- END GENERATED GALAXY TABLE -->", GalaxyTable,
+	},
 }
 
 // TestMappingDocIsCurrent fails when a generated table in docs/MAPPING.md differs from the

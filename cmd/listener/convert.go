@@ -44,7 +44,10 @@ func newConvertCmd() *cobra.Command {
 			"models are not read from MISP: a sink's configured decay parameters apply, else only the\n" +
 			"scores the file carries.\n\n" +
 			"--explain prints, per attribute and per sink, the decision: exported with the indicator ids,\n" +
-			"or skipped with the reason (tab-separated: event, attribute, type, value, sink, decision).",
+			"or skipped with the reason (tab-separated: event, attribute, type, value, sink, decision);\n" +
+			"then, per galaxy cluster and sink, the context object it became with its number of\n" +
+			"relationships, or why it is not exported (event, \"galaxy\", galaxy type, value, sink,\n" +
+			"decision).",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return cli.Usagef("no input file (use - for stdin)")
@@ -139,15 +142,17 @@ func runConvert(ctx context.Context, o convertOptions, names []string, stdout, s
 		}
 		for _, ev := range events {
 			decisions := make([][]stix.Decision, len(sinks))
+			contexts := make([][]stix.ContextDecision, len(sinks))
 			for i, s := range sinks {
 				res := stix.Convert(ev, s.opts, now)
-				decisions[i] = res.Decisions
+				decisions[i], contexts[i] = res.Decisions, res.Context
 				if !o.explain {
 					objects = append(objects, res.Objects...)
 				}
 			}
 			if o.explain {
 				writeExplanation(&explanation, ev, sinks, decisions)
+				writeContextExplanation(&explanation, ev, sinks, contexts)
 			}
 		}
 	}
@@ -222,4 +227,58 @@ func writeExplanation(w *strings.Builder, ev *misp.Event, sinks []convertSink, d
 			w.WriteByte('\n')
 		}
 	}
+}
+
+// writeContextExplanation writes one tab-separated line per galaxy cluster of the event and
+// sink: event, "galaxy", the galaxy type, the cluster value, sink, then "exported", the object
+// id and its number of relationships, or "skipped", the reason and its detail.
+func writeContextExplanation(w *strings.Builder, ev *misp.Event, sinks []convertSink, contexts [][]stix.ContextDecision) {
+	for i, s := range sinks {
+		list := contexts[i]
+		if s.opts.Context == "" || s.opts.Context == stix.ContextNone {
+			list = nil
+			for _, g := range eventGalaxies(ev) {
+				for _, c := range g.Clusters {
+					typ := c.Type
+					if typ == "" {
+						typ = g.Type
+					}
+					list = append(list, stix.ContextDecision{Galaxy: typ, Value: c.Value, Reason: stix.ContextExcludedByMode,
+						Detail: "the sink's context is none: galaxies stay tags on the indicators"})
+				}
+			}
+		}
+		for _, d := range list {
+			fmt.Fprintf(w, "%s	galaxy	%s	%s	%s	", ev.UUID, d.Galaxy, strconv.Quote(d.Value), s.name)
+			if d.Reason == "" {
+				fmt.Fprintf(w, "exported\t%s\t%d relationships\n", d.ID, d.Relationships)
+				continue
+			}
+			fmt.Fprintf(w, "skipped\t%s\t%s\n", d.Reason, d.Detail)
+		}
+	}
+}
+
+// eventGalaxies returns the event's galaxies and those of its attributes, each cluster once.
+func eventGalaxies(ev *misp.Event) []misp.Galaxy {
+	seen := map[string]bool{}
+	var out []misp.Galaxy
+	add := func(gs []misp.Galaxy) {
+		for _, g := range gs {
+			var keep []misp.GalaxyCluster
+			for _, c := range g.Clusters {
+				if k := g.Type + "/" + c.Type + "/" + c.UUID + "/" + c.Value; !seen[k] {
+					seen[k] = true
+					keep = append(keep, c)
+				}
+			}
+			if len(keep) > 0 {
+				g.Clusters = keep
+				out = append(out, g)
+			}
+		}
+	}
+	add(ev.Galaxies)
+	ev.AllAttributes(func(_ *misp.Object, a *misp.Attribute) bool { add(a.Galaxies); return true })
+	return out
 }
