@@ -445,7 +445,7 @@ func (t *tracer) indicator(ctx context.Context, sink, id string) TraceIndicator 
 		rb = t.readBack(sink)
 	}
 	if rb == nil {
-		ti.SentinelNote = "not available: this sink cannot read Sentinel back"
+		ti.SentinelNote = "not available: the daemon has no Sentinel read-back for this sink"
 		return ti
 	}
 	held, ok, err := rb.ReadIndicator(ctx, ti.Store.currentID(id))

@@ -40,7 +40,7 @@ func TestTraceCommand(t *testing.T) {
 		`^  sink soc: exported`,
 		`^    indicator--\S+$`,
 		`^      store: accepted; version modified \d{4}-\S+, valid_until \S+, Sentinel accepted the version modified \d{4}-`,
-		`^      sentinel: not available: this sink cannot read Sentinel back$`,
+		`^      sentinel: not available: the daemon has no Sentinel read-back for this sink$`,
 	)
 	code, out, _ = runCommand(t, "trace", "-c", l.ConfigPath, "--json", events[0])
 	var tr daemon.Trace
