@@ -30,9 +30,12 @@ type Config struct {
 	Pusher    Pusher    `yaml:"pusher" json:"pusher"`
 	// KeyVault says in which cloud keyvault:// references are resolved.
 	KeyVault KeyVaultSettings `yaml:"key_vault" json:"key_vault"`
-	Metrics  Metrics          `yaml:"metrics" json:"metrics"`
-	Control  Control          `yaml:"control" json:"control"`
-	Log      Log              `yaml:"log" json:"log"`
+	// Verify schedules the daemon's comparison of each sink with what Sentinel holds (the
+	// sinks with a read_back block); `listener verify` runs it on demand.
+	Verify  Verify  `yaml:"verify" json:"verify"`
+	Metrics Metrics `yaml:"metrics" json:"metrics"`
+	Control Control `yaml:"control" json:"control"`
+	Log     Log     `yaml:"log" json:"log"`
 
 	// tenantsExpanded is set once the sinks of Tenants have been appended to Sinks.
 	tenantsExpanded bool
@@ -291,6 +294,9 @@ type Sink struct {
 	// ContextLevels is both (an indicator is linked to its attribute's and its event's
 	// clusters) or attribute (its attribute's only).
 	ContextLevels string `yaml:"context_levels" json:"context_levels"`
+	// ReadBack lets `listener verify` and the scheduled comparison read the workspace back
+	// through the management API (off while subscription_id is empty).
+	ReadBack ReadBack `yaml:"read_back" json:"read_back"`
 
 	// tenantElement is 1 + the index of the tenants JSON element the sink was made from,
 	// 0 for a sink from the sinks list.
@@ -329,6 +335,9 @@ type Endpoints struct {
 	APIHost string `yaml:"api_host" json:"api_host"`
 	// Scope is the token scope, e.g. https://management.azure.com/.default.
 	Scope string `yaml:"scope" json:"scope"`
+	// ManagementHost is the management (ARM) base URL read-back uses, e.g.
+	// https://management.azure.com (Sentinel sinks only).
+	ManagementHost string `yaml:"management_host" json:"management_host"`
 	// CAFile is a PEM bundle that verifies Entra and the upload API instead of the system
 	// roots (TLS-inspecting proxies, private endpoints, the simulators of `listener demo`).
 	CAFile string `yaml:"ca_file" json:"ca_file"`
@@ -498,6 +507,57 @@ type Pusher struct {
 	// identity's secret again, so a rotated secret or a new role is picked up without a
 	// restart.
 	FailingBackoff Backoff `yaml:"failing_backoff" json:"failing_backoff"`
+}
+
+// ReadBack locates a Sentinel workspace for the management API, which needs its
+// subscription, resource group and name (the upload API's workspace ID does not name it, and
+// finding it from the ID would need read access to the whole subscription), and tunes how
+// it is read.
+type ReadBack struct {
+	// SubscriptionID, ResourceGroup and WorkspaceName locate the workspace; read-back is off
+	// while SubscriptionID is empty.
+	SubscriptionID string `yaml:"subscription_id" json:"subscription_id"`
+	ResourceGroup  string `yaml:"resource_group" json:"resource_group"`
+	WorkspaceName  string `yaml:"workspace_name" json:"workspace_name"`
+	// API is indicators (the stable queryIndicators) or stix-objects (the preview
+	// STIX-object query, which returns the stored STIX objects and so compares content in
+	// full).
+	API string `yaml:"api" json:"api"`
+	// APIVersion is the management api-version; the default follows API.
+	APIVersion string `yaml:"api_version" json:"api_version"`
+	// Lag is how long Microsoft's query side may take to show an upload: an object queued
+	// within it is not judged.
+	Lag time.Duration `yaml:"lag" json:"lag"`
+	// PageSize is the number of objects per read request.
+	PageSize int `yaml:"page_size" json:"page_size"`
+	// RequestsPerMinute is the management read rate of the sink's identity (sinks sharing an
+	// identity share it).
+	RequestsPerMinute int `yaml:"requests_per_minute" json:"requests_per_minute"`
+}
+
+// Enabled reports whether the sink is read back.
+func (r ReadBack) Enabled() bool { return r.SubscriptionID != "" }
+
+// Values of ReadBack.API.
+const (
+	ReadBackIndicators  = "indicators"
+	ReadBackSTIXObjects = "stix-objects"
+)
+
+// Verify is the daemon's scheduled comparison of each read-back sink with its workspace.
+type Verify struct {
+	// Interval is the period of the comparison; 0 turns it off.
+	Interval time.Duration `yaml:"interval" json:"interval"`
+	// Repair re-queues what the comparison finds missing or stale and re-sends lost
+	// revocations.
+	Repair bool `yaml:"repair" json:"repair"`
+	// Examples is the number of example ids kept per kind of difference in reports and logs.
+	Examples int `yaml:"examples" json:"examples"`
+}
+
+// ReadBackSinks reports whether any sink is read back.
+func (c *Config) ReadBackSinks() bool {
+	return slices.ContainsFunc(c.Sinks, func(s Sink) bool { return s.ReadBack.Enabled() })
 }
 
 // Metrics serves /metrics and the health endpoints.

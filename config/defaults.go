@@ -89,6 +89,7 @@ func Default() Config {
 			InFlight:       4,
 			FailingBackoff: Backoff{Initial: time.Minute, Max: 15 * time.Minute},
 		},
+		Verify:  Verify{Interval: 0, Repair: true, Examples: 5},
 		Metrics: Metrics{Listen: "127.0.0.1:9464", MaxConnections: 64},
 		Log:     Log{Level: "info", Format: "json"},
 	}
@@ -163,6 +164,14 @@ const (
 	// changed events asks for.
 	ReconcileListPageSize = 1000
 	ReconcileFetchBatch   = 50
+
+	// ReadBackMaxPages bounds one listing of a workspace; ReadBackMaxAttempts the tries of
+	// one page (429, 5xx, network errors); ReadBackRetryInitial the first pause after a 5xx
+	// or network error (it doubles up to pusher.max_retry_after, which also caps a 429's
+	// Retry-After).
+	ReadBackMaxPages     = 10000
+	ReadBackMaxAttempts  = 6
+	ReadBackRetryInitial = 2 * time.Second
 )
 
 // defaultSink returns the defaults of one sink. Its Conversion is filled from the top-level
@@ -183,6 +192,8 @@ func defaultSink() Sink {
 		Decay: Decay{MinScore: 0, Confidence: DecayConfidenceKeep},
 		// Context follows the API (contextByAPI); indicators link to both levels' clusters.
 		ContextLevels: ContextLevelsBoth,
+		// Read-back is off until subscription_id is set.
+		ReadBack: ReadBack{API: ReadBackIndicators, Lag: 15 * time.Minute, PageSize: 100, RequestsPerMinute: 60},
 	}
 }
 
@@ -197,19 +208,22 @@ var contextByAPI = map[string]string{
 // (shared/spec/sentinel-api.md §2.6).
 var cloudPresets = map[string]Endpoints{
 	CloudPublic: {
-		LoginHost: "https://login.microsoftonline.com",
-		APIHost:   "https://api.ti.sentinel.azure.com",
-		Scope:     "https://management.azure.com/.default",
+		LoginHost:      "https://login.microsoftonline.com",
+		APIHost:        "https://api.ti.sentinel.azure.com",
+		Scope:          "https://management.azure.com/.default",
+		ManagementHost: "https://management.azure.com",
 	},
 	CloudUSGov: {
-		LoginHost: "https://login.microsoftonline.us",
-		APIHost:   "https://api.ti.sentinel.azure.us",
-		Scope:     "https://management.usgovcloudapi.net/.default",
+		LoginHost:      "https://login.microsoftonline.us",
+		APIHost:        "https://api.ti.sentinel.azure.us",
+		Scope:          "https://management.usgovcloudapi.net/.default",
+		ManagementHost: "https://management.usgovcloudapi.net",
 	},
 	CloudChina: {
-		LoginHost: "https://login.chinacloudapi.cn",
-		APIHost:   "https://api.ti.sentinel.azure.cn",
-		Scope:     "https://management.chinacloudapi.cn/.default",
+		LoginHost:      "https://login.chinacloudapi.cn",
+		APIHost:        "https://api.ti.sentinel.azure.cn",
+		Scope:          "https://management.chinacloudapi.cn/.default",
+		ManagementHost: "https://management.chinacloudapi.cn",
 	},
 }
 
@@ -227,6 +241,13 @@ func IsCloudLoginHost(host string) bool {
 
 // legacyAPIHost is the deprecated upload-indicators API; it exists in the public cloud only.
 const legacyAPIHost = "https://sentinelus.azure-api.net"
+
+// readBackAPIVersions are the default management api-version of each read-back API
+// (shared/spec/sentinel-api.md §5.1, §5.2).
+var readBackAPIVersions = map[string]string{
+	ReadBackIndicators:  "2025-09-01",
+	ReadBackSTIXObjects: "2025-07-01-preview",
+}
 
 // apiVersions are the default api-version of each upload API.
 var apiVersions = map[string]string{
@@ -267,6 +288,9 @@ func (s *Sink) fillDerived() {
 	if s.APIVersion == "" {
 		s.APIVersion = apiVersions[s.API]
 	}
+	if s.ReadBack.APIVersion == "" {
+		s.ReadBack.APIVersion = readBackAPIVersions[s.ReadBack.API]
+	}
 }
 
 // defaultDefenderSink returns the defaults of a sink of kind defender: Audit with alerts,
@@ -277,6 +301,7 @@ func defaultDefenderSink() Sink {
 	s := defaultSink()
 	// Sentinel's settings do not apply.
 	s.API, s.SourceSystem, s.RequestsPerMinute = "", "", 0
+	s.ReadBack = ReadBack{} // Defender reads its tenant back itself (defender.read_back_interval)
 	s.Kind, s.Cloud, s.BatchSize = SinkDefender, DefenderCloudPublic, 500
 	s.Defender = Defender{
 		Action:        "Audit",
@@ -344,5 +369,8 @@ func (e *Endpoints) fillFrom(preset Endpoints) {
 	}
 	if e.Scope == "" {
 		e.Scope = preset.Scope
+	}
+	if e.ManagementHost == "" {
+		e.ManagementHost = preset.ManagementHost
 	}
 }

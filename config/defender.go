@@ -108,6 +108,9 @@ func (c *Config) validateDefenderSink(i int, errs *Errors) {
 	if _, fromTenants := s.FromTenants(); fromTenants {
 		errs.add(p("kind"), "the tenants JSON describes Sentinel workspaces only")
 	}
+	if s.ReadBack != (ReadBack{}) {
+		errs.add(p("read_back"), "is a Sentinel setting; a defender sink reads its tenant back itself (defender.read_back_interval)")
+	}
 	cloudOK := oneOf(s.Cloud, p("cloud"), errs, DefenderCloudPublic, DefenderCloudPublicLegacy, DefenderCloudGCC, DefenderCloudGCCHigh, DefenderCloudDoD)
 	d := s.Defender
 	if d.Region != "" {

@@ -93,7 +93,7 @@ func applyEnv(v reflect.Value, path string, env map[string]string, want func(str
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // envSections are the prefixes of variables that must match a key.
-var envSections = regexp.MustCompile(`^LISTENER_(MISP|ZEROMQ|WEBHOOK|CONVERSION|SINKS|STORE|RECONCILE|PUSHER|KEY_VAULT|METRICS|CONTROL|LOG)_`)
+var envSections = regexp.MustCompile(`^LISTENER_(MISP|ZEROMQ|WEBHOOK|CONVERSION|SINKS|STORE|RECONCILE|PUSHER|KEY_VAULT|VERIFY|METRICS|CONTROL|LOG)_`)
 
 // checkUnknownEnv reports the variables applyEnv did not use that look like overrides.
 func checkUnknownEnv(env map[string]string, errs *Errors) {

@@ -36,6 +36,7 @@ func (c *Config) Validate() error {
 	c.validateStore(&errs)
 	c.validateReconcile(&errs)
 	c.validatePusher(&errs)
+	c.validateVerify(&errs)
 	if c.Metrics.Listen != "" {
 		checkListen(c.Metrics.Listen, "metrics.listen", &errs)
 		if c.Metrics.MaxConnections < 1 || c.Metrics.MaxConnections > 65536 {
@@ -331,6 +332,51 @@ func (c *Config) validateSink(i int, errs *Errors) {
 	}
 	validateIdentity(s.Identity, p, errs)
 	c.validateSinkFilters(s, p, errs)
+	validateReadBack(s.ReadBack, p, errs)
+}
+
+var armNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.()-]{0,89}$`)
+
+// validateReadBack checks a Sentinel sink's read_back block when it is on.
+func validateReadBack(r ReadBack, p func(string) string, errs *Errors) {
+	if !r.Enabled() {
+		if r.ResourceGroup != "" || r.WorkspaceName != "" {
+			errs.add(p("read_back.subscription_id"), "is required with read_back.resource_group and workspace_name")
+		}
+		return
+	}
+	if !guidPattern.MatchString(r.SubscriptionID) {
+		errs.add(p("read_back.subscription_id"), "must be a GUID, got %q", r.SubscriptionID)
+	}
+	if !armNamePattern.MatchString(r.ResourceGroup) {
+		errs.add(p("read_back.resource_group"), "must be the workspace's resource group name, got %q", r.ResourceGroup)
+	}
+	if !armNamePattern.MatchString(r.WorkspaceName) {
+		errs.add(p("read_back.workspace_name"), "must be the workspace's name (not its ID), got %q", r.WorkspaceName)
+	}
+	if oneOf(r.API, p("read_back.api"), errs, ReadBackIndicators, ReadBackSTIXObjects) && !apiVersionPattern.MatchString(r.APIVersion) {
+		errs.add(p("read_back.api_version"), "must look like 2025-09-01, got %q", r.APIVersion)
+	}
+	checkDuration(r.Lag, p("read_back.lag"), 0, 24*time.Hour, errs)
+	if r.PageSize < 1 || r.PageSize > 1000 {
+		errs.add(p("read_back.page_size"), "must be between 1 and 1000, got %d", r.PageSize)
+	}
+	if r.RequestsPerMinute < 1 || r.RequestsPerMinute > 1000 {
+		errs.add(p("read_back.requests_per_minute"), "must be between 1 and 1000, got %d", r.RequestsPerMinute)
+	}
+}
+
+func (c *Config) validateVerify(errs *Errors) {
+	v := c.Verify
+	if v.Interval != 0 {
+		checkDuration(v.Interval, "verify.interval", time.Minute, 30*24*time.Hour, errs)
+		if !c.ReadBackSinks() {
+			errs.add("verify.interval", "needs at least one sink with a read_back block")
+		}
+	}
+	if v.Examples < 0 || v.Examples > 1000 {
+		errs.add("verify.examples", "must be between 0 and 1000, got %d", v.Examples)
+	}
 }
 
 // validateSinkFilters checks what every kind of sink shares: filters and conversion.
@@ -650,6 +696,7 @@ func (c *Config) validatePusher(errs *Errors) {
 func validateEndpoints(e Endpoints, p func(string) string, loginRequired, apiRequired bool, errs *Errors) {
 	checkURL(e.LoginHost, p("endpoints.login_host"), loginRequired, errs, "https")
 	checkURL(e.APIHost, p("endpoints.api_host"), apiRequired, errs, "https")
+	checkURL(e.ManagementHost, p("endpoints.management_host"), false, errs, "https")
 	if e.CAFile != "" && !filepath.IsAbs(e.CAFile) {
 		errs.add(p("endpoints.ca_file"), "must be an absolute path, got %q", e.CAFile)
 	}

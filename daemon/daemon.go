@@ -77,6 +77,7 @@ type Daemon struct {
 
 	listenerMetrics *listener.Metrics
 	pusherMetrics   *pusher.Metrics
+	verifyMetrics   *verifyMetrics
 
 	mu      sync.Mutex
 	addrs   map[string]string // bound addresses by component, for tests and the demo
@@ -91,7 +92,13 @@ type sinkRunner struct {
 	pusher *pusher.Pusher
 	// defender is set for a sink of kind defender (its read-back runs beside the pusher).
 	defender *defenderSink
-	err      error // set when the sink could not be built; it then never runs
+	// reader reads a Sentinel sink's workspace back (read_back); readErr says why it could
+	// not be built.
+	reader     *sentinel.Reader
+	readErr    error
+	readBack   config.ReadBack
+	sourceName string
+	err        error // set when the sink could not be built; it then never runs
 
 }
 
@@ -186,6 +193,7 @@ func (d *Daemon) assemble() error {
 		return err
 	}
 	d.pusherMetrics = pusher.NewMetrics(reg)
+	d.verifyMetrics = newVerifyMetrics(reg)
 	defenders := &defenderWiring{tenants: map[string]*defender.Tenant{}}
 	for _, s := range cfg.Sinks {
 		ps := pipeline.Sink{Name: s.Name, Options: ConversionOptions(cfg, s)}
@@ -223,6 +231,10 @@ func (d *Daemon) assemble() error {
 			continue
 		}
 		run.client = client
+		if s.ReadBack.Enabled() {
+			run.readBack, run.sourceName = s.ReadBack, s.SourceSystem
+			run.reader, run.readErr = d.newReader(s, pacers)
+		}
 		sink := healingSink{Sink: client, heal: d.sentinelHealer(s, scfg, client)}
 		if run.pusher, err = pusher.New(pusherConfig(cfg.Pusher, s.Name), d.store, sink, pacers, d.log, d.pusherMetrics); err != nil {
 			run.err = err
@@ -294,6 +306,9 @@ func (d *Daemon) Close() error {
 		if s.client != nil {
 			s.client.Close()
 		}
+		if s.reader != nil {
+			s.reader.Close()
+		}
 	}
 	if !d.ownStore {
 		return nil
@@ -357,6 +372,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		cancel()
 		wg.Wait()
 		return err
+	}
+	if d.cfg.Verify.Interval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.runVerify(ctx)
+		}()
 	}
 
 	if d.cfg.Metrics.Listen != "" {

@@ -235,7 +235,7 @@ func checkMetricNamesAndLabels(t *testing.T, reg *prometheus.Registry, sinks []s
 	bounded := map[string][]string{
 		"sink":   sinks,
 		"source": {"zeromq", "webhook"},
-		"kind":   {"full", "incremental", "event", "published", "deleted", "unknown"},
+		"kind":   {"full", "incremental", "event", "published", "deleted", "unknown", "missing", "stale", "live_revoked", "foreign"},
 		"result": {"ok", "failed"},
 		"reason": nil, // checked per family below
 		"code":   nil,

@@ -146,6 +146,47 @@ func sentinelConfig(s config.Sink, roots *x509.CertPool) sentinel.Config {
 	return cfg
 }
 
+// ReaderConfig returns the read-back client configuration of a Sentinel sink with a
+// read_back block, with the trust roots of its endpoints.ca_file: the sink's cloud, identity
+// and management host, its read_back settings, and the pusher's cap on a Retry-After.
+func ReaderConfig(s config.Sink, p config.Pusher) (sentinel.ReaderConfig, error) {
+	if s.Kind != config.SinkSentinel || !s.ReadBack.Enabled() {
+		return sentinel.ReaderConfig{}, fmt.Errorf("sink %s: no read_back block (read_back.subscription_id)", s.Name)
+	}
+	roots, err := sinkRoots(s)
+	if err != nil {
+		return sentinel.ReaderConfig{}, err
+	}
+	return readerConfig(s, p, roots), nil
+}
+
+func readerConfig(s config.Sink, p config.Pusher, roots *x509.CertPool) sentinel.ReaderConfig {
+	rb := s.ReadBack
+	up := sentinelConfig(s, roots)
+	return sentinel.ReaderConfig{
+		API:               sentinel.ReadAPI(rb.API),
+		APIVersion:        rb.APIVersion,
+		Cloud:             s.Cloud,
+		AuthorityHost:     s.Endpoints.LoginHost,
+		ManagementURL:     s.Endpoints.ManagementHost,
+		Scope:             s.Endpoints.Scope,
+		SubscriptionID:    rb.SubscriptionID,
+		ResourceGroup:     rb.ResourceGroup,
+		WorkspaceName:     rb.WorkspaceName,
+		UserAgent:         s.UserAgent,
+		RequestTimeout:    s.RequestTimeout,
+		PageSize:          rb.PageSize,
+		MaxPages:          config.ReadBackMaxPages,
+		RequestsPerMinute: rb.RequestsPerMinute,
+		QuotaMinute:       time.Minute,
+		MaxRetryAfter:     p.MaxRetryAfter,
+		MaxAttempts:       config.ReadBackMaxAttempts,
+		RetryInitial:      config.ReadBackRetryInitial,
+		Credential:        up.Credential,
+		TLSRootCAs:        roots,
+	}
+}
+
 // pusherConfig returns the delivery loop configuration of one sink.
 func pusherConfig(p config.Pusher, sink string) pusher.Config {
 	return pusher.Config{

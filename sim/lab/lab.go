@@ -212,8 +212,8 @@ func (l *Lab) writeConfig() error {
 			fmt.Fprintf(&b, "  - name: %s\n    kind: defender\n    endpoints:\n      login_host: %s\n      api_host: %s\n      ca_file: %s\n",
 				s.Name, l.Sentinel.URL, l.Defender.URL, sentinelCA)
 		} else {
-			fmt.Fprintf(&b, "  - name: %s\n    workspace_id: %s\n    endpoints:\n      login_host: %s\n      api_host: %s\n      ca_file: %s\n",
-				s.Name, s.WorkspaceID, l.Sentinel.URL, l.Sentinel.URL, sentinelCA)
+			fmt.Fprintf(&b, "  - name: %s\n    workspace_id: %s\n    endpoints:\n      login_host: %s\n      api_host: %s\n      management_host: %s\n      ca_file: %s\n",
+				s.Name, s.WorkspaceID, l.Sentinel.URL, l.Sentinel.URL, l.Sentinel.URL, sentinelCA)
 		}
 		fmt.Fprintf(&b, "    identity:\n      kind: client_secret\n      tenant_id: %s\n      client_id: %s\n      client_secret: %s\n",
 			l.Sentinel.TenantID(), s.ClientID, s.Secret)
