@@ -296,10 +296,18 @@ func staleness(want []byte, ind store.Indicator, h sentinel.HeldObject) string {
 }
 
 // comparable drops what may legitimately differ: modified (compared on its own) and the
-// extension Sentinel adds to stored objects.
+// extension Sentinel adds to stored objects; timestamps are compared as instants, so that a
+// store that rewrites "…00.000Z" as "…00Z" is not reported (UNVERIFIED whether Sentinel does).
 func comparable(m map[string]any) map[string]any {
 	m = maps.Clone(m)
 	delete(m, "modified")
+	for k, v := range m {
+		if s, ok := v.(string); ok {
+			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				m[k] = t.UTC().Format(time.RFC3339Nano)
+			}
+		}
+	}
 	if ext, ok := m["extensions"].(map[string]any); ok {
 		ext = maps.Clone(ext)
 		delete(ext, "sentinel-ext")

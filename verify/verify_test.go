@@ -185,3 +185,12 @@ func TestStalenessWithTheIndicatorsView(t *testing.T) {
 		t.Errorf("changed: %q", d)
 	}
 }
+
+func TestComparableTimestampsAsInstants(t *testing.T) {
+	a := comparable(map[string]any{"valid_from": "2026-01-01T00:00:00.000Z", "modified": "x", "name": "n"})
+	b := comparable(map[string]any{"valid_from": "2026-01-01T00:00:00Z", "name": "n",
+		"extensions": map[string]any{"sentinel-ext": map[string]any{}}})
+	if d := diffFields(a, b); d != "" {
+		t.Errorf("equal objects differ: %s", d)
+	}
+}
