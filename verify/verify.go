@@ -168,9 +168,11 @@ func Compare(ctx context.Context, st Store, rd Reader, o Options) (*Report, erro
 			rep.NotJudged++
 			if wantLive {
 				// A copy of a just-queued observable elsewhere is still foreign.
-				if err := noteObservables(st, o.Sink, ind, ownLive); err != nil {
+				want, err := st.SentObject(o.Sink, ind.Base)
+				if err != nil {
 					return err
 				}
+				noteObservables(want, ind, ownLive)
 			}
 			return nil
 		}
@@ -192,17 +194,19 @@ func Compare(ctx context.Context, st Store, rd Reader, o Options) (*Report, erro
 		case !h.Live(o.Now):
 			rep.add(o, Difference{Kind: KindMissing, ID: ind.ID, Detail: "expired in Sentinel (valid_until " + h.ValidUntil.Format(time.RFC3339) + ")"})
 			repair = append(repair, ind.Base)
-		default:
-			want, err := st.SentObject(o.Sink, ind.Base)
-			if err != nil {
-				return err
-			}
+		}
+		want, err := st.SentObject(o.Sink, ind.Base)
+		if err != nil {
+			return err
+		}
+		if held && h.Live(o.Now) {
 			if detail := staleness(want, ind, h); detail != "" {
 				rep.add(o, Difference{Kind: KindStale, ID: ind.ID, Detail: detail})
 				repair = append(repair, ind.Base)
 			}
 		}
-		return noteObservables(st, o.Sink, ind, ownLive)
+		noteObservables(want, ind, ownLive)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("verify sink %s: %w", o.Sink, err)
@@ -238,24 +242,20 @@ func Compare(ctx context.Context, st Store, rd Reader, o Options) (*Report, erro
 // newer queued, not dead-lettered.
 func settled(ind store.Indicator) bool { return ind.Accepted && !ind.Queued && !ind.Rejected }
 
-// noteObservables records the observables of a live indicator of the store.
-func noteObservables(st Store, sink string, ind store.Indicator, ownLive map[string]string) error {
-	body, err := st.SentObject(sink, ind.Base)
-	if err != nil {
-		return err
-	}
+// noteObservables records the observables of a live indicator of the store (want is the
+// object as sent).
+func noteObservables(want []byte, ind store.Indicator, ownLive map[string]string) {
 	var f struct {
 		Pattern string `json:"pattern"`
 	}
-	if json.Unmarshal(body, &f) != nil {
-		return nil
+	if json.Unmarshal(want, &f) != nil {
+		return
 	}
 	for _, ob := range sentinel.PatternObservables(f.Pattern) {
 		if _, seen := ownLive[ob.Key()]; !seen {
 			ownLive[ob.Key()] = ind.ID
 		}
 	}
-	return nil
 }
 
 // staleness says how the held copy h differs from want (the object as last sent), or "".
