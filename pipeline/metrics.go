@@ -19,7 +19,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		notices: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "listener_event_notices_applied_total",
-			Help: "Real-time event notices applied to the store, by source (zeromq, webhook; pending: recorded at the last shutdown and applied at start).",
+			Help: "Real-time event notices applied to the store, by source (zeromq, webhook).",
 		}, []string{"source"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "listener_attributes_skipped_total",
