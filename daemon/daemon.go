@@ -77,7 +77,11 @@ type Daemon struct {
 
 	listenerMetrics *listener.Metrics
 	pusherMetrics   *pusher.Metrics
-	verifyMetrics   *verifyMetrics
+	// pacers hold the quotas of every identity (sinks of one identity share them); adopt's
+	// clients use them too.
+	pacers        *pusher.Pacers
+	adoptClients  []*sentinel.Client
+	verifyMetrics *verifyMetrics
 
 	mu      sync.Mutex
 	addrs   map[string]string // bound addresses by component, for tests and the demo
@@ -192,6 +196,7 @@ func (d *Daemon) assemble() error {
 	if err != nil {
 		return err
 	}
+	d.pacers = pacers
 	d.pusherMetrics = pusher.NewMetrics(reg)
 	d.verifyMetrics = newVerifyMetrics(reg)
 	defenders := &defenderWiring{tenants: map[string]*defender.Tenant{}}
@@ -309,6 +314,9 @@ func (d *Daemon) Close() error {
 		if s.reader != nil {
 			s.reader.Close()
 		}
+	}
+	for _, c := range d.adoptClients {
+		c.Close()
 	}
 	if !d.ownStore {
 		return nil

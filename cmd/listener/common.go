@@ -55,6 +55,13 @@ type lazyKeyVault struct {
 	err    error
 }
 
+// newResolver returns the resolver of secret references a daemon refreshes failing sinks'
+// secrets with: the process's environment and files, and Key Vault in the vaults' cloud.
+func newResolver(cfg *config.Config) config.Resolver {
+	kv := newLazyKeyVault(cfg)
+	return config.Resolver{KeyVault: kv, VaultSuffix: kv.cloud.VaultSuffix}
+}
+
 // newLazyKeyVault returns the Key Vault client of cfg's cloud (config.Config.KeyVaultCloud).
 func newLazyKeyVault(cfg *config.Config) *lazyKeyVault {
 	c, err := cfg.KeyVaultCloud()

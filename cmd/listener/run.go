@@ -11,7 +11,6 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
-	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/daemon"
 	"github.com/mispsentinel/listener/internal/cli"
 	"github.com/mispsentinel/listener/internal/version"
@@ -45,8 +44,7 @@ func runRun(ctx context.Context, path string, stderr io.Writer) int {
 	}
 	// A failing sink's secret is fetched again before each retry, Key Vault ones in the
 	// vaults' cloud.
-	kv := newLazyKeyVault(cfg)
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, Resolver: config.Resolver{KeyVault: kv, VaultSuffix: kv.cloud.VaultSuffix}})
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Resolver: newResolver(cfg)})
 	if err != nil {
 		log.WithError(err).Error("start failed")
 		return exitFailure
