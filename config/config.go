@@ -460,10 +460,20 @@ func (c *Config) SearchFilters() map[string]any {
 
 // Store is the local Badger state.
 type Store struct {
+	// Dir is the store's directory. Load resolves a relative one against the configuration
+	// file's directory (never the working directory), so every command finds the same store.
 	Dir string `yaml:"dir" json:"dir"`
 	// RefreshWindow re-uploads an unchanged indicator this long before its valid_until.
 	RefreshWindow time.Duration `yaml:"refresh_window" json:"refresh_window"`
+
+	// dirAsWritten is Dir as the file or environment wrote it when Load resolved it
+	// (relative), "" otherwise.
+	dirAsWritten string
 }
+
+// DirAsWritten returns store.dir as the configuration wrote it when Load resolved it against
+// the configuration file's directory, and "" when it was absolute.
+func (s Store) DirAsWritten() string { return s.dirAsWritten }
 
 // Reconcile schedules the REST reconciliation with MISP.
 type Reconcile struct {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -74,7 +75,27 @@ func Load(path string, environ []string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	if err := cfg.resolveStoreDir(path); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
 	return cfg, nil
+}
+
+// resolveStoreDir makes a relative store.dir (from the file or LISTENER_STORE_DIR) relative
+// to the directory of the configuration file at path, so that `status` run from elsewhere
+// reads the daemon's store instead of creating an empty one in its working directory.
+func (c *Config) resolveStoreDir(path string) error {
+	dir := c.Store.Dir
+	if strings.TrimSpace(dir) == "" || filepath.IsAbs(dir) {
+		return nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("store.dir: resolve %q against the configuration file's directory: %w", dir, err)
+	}
+	c.Store.dirAsWritten = dir
+	c.Store.Dir = filepath.Join(filepath.Dir(abs), dir)
+	return nil
 }
 
 // Parse is Load for a configuration already in memory. Empty data yields the defaults plus

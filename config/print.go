@@ -29,6 +29,11 @@ func (c *Config) Print(w io.Writer) error {
 			}
 		}
 	}
+	if written := c.Store.DirAsWritten(); written != "" {
+		if dir := lookup(&doc, "store", "dir"); dir != nil {
+			dir.LineComment = fmt.Sprintf("%s, relative to the configuration file's directory", written)
+		}
+	}
 	if note := c.MISP.WindowNote(); note != "" {
 		if filters := lookup(&doc, "misp", "event_filters"); filters != nil {
 			filters.HeadComment = note

@@ -79,6 +79,11 @@ func (l *lazyKeyVault) GetSecret(ctx context.Context, vaultURL, name, version st
 	return l.client.GetSecret(ctx, vaultURL, name, version)
 }
 
+// logTimestamp is the time format of every log line: RFC 3339 in UTC offset form with
+// milliseconds, so lines from one second can be ordered and matched with Microsoft's and
+// MISP's own logs.
+const logTimestamp = "2006-01-02T15:04:05.000Z07:00"
+
 // newLogger returns a logrus logger configured by the log section.
 func newLogger(c config.Log, out io.Writer) (*logrus.Logger, error) {
 	log := logrus.New()
@@ -89,9 +94,9 @@ func newLogger(c config.Log, out io.Writer) (*logrus.Logger, error) {
 	}
 	log.SetLevel(level)
 	if c.Format == "text" {
-		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: logTimestamp})
 	} else {
-		log.SetFormatter(&logrus.JSONFormatter{})
+		log.SetFormatter(&logrus.JSONFormatter{TimestampFormat: logTimestamp})
 	}
 	return log, nil
 }

@@ -58,7 +58,12 @@ func runRun(ctx context.Context, path string, stderr io.Writer) int {
 	defer stopHup()
 	go reloadOnHangup(hupCtx, hup, path, cfg, log)
 	info := version.Get()
-	log.WithFields(logrus.Fields{"sinks": len(cfg.Sinks), "version": info.Version, "revision": info.Revision, "goversion": info.GoVersion}).Info("listener started")
+	fields := logrus.Fields{"sinks": len(cfg.Sinks), "version": info.Version, "revision": info.Revision, "goversion": info.GoVersion,
+		"config": path, "store_dir": cfg.Store.Dir}
+	if written := cfg.Store.DirAsWritten(); written != "" {
+		fields["store_dir_as_written"] = written // resolved against the configuration file's directory
+	}
+	log.WithFields(fields).Info("listener starting")
 	if err := d.Run(ctx); err != nil {
 		log.WithError(err).Error("listener stopped on an error")
 		return exitFailure
