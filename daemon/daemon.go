@@ -258,7 +258,7 @@ func (d *Daemon) assemble() error {
 	searchFilters := cfg.SearchFilters()
 	p, err := pipeline.New(pipeline.Config{
 		Sinks: sinks, EventFilters: searchFilters, Refetch: cfg.RefetchOnNotice(), DecayModels: models,
-		Fetcher: mc, RefetchBatch: cfg.MISP.RefetchBatch, RefetchConcurrency: cfg.MISP.RefetchConcurrency, Store: d.store, Pending: d.store, Now: d.opts.Now, Metrics: pipeline.NewMetrics(reg),
+		Fetcher: mc, RefetchBatch: cfg.MISP.RefetchBatch, RefetchConcurrency: cfg.MISP.RefetchConcurrency, Store: d.store, Pending: d.store, Now: d.opts.Now, Metrics: pipeline.NewMetrics(reg), Log: d.log,
 	})
 	if err != nil {
 		return err
@@ -427,8 +427,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	d.ready = true
+	bound := logrus.Fields{}
+	for component, addr := range d.addrs {
+		bound[component+"_addr"] = addr
+	}
 	d.mu.Unlock()
 	close(d.started)
+	// Every address actually bound (an ephemeral port included), in one line.
+	d.log.WithFields(bound).WithField("store_dir", d.cfg.Store.Dir).Info("listener started")
 
 	var firstErr error
 	select {

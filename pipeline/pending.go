@@ -62,7 +62,7 @@ func (p *Pipeline) ApplyPending(ctx context.Context) (int, error) {
 			kind = Published
 		}
 		// An unknown kind is refused by the queue and stays recorded.
-		p.queue.submit(ctx, Notice{Source: "pending", Kind: kind, EventUUID: rec.EventUUID}, func(err error) { results[i] <- err })
+		p.queue.submit(ctx, Notice{Source: SourcePending, Kind: kind, EventUUID: rec.EventUUID}, func(err error) { results[i] <- err })
 	}
 	applied := 0
 	var errs []error

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/mispsentinel/listener/misp"
 	"github.com/mispsentinel/listener/stix"
@@ -70,6 +73,9 @@ type Config struct {
 	// Now is the clock; time.Now when nil.
 	Now     func() time.Time
 	Metrics *Metrics
+	// Log receives one line per event applied (info; debug for a reconcile read that changed
+	// nothing) and, at debug, one line per attribute decision; nil discards them.
+	Log *logrus.Logger
 }
 
 // DecayModelSource returns the known decaying models among ids (misp.ModelCache).
@@ -119,6 +125,10 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.New()
+		cfg.Log.SetOutput(io.Discard)
+	}
 	p := &Pipeline{cfg: cfg, noticeFilters: noticeFiltersOf(cfg.EventFilters), realtime: newRealtimeLog()}
 	p.queue = newNoticeQueue(p, cfg.RefetchBatch, cfg.RefetchConcurrency)
 	return p, nil
@@ -153,6 +163,7 @@ func (p *Pipeline) applyEvent(ev *misp.Event, apply func(sink, eventUUID string,
 	for i, result := range p.convert(ev, now) {
 		sink := p.cfg.Sinks[i]
 		p.cfg.Metrics.observeConversion(sink.Name, result)
+		p.logDecisions(sink.Name, ev, result)
 		diff, err := apply(sink.Name, ev.UUID, result.Objects, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("apply event %s to sink %s: %w", ev.UUID, sink.Name, err))

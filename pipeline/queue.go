@@ -3,9 +3,11 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mispsentinel/listener/misp"
 )
@@ -56,6 +58,10 @@ type step struct {
 	publish bool        // then read the event (re-fetch or payload) and apply it
 	event   *misp.Event // the latest payload, used when notices are not re-fetched
 	waiters []*waiter
+	// sources names the sources of the merged notices and since when the first waits, for
+	// the event's log line.
+	sources []string
+	since   time.Time
 }
 
 // fetch reports whether the step needs the event from MISP.
@@ -94,9 +100,12 @@ func (q *noticeQueue) submit(ctx context.Context, n Notice, done func(error)) {
 		q.events[uuid] = e
 	}
 	if e.next == nil {
-		e.next = &step{}
+		e.next = &step{since: time.Now()}
 	}
 	s := e.next
+	if !slices.Contains(s.sources, n.Source) {
+		s.sources = append(s.sources, n.Source)
+	}
 	if n.Kind == Deleted {
 		s.remove, s.publish, s.event = true, false, nil
 	} else {
@@ -290,9 +299,13 @@ func (q *noticeQueue) finish(t taken, fetched map[string]*misp.Event, fetchErr e
 	var err error
 	if !superseded {
 		var changed bool
-		changed, err = p.applyStep(t.uuid, t.step, fetched, fetchErr)
+		var a applied
+		changed, a, err = p.applyStep(t.uuid, t.step, fetched, fetchErr)
 		if changed {
 			p.realtime.record(t.uuid)
+		}
+		if err == nil {
+			p.logApplied(strings.Join(t.step.sources, ","), t.uuid, a, time.Since(t.step.since), true)
 		}
 	}
 	unlock()
@@ -321,30 +334,39 @@ func (q *noticeQueue) finish(t taken, fetched map[string]*misp.Event, fetchErr e
 }
 
 // applyStep commits one step. changed reports whether anything was committed, so that the
-// action is recorded against the reconciler's reads.
-func (p *Pipeline) applyStep(uuid string, s *step, fetched map[string]*misp.Event, fetchErr error) (changed bool, err error) {
+// action is recorded against the reconciler's reads; a says what, for the event's log line.
+func (p *Pipeline) applyStep(uuid string, s *step, fetched map[string]*misp.Event, fetchErr error) (changed bool, a applied, err error) {
 	if s.remove {
-		if _, err := p.RemoveEvent(uuid); err != nil {
-			return false, err
+		st, err := p.RemoveEvent(uuid)
+		if err != nil {
+			return false, a, err
 		}
 		changed = true
+		a.action = ActionDeleted
+		a.add(st)
 	}
 	if !s.publish {
-		return changed, nil
+		return changed, a, nil
 	}
 	if !s.fetch(p.cfg.Refetch) {
-		_, err := p.ApplyEvent(s.event)
-		return err == nil || changed, err
+		st, err := p.ApplyEvent(s.event)
+		a.action, a.event = ActionApplied, s.event
+		a.add(st)
+		return err == nil || changed, a, err
 	}
 	if fetchErr != nil {
-		return changed, fmt.Errorf("event %s: %w", uuid, fetchErr)
+		return changed, a, fmt.Errorf("event %s: %w", uuid, fetchErr)
 	}
 	ev, found := fetched[strings.ToLower(uuid)]
 	if !found {
 		// Outside the filters (or gone since): nothing of it may stay exported.
-		_, err := p.RemoveEvent(uuid)
-		return err == nil || changed, err
+		st, err := p.RemoveEvent(uuid)
+		a.action = ActionOutsideFilters
+		a.add(st)
+		return err == nil || changed, a, err
 	}
-	_, err = p.ApplyEvent(ev)
-	return err == nil || changed, err
+	st, err := p.ApplyEvent(ev)
+	a.action, a.event = ActionApplied, ev
+	a.add(st)
+	return err == nil || changed, a, err
 }

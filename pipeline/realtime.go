@@ -3,6 +3,7 @@ package pipeline
 import (
 	"hash/maphash"
 	"sync"
+	"time"
 
 	"github.com/mispsentinel/listener/misp"
 )
@@ -72,35 +73,45 @@ func (p *Pipeline) ReadMark() uint64 { return p.realtime.mark() }
 // path has acted on the event since: then it changes nothing and reports superseded (the
 // notice is newer than the read, and the next reconcile reads the event again).
 func (p *Pipeline) ApplyRead(ev *misp.Event, mark uint64) (st Stats, superseded bool, err error) {
-	return p.applyRead(ev, mark, p.ApplyEvent)
+	return p.applyRead(ev, mark, ActionApplied, p.ApplyEvent)
 }
 
 // ApplyAgedRead is ApplyRead with ApplyAgedEvent: for an event the read found outside the
 // filters' time window but inside every other filter.
 func (p *Pipeline) ApplyAgedRead(ev *misp.Event, mark uint64) (st Stats, superseded bool, err error) {
-	return p.applyRead(ev, mark, p.ApplyAgedEvent)
+	return p.applyRead(ev, mark, ActionAppliedAged, p.ApplyAgedEvent)
 }
 
-func (p *Pipeline) applyRead(ev *misp.Event, mark uint64, apply func(*misp.Event) (Stats, error)) (st Stats, superseded bool, err error) {
+func (p *Pipeline) applyRead(ev *misp.Event, mark uint64, action string, apply func(*misp.Event) (Stats, error)) (st Stats, superseded bool, err error) {
 	if ev == nil || ev.UUID == "" {
 		st, err = apply(ev)
 		return st, false, err
 	}
+	start := time.Now()
 	defer p.realtime.lock(ev.UUID)()
 	if p.realtime.stale(ev.UUID, mark) {
+		p.logApplied(SourceReconcile, ev.UUID, applied{action: ActionSuperseded, event: ev}, time.Since(start), false)
 		return nil, true, nil
 	}
 	st, err = apply(ev)
+	if err == nil {
+		p.logApplied(SourceReconcile, ev.UUID, applied{action: action, event: ev, stats: st}, time.Since(start), false)
+	}
 	return st, false, err
 }
 
 // RemoveRead revokes event uuid, which a read of MISP started at mark found gone or filtered
 // out, unless the real-time path has acted on the event since (see ApplyRead).
 func (p *Pipeline) RemoveRead(uuid string, mark uint64) (st Stats, superseded bool, err error) {
+	start := time.Now()
 	defer p.realtime.lock(uuid)()
 	if p.realtime.stale(uuid, mark) {
+		p.logApplied(SourceReconcile, uuid, applied{action: ActionSuperseded}, time.Since(start), false)
 		return nil, true, nil
 	}
 	st, err = p.RemoveEvent(uuid)
+	if err == nil {
+		p.logApplied(SourceReconcile, uuid, applied{action: ActionOutsideFilters, stats: st}, time.Since(start), false)
+	}
 	return st, false, err
 }

@@ -471,10 +471,28 @@ func (p *Pusher) send(ctx context.Context, b *store.Batch) (store.Outcome, error
 	}
 	p.metrics.observeOutcome(p.cfg.Sink, b, outcome)
 	for _, r := range outcome.Rejected {
-		p.log.WithFields(logrus.Fields{"id": b.Items[r.Index].ID, "reason": r.Message}).
+		p.log.WithFields(logrus.Fields{"id": b.Items[r.Index].ID, "revoke": b.Items[r.Index].Revoke, "message": OneLine(r.Message)}).
 			Warn("the sink rejected an object; dead-lettered")
 	}
 	return outcome, nil
+}
+
+// debug reports whether the pusher's log takes debug lines (the per-request lines cost a
+// closure per attempt otherwise).
+func (p *Pusher) debug() bool {
+	if e, ok := p.log.(*logrus.Entry); ok {
+		return e.Logger.IsLevelEnabled(logrus.DebugLevel)
+	}
+	return true
+}
+
+// quotaKeys names the identities whose quota a throttled batch counts against.
+func quotaKeys(qs []Quota) string {
+	keys := make([]string, len(qs))
+	for i, q := range qs {
+		keys[i] = q.Key
+	}
+	return strings.Join(keys, ",")
 }
 
 // settled is the outcome of a delivered batch: everything accepted but the rejected objects
@@ -502,10 +520,21 @@ func (p *Pusher) deliver(ctx context.Context, objects []Object) ([]Rejection, er
 	var last error
 	for attempt := 1; ; attempt++ {
 		start := p.now()
-		rejected, err := p.sink.Send(ctx, objects, pace)
+		sendCtx := ctx
+		if p.debug() {
+			sendCtx = withRequestReporter(ctx, func(r Request) {
+				e := p.log.WithFields(logrus.Fields{"attempt": attempt, "objects": r.Objects, "accepted": r.Accepted,
+					"rejected": r.Rejected, "status": r.Status, "duration": r.Duration.Round(time.Millisecond).String()})
+				if r.RequestID != "" {
+					e = e.WithField("request_id", r.RequestID)
+				}
+				e.Debug("upload request")
+			})
+		}
+		rejected, err := p.sink.Send(sendCtx, objects, pace)
 		if err == nil {
-			p.log.WithFields(logrus.Fields{"attempt": attempt, "objects": len(objects), "rejected": len(rejected),
-				"duration": p.now().Sub(start).Round(time.Millisecond).String()}).Debug("batch delivered")
+			p.log.WithFields(logrus.Fields{"attempt": attempt, "objects": len(objects), "accepted": len(objects) - len(rejected),
+				"rejected": len(rejected), "duration": p.now().Sub(start).Round(time.Millisecond).String()}).Debug("batch delivered")
 			return rejected, nil
 		}
 		if ctx.Err() != nil {
@@ -524,9 +553,9 @@ func (p *Pusher) deliver(ctx context.Context, objects []Object) ([]Rejection, er
 			p.pacers.Pause(quotas, p.now().Add(wait))
 		}
 		p.metrics.retry(p.cfg.Sink, reason)
-		entry := p.log.WithFields(logrus.Fields{"reason": reason, "attempt": attempt, "objects": len(objects), "wait": wait.Round(time.Millisecond).String()}).WithError(err)
+		entry := p.log.WithFields(logrus.Fields{"reason": reason, "attempt": attempt, "objects": len(objects), "wait": wait.Round(time.Millisecond).String()}).WithError(oneLineError{err})
 		if reason == RetryThrottled {
-			entry.Info("upload throttled; waiting as the API asked")
+			entry.WithField("identity", quotaKeys(quotas)).Info("upload throttled; waiting as the API asked")
 		} else {
 			entry.Warn("upload failed; retrying")
 		}

@@ -37,6 +37,35 @@ type Sink interface {
 	Send(ctx context.Context, batch []Object, pace Pace) ([]Rejection, error)
 }
 
+// Request is one HTTP request a sink made for a batch, as the sink reports it through
+// ReportRequest for the pusher's debug line.
+type Request struct {
+	// Objects is how many objects the request carried; Accepted and Rejected how many the
+	// API accepted and refused (both 0 when the request settled nothing).
+	Objects, Accepted, Rejected int
+	// Status is the HTTP status, 0 when no answer arrived.
+	Status int
+	// Duration is how long the request took, token included.
+	Duration time.Duration
+	// RequestID is the id the API gave the request (x-ms-request-id and kin), "" when none.
+	RequestID string
+}
+
+type requestReporterKey struct{}
+
+// ReportRequest tells the pusher delivering through ctx about one request a sink made; Send
+// calls it once per HTTP request. Outside a pusher's delivery it does nothing.
+func ReportRequest(ctx context.Context, r Request) {
+	if f, ok := ctx.Value(requestReporterKey{}).(func(Request)); ok {
+		f(r)
+	}
+}
+
+// withRequestReporter returns ctx carrying f for ReportRequest.
+func withRequestReporter(ctx context.Context, f func(Request)) context.Context {
+	return context.WithValue(ctx, requestReporterKey{}, f)
+}
+
 // Pace blocks until the quotas a batch counts against have room for one more request, and
 // counts it; it returns an error only when ctx ends first.
 type Pace func(ctx context.Context) error

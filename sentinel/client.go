@@ -279,6 +279,7 @@ func (u *upload) request(ctx context.Context, idx []int) (answer, error) {
 		if err := u.pace(ctx); err != nil {
 			return answer{}, fmt.Errorf("sentinel upload: %w", err)
 		}
+		start := c.now()
 		x, token, err := c.send(ctx, body, rejectedToken)
 		if err != nil {
 			return answer{}, err
@@ -289,6 +290,12 @@ func (u *upload) request(ctx context.Context, idx []int) (answer, error) {
 		x.batchLen = len(idx)
 		x.refreshed = rejectedToken != ""
 		v := c.classify(x)
+		report := pusher.Request{Objects: len(idx), Status: x.status, Duration: c.now().Sub(start), RequestID: requestID(x.header)}
+		if v.action == actDone && v.err == nil {
+			report.Rejected = len(v.rejected)
+			report.Accepted = len(idx) - report.Rejected
+		}
+		pusher.ReportRequest(ctx, report)
 		switch {
 		case v.action == actRefreshToken:
 			rejectedToken = token
@@ -304,6 +311,19 @@ func (u *upload) request(ctx context.Context, idx []int) (answer, error) {
 		}
 		return answer{rejected: out, status: x.status}, nil
 	}
+}
+
+// requestIDHeaders are the headers Microsoft's APIs name a request by, most specific first.
+var requestIDHeaders = []string{"x-ms-request-id", "request-id", "x-ms-correlation-request-id", "apim-request-id"}
+
+// requestID returns the id the API gave a request, "" when its answer names none.
+func requestID(h http.Header) string {
+	for _, k := range requestIDHeaders {
+		if v := h.Get(k); v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 func (c *Client) encode(batch []pusher.Object, idx []int) ([]byte, error) {
