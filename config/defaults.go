@@ -172,6 +172,18 @@ const (
 	ReadBackMaxPages     = 10000
 	ReadBackMaxAttempts  = 6
 	ReadBackRetryInitial = 2 * time.Second
+
+	// ReadyMISPProbeInterval is how often the daemon asks MISP for its version while
+	// re-fetching notices is on; /readyz fails when MISP has not answered for ReadyMISPMaxAge
+	// (a notice cannot be accepted durably without it).
+	ReadyMISPProbeInterval = 15 * time.Second
+	ReadyMISPMaxAge        = time.Minute
+	// LivenessBeat is how often an idle long-running loop (a sink's delivery loop) still
+	// shows it is making progress; /healthz fails when a loop has not for LivenessBound, or
+	// when a store read has not returned within it. The bound is generous: only a wedged
+	// process trips it, never a slow Microsoft or MISP.
+	LivenessBeat  = 30 * time.Second
+	LivenessBound = 5 * time.Minute
 )
 
 // defaultSink returns the defaults of one sink. Its Conversion is filled from the top-level

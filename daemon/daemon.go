@@ -87,6 +87,8 @@ type Daemon struct {
 	addrs   map[string]string // bound addresses by component, for tests and the demo
 	ready   bool
 	started chan struct{}
+
+	probes probes
 }
 
 // sinkRunner is one sink's upload client and pusher.
@@ -104,6 +106,9 @@ type sinkRunner struct {
 	sourceName string
 	err        error // set when the sink could not be built; it then never runs
 
+	// heal resolves the sink's identity secrets again and gives its client a credential
+	// built from them (nil for sinks that cannot: defender).
+	heal func(context.Context) error
 }
 
 // healingSink is a sink the pusher can heal while it fails: heal resolves the identity's
@@ -139,6 +144,27 @@ func (d *Daemon) sentinelHealer(s config.Sink, scfg sentinel.Config, client *sen
 		client.SetCredential(cred)
 		return nil
 	}
+}
+
+// RefreshSecrets resolves every Sentinel sink's identity secrets again from their references
+// (environment, file, Key Vault) and hands each client a credential built from them, then
+// makes every failing sink try again at once: SIGHUP picks up a rotated secret without a
+// restart. It returns the sinks refreshed; a sink whose secret cannot be resolved keeps its
+// credential, and its error is returned with the others'.
+func (d *Daemon) RefreshSecrets(ctx context.Context) (refreshed []string, err error) {
+	var errs []error
+	for _, s := range d.sinks {
+		if s.heal == nil || s.pusher == nil {
+			continue
+		}
+		if err := s.heal(ctx); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		refreshed = append(refreshed, s.name)
+		s.pusher.RetryNow()
+	}
+	return refreshed, errors.Join(errs...)
 }
 
 // New assembles the daemon from a validated, resolved configuration. It opens the store; the
@@ -240,7 +266,8 @@ func (d *Daemon) assemble() error {
 			run.readBack, run.sourceName = s.ReadBack, s.SourceSystem
 			run.reader, run.readErr = d.newReader(s, pacers)
 		}
-		sink := healingSink{Sink: client, heal: d.sentinelHealer(s, scfg, client)}
+		run.heal = d.sentinelHealer(s, scfg, client)
+		sink := healingSink{Sink: client, heal: run.heal}
 		if run.pusher, err = pusher.New(pusherConfig(cfg.Pusher, s.Name), d.store, sink, pacers, d.log, d.pusherMetrics); err != nil {
 			run.err = err
 			continue
@@ -388,6 +415,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.runVerify(ctx)
 		}()
 	}
+	if d.needsMISP() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.runMISPProber(ctx)
+		}()
+	}
 
 	if d.cfg.Metrics.Listen != "" {
 		limits := metricsLimits(d.cfg.Metrics)
@@ -483,15 +517,6 @@ func (d *Daemon) setAddr(component, addr string) {
 	d.addrs[component] = addr
 }
 
-func (d *Daemon) readiness() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.ready {
-		return errors.New("starting")
-	}
-	return d.store.Writable() // a full disk refuses intake: not ready for more
-}
-
 // opsHandler serves /metrics, /healthz and /readyz.
 func (d *Daemon) opsHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -502,18 +527,13 @@ func (d *Daemon) opsHandler() http.Handler {
 		// The control routes on a network port: each request carries the bearer token.
 		mux.Handle(control.Prefix+"/", control.Authorize(tok.Value(), d.controlHandler()))
 	}
+	// Liveness: only a wedged process fails it (a restart helps); readiness: whether intake
+	// can be accepted durably now (a restart does not help). See docs/DEPLOYING.md.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"ok"}`))
+		probeAnswer(w, "ok", d.wedged(), "wedged")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if err := d.readiness(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = fmt.Fprintf(w, `{"status":%q}`, err.Error())
-			return
-		}
-		_, _ = w.Write([]byte(`{"status":"ready"}`))
+		probeAnswer(w, "ready", d.notReady(), "not ready")
 	})
 	return mux
 }

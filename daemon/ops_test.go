@@ -20,7 +20,13 @@ import (
 // until Run.
 func newOfflineDaemon(t *testing.T) *Daemon {
 	t.Helper()
-	yaml := `
+	return newOfflineDaemonWith(t, "")
+}
+
+// newOfflineDaemonWith is newOfflineDaemon with extra top-level YAML.
+func newOfflineDaemonWith(t *testing.T, extra string) *Daemon {
+	t.Helper()
+	yaml := extra + `
 misp:
   url: https://127.0.0.1:9
   key: 0123456789abcdefghij0123456789ABCDEFGHIJ
@@ -74,7 +80,7 @@ func TestOpsEndpoints(t *testing.T) {
 	if code, body := get("/healthz"); code != 200 || body != `{"status":"ok"}` {
 		t.Errorf("/healthz = %d %s", code, body)
 	}
-	if code, body := get("/readyz"); code != 503 || body != `{"status":"starting"}` {
+	if code, body := get("/readyz"); code != 503 || body != `{"status":"not ready","reasons":{"daemon":"starting"}}`+"\n" {
 		t.Errorf("/readyz before start = %d %s, want 503 starting", code, body)
 	}
 	d.mu.Lock()

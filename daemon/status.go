@@ -8,16 +8,24 @@ import (
 
 	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/defender"
+	"github.com/mispsentinel/listener/pusher"
 	"github.com/mispsentinel/listener/reconcile"
 	"github.com/mispsentinel/listener/store"
 )
 
 // SinkStatus is one sink's line of `listener status`.
 type SinkStatus struct {
-	Name           string    `json:"name"`
-	OutboxDepth    int64     `json:"outbox_depth"`
-	DeadLetters    int64     `json:"dead_letters"`
-	LiveObjects    int64     `json:"live_objects"`
+	Name        string `json:"name"`
+	OutboxDepth int64  `json:"outbox_depth"`
+	DeadLetters int64  `json:"dead_letters"`
+	// LiveObjects are live in Sentinel: it accepted a version of them and they are not
+	// revoked (a newer version may be queued).
+	LiveObjects int64 `json:"live_objects"`
+	// QueuedObjects are live in the store but Sentinel accepted no version of them yet
+	// (never uploaded, or dead-lettered): not live in Sentinel.
+	QueuedObjects int64 `json:"queued_objects"`
+	// RevokedObjects have ended: revoked (the revocation possibly still queued) or expired.
+	RevokedObjects int64     `json:"revoked_objects"`
 	OldestQueuedAt time.Time `json:"oldest_queued_at,omitzero"`
 	LastUploadAt   time.Time `json:"last_upload_at,omitzero"`
 	LastEnqueuedAt time.Time `json:"last_enqueued_at,omitzero"`
@@ -37,12 +45,13 @@ type SinkStatus struct {
 	Defender *defender.BudgetSummary `json:"defender,omitempty"`
 }
 
-// Problem is the sink's configuration or stop error, "" when it has none.
+// Problem is the sink's configuration or stop error on one line (the Azure SDK's multi-line
+// texts folded), "" when it has none.
 func (s SinkStatus) Problem() string {
 	if s.ConfigError != "" {
-		return s.ConfigError
+		return pusher.OneLine(s.ConfigError)
 	}
-	return s.Stopped
+	return pusher.OneLine(s.Stopped)
 }
 
 // Status is the daemon's state as `listener status` shows it.
@@ -60,8 +69,13 @@ func ReadStatus(st *store.Store, sinks []string) (*Status, error) {
 		if err != nil {
 			return nil, fmt.Errorf("status of sink %s: %w", name, err)
 		}
+		c, err := st.StateCounts(name)
+		if err != nil {
+			return nil, fmt.Errorf("status of sink %s: %w", name, err)
+		}
 		out.Sinks = append(out.Sinks, SinkStatus{
-			Name: name, OutboxDepth: s.OutboxDepth, DeadLetters: s.DeadLetters, LiveObjects: s.Live,
+			Name: name, OutboxDepth: s.OutboxDepth, DeadLetters: s.DeadLetters,
+			LiveObjects: c.Accepted, QueuedObjects: c.Queued, RevokedObjects: c.Revoked,
 			OldestQueuedAt: s.OldestEnqueuedAt, LastUploadAt: s.LastAccepted, LastEnqueuedAt: s.LastEnqueued,
 		})
 	}
@@ -87,7 +101,7 @@ func (d *Daemon) Status() (*Status, error) {
 	}
 	for i, s := range d.sinks {
 		if s.err != nil {
-			st.Sinks[i].ConfigError = s.err.Error()
+			st.Sinks[i].ConfigError = pusher.OneLine(s.err.Error())
 		}
 		if s.pusher != nil {
 			ps := s.pusher.State()

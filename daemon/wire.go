@@ -199,6 +199,7 @@ func pusherConfig(p config.Pusher, sink string) pusher.Config {
 		InFlight:       p.InFlight,
 		FailingInitial: p.FailingBackoff.Initial,
 		FailingMax:     p.FailingBackoff.Max,
+		Heartbeat:      config.LivenessBeat,
 	}
 }
 

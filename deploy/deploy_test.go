@@ -442,3 +442,17 @@ func TestSystemdUnitStopsOnConfigErrors(t *testing.T) {
 		t.Error("listener.service caps memory with MemoryMax")
 	}
 }
+
+// TestHelmProbes: liveness and the startup probe ask /healthz (fails only when the process is
+// wedged: a restart helps), readiness asks /readyz (MISP or the disk: a restart does not help).
+// A startup probe on /readyz would restart a pod for ever while MISP is down.
+func TestHelmProbes(t *testing.T) {
+	sts := string(readFile(t, filepath.Join("helm", "listener", "templates", "statefulset.yaml")))
+	for probe, path := range map[string]string{"livenessProbe": "/healthz", "startupProbe": "/healthz", "readinessProbe": "/readyz"} {
+		re := regexp.MustCompile(probe + `:\s*\n\s*httpGet:\s*\n\s*path: (\S+)`)
+		m := re.FindStringSubmatch(sts)
+		if m == nil || m[1] != path {
+			t.Errorf("%s asks %v, want %s", probe, m, path)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -38,6 +39,9 @@ type Config struct {
 	// that hit a configuration error): Run tries it again after each step, healing it
 	// first when the sink is a Healer.
 	FailingInitial, FailingMax time.Duration
+	// Heartbeat, when positive, wakes an idle Run at least this often so that LastBeat
+	// shows the loop is alive (the daemon's /healthz); zero wakes it only for work.
+	Heartbeat time.Duration
 }
 
 func (c Config) validate() error {
@@ -94,6 +98,29 @@ type Pusher struct {
 
 	mu    sync.Mutex
 	state State
+	// beat is the wall-clock time (UnixNano) the loop last went round.
+	beat atomic.Int64
+	// kick asks Run to try a failing sink now (RetryNow).
+	kick chan struct{}
+}
+
+// RetryNow makes Run try a failing sink at once instead of at the end of its backoff step
+// (healing it first when it is a Healer), e.g. after SIGHUP re-read its secret. It does
+// nothing to a sink that is up.
+func (p *Pusher) RetryNow() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// LastBeat returns when the delivery loop last went round (zero before Run or Drain); with
+// Config.Heartbeat it goes round at least that often while the loop is alive.
+func (p *Pusher) LastBeat() time.Time {
+	if n := p.beat.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // New returns a pusher draining outbox into sink, pacing requests with pacers (shared by
@@ -135,6 +162,7 @@ func New(cfg Config, outbox Outbox, sink Sink, pacers *Pacers, log logrus.FieldL
 		jitter:     func(d time.Duration) time.Duration { return rand.N(d/10 + 1) },
 		storePause: time.Second,
 		state:      State{Up: true},
+		kick:       make(chan struct{}, 1),
 	}, nil
 }
 
@@ -272,6 +300,7 @@ func (p *Pusher) loop(ctx context.Context, drain bool) (DrainStats, error) {
 		p.metrics.setUp(p.cfg.Sink)
 	}
 	for {
+		p.beat.Store(time.Now().UnixNano())
 		// wait is how long to sleep unless something is enqueued or a batch comes back first;
 		// negative: only those wake the loop.
 		wait := time.Duration(-1)
@@ -324,6 +353,9 @@ func (p *Pusher) loop(ctx context.Context, drain bool) (DrainStats, error) {
 				return stats, nil // nothing queued
 			}
 		}
+		if hb := p.cfg.Heartbeat; hb > 0 && !drain && (wait < 0 || wait > hb) {
+			wait = hb
+		}
 		if wait > 0 {
 			timer.Reset(wait)
 		} else {
@@ -363,6 +395,10 @@ func (p *Pusher) loop(ctx context.Context, drain bool) (DrainStats, error) {
 		case <-ready:
 		case <-timer.C:
 		case <-ctxDone:
+		case <-p.kick:
+			if failing && !drain {
+				retryAt = p.now()
+			}
 		}
 	}
 }

@@ -253,9 +253,11 @@ func TestStatusAndDeadLettersCommands(t *testing.T) {
 	wantLines(t, "status", out,
 		`^source: store `+regexp.QuoteMeta(l.StoreDir)+`$`,
 		`^last full reconcile: +\d{4}-\d\d-\d\dT`,
-		`^SINK +OUTBOX +DEAD LETTERS +LIVE +OLDEST QUEUED +LAST UPLOAD +PROBLEM$`,
-		`^soc +0 +1 +\d+ +never +\d{4}-`,
-		`^partner +0 +0 +\d+ +never +\d{4}-`,
+		`^SINK +STATE +LIVE +NOT YET SENT +REVOKED +OUTBOX +DEAD LETTERS +OLDEST QUEUED +LAST UPLOAD +PROBLEM$`,
+		// The bad object's event is not in MISP: the sync revoked it, and the revocation
+		// was dead-lettered.
+		`^soc +- +\d+ +0 +1 +0 +1 +never +\d{4}-`,
+		`^partner +- +\d+ +0 +\d+ +0 +0 +never +\d{4}-`,
 	)
 	code, out, _ = runCommand(t, "status", "-c", l.ConfigPath, "--json")
 	var js struct {
@@ -298,7 +300,7 @@ func TestStatusAndDeadLettersCommands(t *testing.T) {
 		t.Errorf("deadletters requeue = %d:\n%s", code, out)
 	}
 	code, out, _ = runCommand(t, "status", "-c", l.ConfigPath)
-	wantLines(t, "status after requeue", out, `^soc +1 +0 +\d+ +\d{4}-`)
+	wantLines(t, "status after requeue", out, `^soc +- +\d+ +0 +1 +1 +0 +\d{4}-`)
 	if code, _, errOut := runCommand(t, "deadletters", "purge", "-c", l.ConfigPath); code != exitUsage {
 		t.Errorf("deadletters purge = %d, want usage error\n%s", code, errOut)
 	}
@@ -335,8 +337,8 @@ func TestStatusAndDeadLettersCommands(t *testing.T) {
 	}
 	wantLines(t, "status via daemon", out,
 		`^source: running daemon \(control socket `+regexp.QuoteMeta(filepath.Join(l.StoreDir, "control.sock"))+`\)$`,
-		`^soc +\d+ +\d+ +\d+ +\S+ +\S+ *$`,
-		`^partner +[1-9]\d* +0 +\d+ +\S+ +\S+ +failing since \S+, next retry \S+: sink stopped: partner: sink misconfigured \(workspace_or_path, HTTP 404\): .*Workspace not found`)
+		`^soc +up +\d+ +\d+ +\d+ +\d+ +\d+ +\S+ +\S+ *$`,
+		`^partner +failing +\d+ +\d+ +\d+ +[1-9]\d* +0 +\S+ +\S+ +failing since \S+, next retry \S+: sink stopped: partner: sink misconfigured \(workspace_or_path, HTTP 404\): .*Workspace not found`)
 	// deadletters list asks the running daemon too, instead of failing on the locked store.
 	if code, out, errOut := runCommand(t, "deadletters", "list", "-c", l.ConfigPath); code != exitOK || !strings.HasPrefix(out, "SINK") {
 		t.Errorf("deadletters list with the daemon running = %d: %s%s", code, out, errOut)

@@ -4,18 +4,26 @@ import (
 	"context"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/pusher"
 )
 
+// secretRefresher re-reads the sinks' secrets (*daemon.Daemon).
+type secretRefresher interface {
+	RefreshSecrets(ctx context.Context) (refreshed []string, err error)
+}
+
 // reloadOnHangup serves SIGHUP for `run` until ctx ends: it reads the configuration file again,
-// applies the new log level and logs which other changed settings take effect only after a
-// restart (the daemon reads them, secrets included, once at start). A configuration that no
-// longer loads is logged and changes nothing.
-func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, path string, running *config.Config, log *logrus.Logger) {
+// applies the new log level, resolves every sink's identity secrets again (environment, file,
+// Key Vault) so a rotated secret is used without a restart (a failing sink is retried at once),
+// and logs which other changed settings take effect only after a restart. A configuration
+// that no longer loads is logged and changes nothing.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, path string, running *config.Config, log *logrus.Logger, secrets secretRefresher) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -32,6 +40,15 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, path string, runn
 			fields["log_level"] = level.String()
 			log.SetLevel(level)
 		}
+		if secrets != nil {
+			refreshed, err := secrets.RefreshSecrets(ctx)
+			if len(refreshed) > 0 {
+				fields["secrets_refreshed"] = refreshed
+			}
+			if err != nil {
+				log.WithField("error", pusher.OneLine(err.Error())).Error("SIGHUP: a sink's secret could not be read again; it keeps the one it had")
+			}
+		}
 		if restart := changedSettings(running, next); len(restart) > 0 {
 			fields["need_restart"] = restart
 		}
@@ -40,10 +57,12 @@ func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, path string, runn
 }
 
 // changedSettings names the top-level configuration sections that differ between a and b,
-// apart from log.level (which SIGHUP applies).
+// apart from log.level and the sinks' identity secrets (which SIGHUP applies). A rotated
+// MISP key, webhook token or ZeroMQ password shows as its section: those need a restart.
 func changedSettings(a, b *config.Config) []string {
 	ca, cb := *a, *b
 	ca.Log.Level, cb.Log.Level = "", ""
+	ca.Sinks, cb.Sinks = withoutSecrets(a.Sinks), withoutSecrets(b.Sinks)
 	va, vb := reflect.ValueOf(ca), reflect.ValueOf(cb)
 	var changed []string
 	for i := range va.NumField() {
@@ -58,4 +77,13 @@ func changedSettings(a, b *config.Config) []string {
 		changed = append(changed, name)
 	}
 	return changed
+}
+
+// withoutSecrets returns a copy of sinks with the identity secrets SIGHUP re-reads blanked.
+func withoutSecrets(sinks []config.Sink) []config.Sink {
+	out := slices.Clone(sinks)
+	for i := range out {
+		out[i].Identity.ClientSecret, out[i].Identity.CertificatePassword = config.Secret{}, config.Secret{}
+	}
+	return out
 }

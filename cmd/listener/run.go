@@ -42,8 +42,8 @@ func runRun(ctx context.Context, path string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "listener run: %v\n", err)
 		return exitBadInput
 	}
-	// A failing sink's secret is fetched again before each retry, Key Vault ones in the
-	// vaults' cloud.
+	// A failing sink's secret is fetched again before each retry, and every sink's on SIGHUP
+	// (a rotated secret needs no restart), Key Vault ones in the vaults' cloud.
 	d, err := daemon.New(cfg, daemon.Options{Logger: log, Resolver: newResolver(cfg)})
 	if err != nil {
 		log.WithError(err).Error("start failed")
@@ -56,7 +56,7 @@ func runRun(ctx context.Context, path string, stderr io.Writer) int {
 	defer signal.Stop(hup)
 	hupCtx, stopHup := context.WithCancel(ctx)
 	defer stopHup()
-	go reloadOnHangup(hupCtx, hup, path, cfg, log)
+	go reloadOnHangup(hupCtx, hup, path, cfg, log, d)
 	info := version.Get()
 	fields := logrus.Fields{"sinks": len(cfg.Sinks), "version": info.Version, "revision": info.Revision, "goversion": info.GoVersion,
 		"config": path, "store_dir": cfg.Store.Dir}

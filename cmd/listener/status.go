@@ -62,10 +62,16 @@ func runStatus(ctx context.Context, path string, asJSON bool, stdout, stderr io.
 	fmt.Fprintf(stdout, "last full reconcile:        %s\n", when(st.LastFullReconcile))
 	fmt.Fprintf(stdout, "last incremental reconcile: %s\n\n", when(st.LastIncrementalReconcile))
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SINK\tOUTBOX\tDEAD LETTERS\tLIVE\tOLDEST QUEUED\tLAST UPLOAD\tPROBLEM")
+	// LIVE is what Sentinel accepted and still holds; NOT YET SENT is live in the store but
+	// never accepted (queued, or dead-lettered); REVOKED has ended.
+	fmt.Fprintln(tw, "SINK\tSTATE\tLIVE\tNOT YET SENT\tREVOKED\tOUTBOX\tDEAD LETTERS\tOLDEST QUEUED\tLAST UPLOAD\tPROBLEM")
 	for _, s := range st.Sinks {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\n", s.Name, s.OutboxDepth, s.DeadLetters, s.LiveObjects,
-			when(s.OldestQueuedAt), when(s.LastUploadAt), s.Problem())
+		state := s.State
+		if state == "" {
+			state = "-" // only a running daemon knows
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", s.Name, state, s.LiveObjects, s.QueuedObjects, s.RevokedObjects,
+			s.OutboxDepth, s.DeadLetters, when(s.OldestQueuedAt), when(s.LastUploadAt), s.Problem())
 	}
 	tw.Flush()
 	return exitOK
