@@ -143,7 +143,11 @@ func (d *Daemon) Trace(ctx context.Context, query, sink string) (*Trace, error) 
 	if err != nil {
 		return nil, err
 	}
-	t := &tracer{cfg: d.cfg, store: d.store, misp: d.misp, pipeline: d.pipeline, now: d.opts.Now, sinks: names, readBack: d.opts.ReadBack}
+	readBack := d.opts.ReadBack
+	if readBack == nil {
+		readBack = d.sinkReadBack
+	}
+	t := &tracer{cfg: d.cfg, store: d.store, misp: d.misp, pipeline: d.pipeline, now: d.opts.Now, sinks: names, readBack: readBack}
 	return t.trace(ctx, strings.TrimSpace(query))
 }
 
@@ -499,6 +503,17 @@ func storeView(ind store.Indicator, now time.Time) *TraceStore {
 		v.State = "accepted, expired"
 	}
 	return v
+}
+
+// sinkReadBack is the read-back of a sink's workspace through the client its read_back block
+// configures (nil for a sink without one, or whose client could not be built).
+func (d *Daemon) sinkReadBack(sink string) ReadBack {
+	for _, s := range d.sinks {
+		if s.name == sink && s.reader != nil {
+			return SentinelReadBack(s.reader, s.sourceName)
+		}
+	}
+	return nil
 }
 
 // SentinelLookup is the part of a workspace read-back client (sentinel.Reader) trace uses.

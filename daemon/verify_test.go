@@ -91,6 +91,7 @@ func testVerifyAcceptance(t *testing.T, api string) {
 	if r.Report.Differences() != 0 || r.Report.Judged == 0 || r.Report.Held != r.Report.Judged {
 		t.Fatalf("after the run: %s", r.Report.Summary())
 	}
+	checkTraceReadsSentinel(t, l, cfg, clk.Now)
 
 	// 2. Delete 5 % and alter 1 % of the live indicators behind the listener's back.
 	var live []string
