@@ -62,6 +62,15 @@ func zmtpHandshake(mechanism string) []byte {
 	return append(b, zmtpCommand("READY", zmtpProperty("Socket-Type", "PUB"))...)
 }
 
+// readyWith is the handshake of a peer whose READY carries the metadata given.
+func readyWith(mechanism string, metadata []byte) []byte {
+	var b []byte
+	if mechanism == "PLAIN" {
+		b = zmtpCommand("WELCOME", nil)
+	}
+	return append(b, zmtpCommand("READY", metadata)...)
+}
+
 // hostilePeer accepts ZeroMQ connections on loopback. Connection i gets attacks[i] after the
 // greeting; later connections get an honest handshake followed by heartbeats.
 type hostilePeer struct {
@@ -175,6 +184,13 @@ func TestZeroMQSurvivesHostilePeer(t *testing.T) {
 				welcome = zmtpCommand("WELCOME", nil)
 			}
 			return append(welcome, zmtpCommand("READY", []byte{2, 'a', 'b'})...)
+		}, ReasonZMTPProtocol},
+		// zmq4 panics in its handshake on a Socket-Type it does not know (found by FuzzZMTPPeer).
+		{"READY without a Socket-Type", func(m string) []byte {
+			return readyWith(m, zmtpProperty("Identity", ""))
+		}, ReasonZMTPProtocol},
+		{"READY with an unknown Socket-Type", func(m string) []byte {
+			return readyWith(m, zmtpProperty("socket-Type", "PUB\x00"))
 		}, ReasonZMTPProtocol},
 		{"command name longer than the command", func(string) []byte { return zmtpFrame(0x04, []byte{200, 'R'}) }, ReasonZMTPProtocol},
 		{"message frame declaring 2^50 bytes after the handshake", func(m string) []byte {

@@ -286,7 +286,8 @@ func (z *ZeroMQ) dial(ctx context.Context, log *logrus.Entry) (zmq4.Socket, erro
 		if isTimeout(err) {
 			return nil, fmt.Errorf("dial %s (no handshake within the dial timeout of %s: the publisher accepted the connection but did not answer): %w", z.cfg.Endpoint, z.cfg.DialTimeout, err)
 		}
-		if z.cfg.Username != "" && isHandshakeError(err) {
+		var violated *ZMTPViolationError
+		if z.cfg.Username != "" && isHandshakeError(err) && !errors.As(err, &violated) {
 			return nil, fmt.Errorf("dial %s (the handshake failed; check the PLAIN username and password): %w", z.cfg.Endpoint, err)
 		}
 		return nil, fmt.Errorf("dial %s: %w", z.cfg.Endpoint, err)

@@ -7,8 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/go-zeromq/zmq4"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/language"
+
+	"github.com/mispsentinel/listener/internal/printable"
 )
 
 // zmq4 v0.17.0 trusts every length a peer declares: it allocates a frame's declared size before
@@ -223,20 +230,42 @@ func checkCommand(body []byte) error {
 }
 
 // checkMetadata walks a ZMTP property list: name-size (1 byte), name, value-size (4 bytes), value.
+// zmq4 keeps the last value of each name as cases.Title makes it and panics, in its handshake,
+// on a Socket-Type it does not know (an empty or missing one included), so the peer's last
+// Socket-Type must name a ZMTP socket type.
 func checkMetadata(command string, p []byte) error {
+	socketType, found := "", false
 	for i := 0; i < len(p); {
 		nameLen := int(p[i])
 		i++
 		if nameLen == 0 || len(p)-i < nameLen+4 {
 			return violation(ReasonZMTPProtocol, "%s property name of %d bytes overruns the command", command, nameLen)
 		}
+		name := string(p[i : i+nameLen])
 		i += nameLen
 		valueLen := uint64(binary.BigEndian.Uint32(p[i : i+4]))
 		i += 4
 		if valueLen > uint64(len(p)-i) {
 			return violation(ReasonZMTPProtocol, "%s property value of %d bytes overruns the command", command, valueLen)
 		}
+		if cases.Title(language.Und, cases.NoLower).String(name) == socketTypeProperty {
+			socketType, found = string(p[i:i+int(valueLen)]), true
+		}
 		i += int(valueLen)
+	}
+	if !found {
+		return violation(ReasonZMTPProtocol, "%s names no %s", command, socketTypeProperty)
+	}
+	if !slices.Contains(zmtpSocketTypes, zmq4.SocketType(socketType)) {
+		return violation(ReasonZMTPProtocol, "%s names an unknown %s %q", command, socketTypeProperty, printable.Escape(socketType))
 	}
 	return nil
 }
+
+// socketTypeProperty is the ZMTP property naming the peer's socket type, as zmq4 looks it up
+// after title-casing each property name (cases.Title, NoLower; a Caser is not safe to share
+// between connections, so each check makes its own).
+const socketTypeProperty = "Socket-Type"
+
+// zmtpSocketTypes are the socket types zmq4 knows (ZMTP 3.x, RFC 23).
+var zmtpSocketTypes = []zmq4.SocketType{zmq4.Pair, zmq4.Pub, zmq4.Sub, zmq4.Req, zmq4.Rep, zmq4.Dealer, zmq4.Router, zmq4.Pull, zmq4.Push, zmq4.XPub, zmq4.XSub}
