@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -147,9 +146,7 @@ func runAdopt(ctx context.Context, o adoptOptions, stdout, stderr io.Writer) int
 		doc.Sinks = append(doc.Sinks, js)
 	}
 	if o.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(doc); err != nil {
+		if err := writeJSON(stdout, doc); err != nil {
 			return exitFailure
 		}
 		return code

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,13 @@ func configFlag(cmd *cobra.Command) *string {
 
 // exitWith adapts a command body that prints its own errors and returns an exit code.
 func exitWith(code int) error { return cli.Exit(code) }
+
+// writeJSON writes v as the indented JSON document of a command's --json output.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
 
 // loadConfig loads and validates the configuration file; with resolve it also fetches every
 // secret reference (environment, files, Key Vault).

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -99,9 +98,7 @@ func runDeadLetters(ctx context.Context, action string, o deadLetterOptions, std
 		return exitFailure
 	}
 	if o.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(listed); err != nil {
+		if err := writeJSON(stdout, listed); err != nil {
 			fmt.Fprintf(stderr, "listener deadletters: %v\n", err)
 			return exitFailure
 		}

@@ -51,9 +51,7 @@ func runStatus(ctx context.Context, path string, asJSON bool, stdout, stderr io.
 		return exitFailure
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
+		if err := writeJSON(stdout, st); err != nil {
 			return exitFailure
 		}
 		return exitOK

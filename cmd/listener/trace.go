@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -75,9 +74,7 @@ func runTrace(ctx context.Context, o traceOptions, query string, stdout, stderr 
 		return exitFailure
 	}
 	if o.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(tr); err != nil {
+		if err := writeJSON(stdout, tr); err != nil {
 			return exitFailure
 		}
 		return exitOK
