@@ -2,7 +2,6 @@ package misp
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,30 +15,11 @@ import (
 // orgc_id, uuid} and, inside a MISP object, "Object": {id, distribution, sharing_group_id};
 // X-Result-Count is the number returned, plus one when the page is full.
 func (m *MISP) attributeSearch(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	params := map[string]json.RawMessage{}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		if err := json.Unmarshal(body, &params); err != nil {
-			writeError(w, r, http.StatusBadRequest, "Invalid JSON input. Make sure that the JSON input is a correctly formatted JSON string.")
-			return
-		}
-	}
-	if inner, ok := params["request"]; ok {
-		params = map[string]json.RawMessage{}
-		if err := json.Unmarshal(inner, &params); err != nil {
-			writeError(w, r, http.StatusBadRequest, "Invalid JSON input. Make sure that the JSON input is a correctly formatted JSON string.")
-			return
-		}
-	}
-	if len(params) == 0 {
-		writeError(w, r, http.StatusBadRequest, "Either specify the search terms in the url, or POST a json with the filter parameters.")
+	f, ok := m.readSearch(w, r)
+	if !ok {
 		return
 	}
-	f, err := parseSearch(params, m.now())
-	if err != nil {
-		writeError(w, r, http.StatusBadRequest, err.Error())
-		return
-	}
+	var err error
 	// value and uuid mean something else here than on events (see above): match them
 	// below, not through attributeMatches.
 	values, uuids := f.values, f.uuids

@@ -232,28 +232,8 @@ func (m *MISP) view(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *MISP) restSearch(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	params := map[string]json.RawMessage{}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		if err := json.Unmarshal(body, &params); err != nil {
-			writeError(w, r, http.StatusBadRequest, "Invalid JSON input. Make sure that the JSON input is a correctly formatted JSON string.")
-			return
-		}
-	}
-	if inner, ok := params["request"]; ok {
-		params = map[string]json.RawMessage{}
-		if err := json.Unmarshal(inner, &params); err != nil {
-			writeError(w, r, http.StatusBadRequest, "Invalid JSON input. Make sure that the JSON input is a correctly formatted JSON string.")
-			return
-		}
-	}
-	if len(params) == 0 {
-		writeError(w, r, http.StatusBadRequest, "Either specify the search terms in the url, or POST a json with the filter parameters.")
-		return
-	}
-	f, err := parseSearch(params, m.now())
-	if err != nil {
-		writeError(w, r, http.StatusBadRequest, err.Error())
+	f, ok := m.readSearch(w, r)
+	if !ok {
 		return
 	}
 
@@ -322,6 +302,7 @@ func (m *MISP) restSearch(w http.ResponseWriter, r *http.Request) {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, `{"Event":`...)
+		var err error
 		if buf, err = ev.appendJSON(buf, encodeOptions{metadata: f.metadata, keep: keep, decay: decay}); err != nil {
 			return // headers are out; the cut-off body tells the client
 		}
@@ -791,4 +772,34 @@ func (m *MISP) matches(f *search, ev *event) bool {
 		}
 	}
 	return true
+}
+
+// readSearch reads a restSearch body as MISP does (the filters at the top level or under
+// "request") and answers 400 with MISP's messages when it is not JSON, empty or invalid.
+func (m *MISP) readSearch(w http.ResponseWriter, r *http.Request) (*search, bool) {
+	body, _ := io.ReadAll(r.Body)
+	params := map[string]json.RawMessage{}
+	if len(strings.TrimSpace(string(body))) > 0 {
+		if err := json.Unmarshal(body, &params); err != nil {
+			writeError(w, r, http.StatusBadRequest, "Invalid JSON input. Make sure that the JSON input is a correctly formatted JSON string.")
+			return nil, false
+		}
+	}
+	if inner, ok := params["request"]; ok {
+		params = map[string]json.RawMessage{}
+		if err := json.Unmarshal(inner, &params); err != nil {
+			writeError(w, r, http.StatusBadRequest, "Invalid JSON input. Make sure that the JSON input is a correctly formatted JSON string.")
+			return nil, false
+		}
+	}
+	if len(params) == 0 {
+		writeError(w, r, http.StatusBadRequest, "Either specify the search terms in the url, or POST a json with the filter parameters.")
+		return nil, false
+	}
+	f, err := parseSearch(params, m.now())
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, err.Error())
+		return nil, false
+	}
+	return f, true
 }
