@@ -1,16 +1,12 @@
 package daemon
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/sirupsen/logrus"
-
-	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/internal/control"
 )
 
@@ -18,40 +14,6 @@ import (
 // control.token, and with it served only to requests carrying the bearer token, the
 // mutation (requeue) included.
 func TestControlOnOpsListener(t *testing.T) {
-	build := func(extra string) *Daemon {
-		yaml := `
-misp:
-  url: https://127.0.0.1:9
-  key: 0123456789abcdefghij0123456789ABCDEFGHIJ
-sinks:
-  - name: main
-    workspace_id: 11111111-2222-4333-8444-555555555555
-    identity:
-      kind: client_secret
-      tenant_id: aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee
-      client_id: 99999999-8888-4777-8666-555555555555
-      client_secret: test-client-secret
-store:
-  dir: ` + t.TempDir() + "\n" + extra
-		cfg, err := config.Parse([]byte(yaml), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		if err := cfg.Resolve(context.Background(), config.Resolver{}); err != nil {
-			t.Fatal(err)
-		}
-		log := logrus.New()
-		log.SetOutput(io.Discard)
-		d, err := New(cfg, Options{Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { d.Close() })
-		return d
-	}
 	call := func(srv *httptest.Server, method, path, token string) (int, string) {
 		t.Helper()
 		var body io.Reader
@@ -71,7 +33,7 @@ store:
 		return resp.StatusCode, string(b)
 	}
 
-	open := httptest.NewServer(build("").opsHandler())
+	open := httptest.NewServer(newOfflineDaemonWith(t, "").opsHandler())
 	defer open.Close()
 	for _, p := range []string{"/status", "/deadletters"} {
 		if code, _ := call(open, http.MethodGet, p, ""); code != http.StatusNotFound {
@@ -82,7 +44,7 @@ store:
 		t.Errorf("POST requeue on the ops listener without control.token = %d", code)
 	}
 
-	guarded := httptest.NewServer(build("control:\n  token: ops-control-token\n").opsHandler())
+	guarded := httptest.NewServer(newOfflineDaemonWith(t, "control:\n  token: ops-control-token\n").opsHandler())
 	defer guarded.Close()
 	for _, tok := range []string{"", "wrong"} {
 		if code, _ := call(guarded, http.MethodPost, "/deadletters/requeue", tok); code != http.StatusUnauthorized {

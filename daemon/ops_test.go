@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/mispsentinel/listener/config"
+	"github.com/mispsentinel/listener/internal/configtest"
 	"github.com/mispsentinel/listener/internal/version"
 )
 
@@ -26,33 +25,9 @@ func newOfflineDaemon(t *testing.T) *Daemon {
 // newOfflineDaemonWith is newOfflineDaemon with extra top-level YAML.
 func newOfflineDaemonWith(t *testing.T, extra string) *Daemon {
 	t.Helper()
-	yaml := extra + `
-misp:
-  url: https://127.0.0.1:9
-  key: 0123456789abcdefghij0123456789ABCDEFGHIJ
-sinks:
-  - name: main
-    workspace_id: 11111111-2222-4333-8444-555555555555
-    identity:
-      kind: client_secret
-      tenant_id: aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee
-      client_id: 99999999-8888-4777-8666-555555555555
-      client_secret: test-client-secret
-store:
-  dir: ` + t.TempDir() + "\n"
-	cfg, err := config.Parse([]byte(yaml), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Resolve(context.Background(), config.Resolver{}); err != nil {
-		t.Fatal(err)
-	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	d, err := New(cfg, Options{Logger: log})
+	d, err := New(configtest.Offline(t, extra), Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

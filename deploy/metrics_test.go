@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -17,8 +16,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mispsentinel/listener/config"
 	"github.com/mispsentinel/listener/daemon"
+	"github.com/mispsentinel/listener/internal/configtest"
 )
 
 // exposedMetrics assembles a daemon the way `listener run` does (daemon.New with a registry)
@@ -26,36 +25,13 @@ import (
 // label names of each. Nothing is contacted: New only builds clients.
 func exposedMetrics(t *testing.T) map[string][]string {
 	t.Helper()
-	yamlText := `
-misp:
-  url: https://127.0.0.1:9
-  key: 0123456789abcdefghij0123456789ABCDEFGHIJ
-zeromq:
+	cfg := configtest.Offline(t, `zeromq:
   enabled: true
   endpoint: tcp://127.0.0.1:9
 webhook:
   enabled: true
   auth_token: a-long-random-webhook-token-for-the-test
-sinks:
-  - name: main
-    workspace_id: 11111111-2222-4333-8444-555555555555
-    identity:
-      kind: client_secret
-      tenant_id: aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee
-      client_id: 99999999-8888-4777-8666-555555555555
-      client_secret: test-client-secret
-store:
-  dir: ` + t.TempDir() + "\n"
-	cfg, err := config.Parse([]byte(yamlText), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Resolve(context.Background(), config.Resolver{}); err != nil {
-		t.Fatal(err)
-	}
+`)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	reg := prometheus.NewRegistry()
