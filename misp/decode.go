@@ -72,82 +72,91 @@ func decode(data []byte) ([]*Event, error) {
 // beside it as in misp_json_event), a restSearch reply ({"response": [...]}) or a bare event.
 func (p *parser) envelope() ([]*Event, error) {
 	var (
-		bare     Event
-		bareSeen bool
-		wrapped  *Event
-		list     []*Event
-		isList   bool
+		h      eventHolder
+		list   []*Event
+		isList bool
 	)
 	err := p.object(func(key string) error {
-		switch key {
-		case "Event":
-			wrapped = &Event{}
-			return p.event(wrapped)
-		case "response":
+		if key == "response" {
 			isList = true
 			var err error
 			list, err = p.eventList()
 			return err
 		}
-		handled, err := p.eventField(&bare, key)
-		bareSeen = bareSeen || (handled && key != "Orgc" && key != "action")
-		return err
+		return h.field(p, key)
 	})
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case isList:
+	if isList {
 		return list, nil
-	case wrapped != nil:
-		if wrapped.Orgc == (Org{}) {
-			wrapped.Orgc = bare.Orgc
-		}
-		return []*Event{wrapped}, nil
-	case bareSeen:
-		if bare.UUID == "" {
-			return nil, p.missingUUID()
-		}
-		return []*Event{&bare}, nil
 	}
-	return nil, fmt.Errorf("%w (expected {\"Event\": {...}}, a bare event or {\"response\": [...]})", ErrNoEvent)
+	ev, err := h.event(p)
+	if err == nil && ev == nil {
+		err = fmt.Errorf("%w (expected {\"Event\": {...}}, a bare event or {\"response\": [...]})", ErrNoEvent)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []*Event{ev}, nil
 }
 
 // eventList reads an array whose elements are wrapped or bare events.
 func (p *parser) eventList() ([]*Event, error) {
 	var events []*Event
 	err := p.array(func(int) error {
-		var (
-			bare     Event
-			bareSeen bool
-			wrapped  *Event
-		)
-		err := p.object(func(key string) error {
-			if key == "Event" {
-				wrapped = &Event{}
-				return p.event(wrapped)
-			}
-			handled, err := p.eventField(&bare, key)
-			bareSeen = bareSeen || handled
+		var h eventHolder
+		if err := p.object(func(key string) error { return h.field(p, key) }); err != nil {
 			return err
-		})
+		}
+		ev, err := h.event(p)
+		if err == nil && ev == nil {
+			err = p.fail("%v", ErrNoEvent)
+		}
 		if err != nil {
 			return err
 		}
-		switch {
-		case wrapped != nil:
-			events = append(events, wrapped)
-		case bareSeen:
-			if bare.UUID == "" {
-				return p.missingUUID()
-			}
-			events = append(events, &bare)
-		default:
-			return p.fail("%v", ErrNoEvent)
-		}
+		events = append(events, ev)
 		return nil
 	})
 	return events, err
+}
+
+// eventHolder collects the keys of an object that holds one event: wrapped ({"Event": {...}},
+// possibly with the creator Orgc beside it) or bare (the event's own fields).
+type eventHolder struct {
+	bare     Event
+	bareSeen bool
+	wrapped  *Event
+}
+
+// field reads the value of key in the holding object.
+func (h *eventHolder) field(p *parser, key string) error {
+	if key == "Event" {
+		h.wrapped = &Event{}
+		return p.event(h.wrapped)
+	}
+	handled, err := p.eventField(&h.bare, key)
+	h.bareSeen = h.bareSeen || (handled && key != "Orgc")
+	return err
+}
+
+// event returns the event the object held: the wrapped one (with the Orgc beside it when it
+// has none of its own), else the bare one, which must have a uuid; nil when it held neither.
+func (h *eventHolder) event(p *parser) (*Event, error) {
+	switch {
+	case h.wrapped != nil:
+		if h.wrapped.Orgc == (Org{}) {
+			h.wrapped.Orgc = h.bare.Orgc
+		}
+		return h.wrapped, nil
+	case h.bareSeen:
+		if h.bare.UUID == "" {
+			return nil, p.missingUUID()
+		}
+		return &h.bare, nil
+	}
+	return nil, nil
 }
 
 // missingUUID reports an event without uuid: such an event cannot be tracked.
@@ -203,19 +212,15 @@ func (p *parser) eventField(ev *Event, key string) (handled bool, err error) {
 	case "published":
 		ev.Published, err = p.flag()
 	case "timestamp":
-		var s unixSeconds
-		s, err = p.unixTime()
-		ev.Timestamp = s.time()
+		ev.Timestamp, err = p.timestamp()
 	case "publish_timestamp":
-		var s unixSeconds
-		s, err = p.unixTime()
-		ev.PublishTimestamp = s.time()
+		ev.PublishTimestamp, err = p.timestamp()
 	case "Org":
 		err = p.org(&ev.Org)
 	case "Orgc":
 		err = p.org(&ev.Orgc)
 	case "Tag":
-		ev.Tags, err = p.tags(ev.Tags)
+		ev.Tags, err = appendEach(p, ev.Tags, p.tag)
 	case "EventTag":
 		err = p.array(func(int) error {
 			var t Tag
@@ -245,19 +250,13 @@ func (p *parser) eventField(ev *Event, key string) (handled bool, err error) {
 		if ev.Attributes == nil {
 			ev.Attributes = make([]Attribute, 0, p.estimateCount())
 		}
-		err = p.array(func(int) error {
-			ev.Attributes = append(ev.Attributes, Attribute{})
-			return p.attribute(&ev.Attributes[len(ev.Attributes)-1])
-		})
+		ev.Attributes, err = appendEach(p, ev.Attributes, p.attribute)
 		if n := len(ev.Attributes); cap(ev.Attributes) > n+n/4+16 {
 			// The estimate counted object attributes too: do not keep the spare room.
 			ev.Attributes = append([]Attribute(nil), ev.Attributes...)
 		}
 	case "Object":
-		err = p.array(func(int) error {
-			ev.Objects = append(ev.Objects, Object{})
-			return p.object(p.objectField(&ev.Objects[len(ev.Objects)-1]))
-		})
+		ev.Objects, err = appendEach(p, ev.Objects, p.mispObject)
 	default:
 		handled = false
 		err = p.skip()
@@ -265,8 +264,9 @@ func (p *parser) eventField(ev *Event, key string) (handled bool, err error) {
 	return handled, err
 }
 
-func (p *parser) objectField(o *Object) func(string) error {
-	return func(key string) (err error) {
+// mispObject reads a MISP object (a template instance grouping attributes).
+func (p *parser) mispObject(o *Object) error {
+	return p.object(func(key string) (err error) {
 		switch key {
 		case "id":
 			o.ID, err = p.text()
@@ -289,23 +289,28 @@ func (p *parser) objectField(o *Object) func(string) error {
 		case "deleted":
 			o.Deleted, err = p.flag()
 		case "timestamp":
-			var s unixSeconds
-			s, err = p.unixTime()
-			o.Timestamp = s.time()
+			o.Timestamp, err = p.timestamp()
 		case "first_seen":
 			o.FirstSeen, err = p.seenTime()
 		case "last_seen":
 			o.LastSeen, err = p.seenTime()
 		case "Attribute":
-			err = p.array(func(int) error {
-				o.Attributes = append(o.Attributes, Attribute{})
-				return p.attribute(&o.Attributes[len(o.Attributes)-1])
-			})
+			o.Attributes, err = appendEach(p, o.Attributes, p.attribute)
 		default:
 			err = p.skip()
 		}
 		return err
-	}
+	})
+}
+
+// appendEach reads an array of objects, appending each to list as read reads it in place.
+func appendEach[T any](p *parser, list []T, read func(*T) error) ([]T, error) {
+	var zero T
+	err := p.array(func(int) error {
+		list = append(list, zero)
+		return read(&list[len(list)-1])
+	})
+	return list, err
 }
 
 func (p *parser) attribute(a *Attribute) error {
@@ -349,15 +354,13 @@ func (p *parser) attribute(a *Attribute) error {
 		case "disable_correlation":
 			a.DisableCorrelation, err = p.flag()
 		case "timestamp":
-			var s unixSeconds
-			s, err = p.unixTime()
-			a.Timestamp = s.time()
+			a.Timestamp, err = p.timestamp()
 		case "first_seen":
 			a.FirstSeen, err = p.seenTime()
 		case "last_seen":
 			a.LastSeen, err = p.seenTime()
 		case "Tag":
-			a.Tags, err = p.tags(a.Tags)
+			a.Tags, err = appendEach(p, a.Tags, p.tag)
 		case "Galaxy":
 			a.Galaxies, err = p.galaxies()
 		case "decay_score":
@@ -382,38 +385,35 @@ func (p *parser) decayScores() ([]DecayScore, error) {
 	if p.peek() == 'n' {
 		return nil, p.literal("null")
 	}
-	var scores []DecayScore
-	err := p.array(func(int) error {
-		var s DecayScore
-		err := p.object(func(key string) (err error) {
-			switch key {
-			case "score":
-				s.Score, err = p.float()
-			case "base_score":
-				s.BaseScore, err = p.float()
-			case "decayed":
-				s.Decayed, err = p.flag()
-			case "DecayingModel":
-				err = p.object(func(key string) (err error) {
-					switch key {
-					case "id":
-						s.ModelID, err = p.text()
-					case "name":
-						s.ModelName, err = p.text()
-					default:
-						err = p.skip()
-					}
-					return err
-				})
-			default:
-				err = p.skip()
-			}
-			return err
-		})
-		scores = append(scores, s)
+	return appendEach(p, nil, p.decayScore)
+}
+
+func (p *parser) decayScore(s *DecayScore) error {
+	return p.object(func(key string) (err error) {
+		switch key {
+		case "score":
+			s.Score, err = p.float()
+		case "base_score":
+			s.BaseScore, err = p.float()
+		case "decayed":
+			s.Decayed, err = p.flag()
+		case "DecayingModel":
+			err = p.object(func(key string) (err error) {
+				switch key {
+				case "id":
+					s.ModelID, err = p.text()
+				case "name":
+					s.ModelName, err = p.text()
+				default:
+					err = p.skip()
+				}
+				return err
+			})
+		default:
+			err = p.skip()
+		}
 		return err
 	})
-	return scores, err
 }
 
 func (p *parser) org(o *Org) error {
@@ -435,14 +435,6 @@ func (p *parser) org(o *Org) error {
 		}
 		return err
 	})
-}
-
-func (p *parser) tags(tags []Tag) ([]Tag, error) {
-	err := p.array(func(int) error {
-		tags = append(tags, Tag{})
-		return p.tag(&tags[len(tags)-1])
-	})
-	return tags, err
 }
 
 func (p *parser) tag(t *Tag) error {
@@ -541,6 +533,12 @@ func (p *parser) estimateCount() int {
 	span := p.data[start:p.pos]
 	p.pos = start
 	return min(bytes.Count(span, []byte(`"type"`)), len(span)/128+1, 1<<20)
+}
+
+// timestamp reads a Unix timestamp field; 0 or none is the zero time.
+func (p *parser) timestamp() (time.Time, error) {
+	s, err := p.unixTime()
+	return s.time(), err
 }
 
 // unixSeconds is a decoded Unix timestamp; 0 is "none".

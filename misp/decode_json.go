@@ -117,38 +117,18 @@ func (p *parser) object(field func(key string) error) error {
 	if p.peek() != '{' {
 		return p.fail("expected an object, found %s", p.describe())
 	}
-	p.pos++
-	if p.peek() == '}' {
-		p.pos++
-		return nil
-	}
-	for {
-		if p.peek() != '"' {
-			return p.syntax("expected a quoted key")
-		}
-		key, err := p.str()
+	return p.members('}', "expected ',' or '}' in object", func() error {
+		key, err := p.key()
 		if err != nil {
 			return err
 		}
-		if p.peek() != ':' {
-			return p.syntax("expected ':' after key")
-		}
-		p.pos++
 		p.push(key)
 		if err := field(key); err != nil {
 			return err
 		}
 		p.pop()
-		switch p.peek() {
-		case ',':
-			p.pos++
-		case '}':
-			p.pos++
-			return nil
-		default:
-			return p.syntax("expected ',' or '}' in object")
-		}
-	}
+		return nil
+	})
 }
 
 // array reads an array (null counts as empty), calling elem for each element.
@@ -160,27 +140,57 @@ func (p *parser) array(elem func(i int) error) error {
 	default:
 		return p.fail("expected an array, found %s", p.describe())
 	}
-	p.pos++
-	if p.peek() == ']' {
-		p.pos++
-		return nil
-	}
-	for i := 0; ; i++ {
+	i := 0
+	return p.members(']', "expected ',' or ']' in array", func() error {
 		p.pushIndex(i)
 		if err := elem(i); err != nil {
 			return err
 		}
 		p.pop()
+		i++
+		return nil
+	})
+}
+
+// members reads the comma-separated members of the object or array whose opening bracket is
+// at the position, up to and including its closing bracket, calling member for each;
+// badSeparator is the syntax error for anything else after a member.
+func (p *parser) members(closing byte, badSeparator string, member func() error) error {
+	p.pos++
+	if p.peek() == closing {
+		p.pos++
+		return nil
+	}
+	for {
+		if err := member(); err != nil {
+			return err
+		}
 		switch p.peek() {
 		case ',':
 			p.pos++
-		case ']':
+		case closing:
 			p.pos++
 			return nil
 		default:
-			return p.syntax("expected ',' or ']' in array")
+			return p.syntax(badSeparator)
 		}
 	}
+}
+
+// key reads an object member's key and the colon after it.
+func (p *parser) key() (string, error) {
+	if p.peek() != '"' {
+		return "", p.syntax("expected a quoted key")
+	}
+	key, err := p.str()
+	if err != nil {
+		return "", err
+	}
+	if p.peek() != ':' {
+		return "", p.syntax("expected ':' after key")
+	}
+	p.pos++
+	return key, nil
 }
 
 // describe names the JSON type of the next value, for error messages.
@@ -345,42 +355,40 @@ func (p *parser) skipNumber() error {
 	if i < len(d) && d[i] == '-' {
 		i++
 	}
+	ok := true
 	switch {
 	case i < len(d) && d[i] == '0':
 		i++
 	case i < len(d) && d[i] >= '1' && d[i] <= '9':
-		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-			i++
-		}
+		i, _ = digits(d, i)
 	default:
-		p.pos = i
-		return p.syntax("invalid number")
+		ok = false
 	}
-	if i < len(d) && d[i] == '.' {
-		i++
-		if i >= len(d) || d[i] < '0' || d[i] > '9' {
-			p.pos = i
-			return p.syntax("invalid number")
-		}
-		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-			i++
-		}
+	if ok && i < len(d) && d[i] == '.' {
+		i, ok = digits(d, i+1)
 	}
-	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
+	if ok && i < len(d) && (d[i] == 'e' || d[i] == 'E') {
 		i++
 		if i < len(d) && (d[i] == '+' || d[i] == '-') {
 			i++
 		}
-		if i >= len(d) || d[i] < '0' || d[i] > '9' {
-			p.pos = i
-			return p.syntax("invalid number")
-		}
-		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-			i++
-		}
+		i, ok = digits(d, i)
 	}
 	p.pos = i
+	if !ok {
+		return p.syntax("invalid number")
+	}
 	return nil
+}
+
+// digits returns the index after the run of decimal digits that starts at i in d, and whether
+// the run holds at least one.
+func digits(d []byte, i int) (end int, ok bool) {
+	end = i
+	for end < len(d) && d[end] >= '0' && d[end] <= '9' {
+		end++
+	}
+	return end, end > i
 }
 
 // scalar reads a string, number, boolean or null; objects and arrays are an error.
@@ -414,55 +422,16 @@ func (p *parser) skipDepth(depth int) error {
 	}
 	switch p.peek() {
 	case '{':
-		p.pos++
-		if p.peek() == '}' {
-			p.pos++
-			return nil
-		}
-		for {
-			if p.peek() != '"' {
-				return p.syntax("expected a quoted key")
-			}
-			if _, err := p.str(); err != nil {
+		return p.members('}', "expected ',' or '}' in object", func() error {
+			if _, err := p.key(); err != nil {
 				return err
 			}
-			if p.peek() != ':' {
-				return p.syntax("expected ':' after key")
-			}
-			p.pos++
-			if err := p.skipDepth(depth + 1); err != nil {
-				return err
-			}
-			switch p.peek() {
-			case ',':
-				p.pos++
-			case '}':
-				p.pos++
-				return nil
-			default:
-				return p.syntax("expected ',' or '}' in object")
-			}
-		}
+			return p.skipDepth(depth + 1)
+		})
 	case '[':
-		p.pos++
-		if p.peek() == ']' {
-			p.pos++
-			return nil
-		}
-		for {
-			if err := p.skipDepth(depth + 1); err != nil {
-				return err
-			}
-			switch p.peek() {
-			case ',':
-				p.pos++
-			case ']':
-				p.pos++
-				return nil
-			default:
-				return p.syntax("expected ',' or ']' in array")
-			}
-		}
+		return p.members(']', "expected ',' or ']' in array", func() error {
+			return p.skipDepth(depth + 1)
+		})
 	default:
 		_, _, err := p.scalar()
 		return err
