@@ -520,19 +520,74 @@ func (p *parser) galaxies() ([]Galaxy, error) {
 	return gs, err
 }
 
-// estimateCount guesses how many attributes the array at the current position holds (every
-// "type" key inside it, bounded by its size), so that large events fill their slice without
-// regrowing it. It finds the array's end with a skip pass and leaves the position unchanged:
-// counting to the end of the input instead would make decoding a page quadratic in its events.
+// estimateCount guesses how many attributes the array at the current position holds, so that
+// large events fill their slice without regrowing it: its elements, counted by a scan that
+// follows only strings and brackets (the parse that follows validates), bounded by the
+// array's size. It stops at the array's end: counting to the end of the input instead would
+// make decoding a page quadratic in its events.
 func (p *parser) estimateCount() int {
-	start := p.pos
-	if err := p.skip(); err != nil {
-		p.pos = start // the real parse reports the error with its path
+	d := p.data
+	i := p.pos
+	for i < len(d) && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r') {
+		i++
+	}
+	if i == len(d) || d[i] != '[' {
 		return 0
 	}
-	span := p.data[start:p.pos]
-	p.pos = start
-	return min(bytes.Count(span, []byte(`"type"`)), len(span)/128+1, 1<<20)
+	start := i
+	depth, commas, empty := 0, 0, true
+	for i < len(d) {
+		switch d[i] {
+		case '"':
+			end := stringEnd(d, i+1)
+			if end < 0 {
+				return 0
+			}
+			i, empty = end, false
+		case '[', '{':
+			if depth > 0 {
+				empty = false
+			}
+			depth++
+		case ']', '}':
+			if depth--; depth == 0 {
+				n := 0
+				if !empty {
+					n = commas + 1
+				}
+				return min(n, (i-start)/128+1, 1<<20)
+			}
+		case ',':
+			if depth == 1 {
+				commas++
+			}
+		case ' ', '\t', '\n', '\r':
+		default:
+			empty = false
+		}
+		i++
+	}
+	return 0
+}
+
+// stringEnd returns the index of the quote closing the JSON string whose text starts at i,
+// or -1 when it is not terminated.
+func stringEnd(d []byte, i int) int {
+	for {
+		q := bytes.IndexByte(d[i:], '"')
+		if q < 0 {
+			return -1
+		}
+		q += i
+		backslashes := 0
+		for j := q - 1; j >= i && d[j] == '\\'; j-- {
+			backslashes++
+		}
+		if backslashes%2 == 0 {
+			return q
+		}
+		i = q + 1
+	}
 }
 
 // timestamp reads a Unix timestamp field; 0 or none is the zero time.
