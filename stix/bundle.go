@@ -15,6 +15,7 @@ func Bundle(objects []Object) []byte {
 		size += len(objects[i].Body) + 1
 	}
 	h := sha256.New()
+	var key []byte // id and hash of one object, written to h at once (no conversion per field)
 	seen := make(map[string]struct{}, len(objects))
 	b := make([]byte, 0, size)
 	b = append(b, `{"type":"bundle","id":"bundle--`...)
@@ -27,8 +28,8 @@ func Bundle(objects []Object) []byte {
 			continue
 		}
 		seen[o.ID] = struct{}{}
-		h.Write([]byte(o.ID))
-		h.Write([]byte(o.Hash))
+		key = append(append(key[:0], o.ID...), o.Hash...)
+		h.Write(key)
 		if !first {
 			b = append(b, ',')
 		}

@@ -2,11 +2,10 @@ package stix
 
 import (
 	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"hash"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -165,13 +164,30 @@ type contextTarget struct {
 type contextState struct {
 	mode      ContextMode
 	attrLevel bool // only attribute-level clusters
-	byKey     map[string]*contextTarget
+	byKey     map[clusterKey]*contextTarget
 	order     []*contextTarget
 	event     []*contextTarget // exportable event-level targets
 	scratch   []*contextTarget
 	ids       idHasher
-	grown     bool
 	arena     []byte // relationship bodies are cut from it
+	// attributes is the event's attribute count, to size the arena's chunks.
+	attributes int
+	// fragments holds the constant parts of the relationship bodies of one type to one
+	// target: every indicator linked to a cluster gets the same bytes but for its id and
+	// source_ref, so they are encoded once per event and cluster.
+	fragments map[relationshipKey]*relationshipFragments
+}
+
+// clusterKey identifies a galaxy cluster within a conversion.
+type clusterKey struct{ galaxyType, uuid, value string }
+
+type relationshipKey struct{ typ, target string }
+
+// relationshipFragments are the JSON around the id and the source_ref of a relationship body.
+type relationshipFragments struct {
+	// middle runs from after the id to the opening of source_ref's value, tail from after
+	// source_ref's value to the end.
+	middle, tail []byte
 }
 
 func newContextState(ev *misp.Event, opts *Options) *contextState {
@@ -180,7 +196,7 @@ func newContextState(ev *misp.Event, opts *Options) *contextState {
 	}
 	cs := &contextState{
 		mode: opts.Context, attrLevel: opts.ContextLevels == ContextLevelsAttribute,
-		byKey: make(map[string]*contextTarget),
+		byKey: make(map[clusterKey]*contextTarget),
 	}
 	for gi := range ev.Galaxies {
 		g := &ev.Galaxies[gi]
@@ -203,13 +219,29 @@ func appendTarget(list []*contextTarget, t *contextTarget) []*contextTarget {
 	return append(list, t)
 }
 
+// objectCapacity bounds how many objects beyond the indicators the event's context adds
+// (when every attribute yields one indicator): a relationship per indicator and event-level
+// cluster, and per attribute-level cluster a relationship and at most one object, so that
+// Convert sizes its object list once.
+func (cs *contextState) objectCapacity(ev *misp.Event) int {
+	n := ev.AttributeCount()
+	attrClusters := 0
+	ev.AllAttributes(func(_ *misp.Object, attr *misp.Attribute) bool {
+		for gi := range attr.Galaxies {
+			attrClusters += len(attr.Galaxies[gi].Clusters)
+		}
+		return true
+	})
+	return n*len(cs.event) + len(cs.event) + 2*attrClusters
+}
+
 // target resolves one cluster, once per conversion.
 func (cs *contextState) target(g *misp.Galaxy, cl *misp.GalaxyCluster, level string) *contextTarget {
 	typ := cl.Type
 	if typ == "" {
 		typ = g.Type
 	}
-	key := typ + "\x00" + cl.UUID + "\x00" + cl.Value
+	key := clusterKey{typ, cl.UUID, cl.Value}
 	if t, ok := cs.byKey[key]; ok {
 		if level == "attribute" {
 			t.decision.Level = level
@@ -271,12 +303,6 @@ func (cs *contextState) link(res *Result, ev *misp.Event, attr *misp.Attribute, 
 	if len(ids) == 0 || len(targets) == 0 {
 		return
 	}
-	if !cs.grown {
-		// One allocation for the usual case: every indicator linked to the event's clusters
-		// and a few of its own.
-		cs.grown = true
-		res.Objects = slices.Grow(res.Objects, ev.AttributeCount()*(len(cs.event)+1)+len(cs.order))
-	}
 	for _, id := range ids {
 		for _, t := range targets {
 			if !t.built {
@@ -317,33 +343,46 @@ func RelationshipID(source, typ, target string) string {
 	return h.relationshipID(source, typ, target)
 }
 
-// idHasher computes UUIDv5 ids with one reusable SHA-1 state (uuid.NewSHA1 allocates one per
-// id, which dominates when every indicator gets several relationships).
+// idHasher computes UUIDv5 ids into one reusable buffer (uuid.NewSHA1 allocates a hash state
+// and the text of each id, which dominates when every indicator gets several relationships).
 type idHasher struct {
-	h   hash.Hash
 	buf []byte
-	sum []byte
 }
 
 func (x *idHasher) relationshipID(source, typ, target string) string {
-	if x.h == nil {
-		x.h = sha1.New()
+	return x.v5("relationship--", source, "/", typ, "/", target)
+}
+
+// v5 returns prefix followed by the UUIDv5 of the project namespace and the concatenated
+// name parts, as prefix + uuid.NewSHA1(Namespace, []byte(name)).String() does.
+func (x *idHasher) v5(prefix string, name ...string) string {
+	b := append(x.buf[:0], Namespace[:]...)
+	for _, part := range name {
+		b = append(b, part...)
 	}
-	b := append(x.buf[:0], source...)
-	b = append(b, '/')
-	b = append(b, typ...)
-	b = append(b, '/')
-	b = append(b, target...)
-	x.buf = b
-	x.h.Reset()
-	x.h.Write(Namespace[:])
-	x.h.Write(b)
-	x.sum = x.h.Sum(x.sum[:0])
+	sum := sha1.Sum(b)
 	var u uuid.UUID
-	copy(u[:], x.sum)
+	copy(u[:], sum[:])
 	u[6] = (u[6] & 0x0f) | 0x50 // version 5
 	u[8] = (u[8] & 0x3f) | 0x80 // RFC 4122 variant
-	return "relationship--" + u.String()
+	b = appendUUID(append(b[:0], prefix...), u)
+	x.buf = b
+	return string(b)
+}
+
+// appendUUID appends u in its canonical text form (as u.String() writes it).
+func appendUUID(b []byte, u uuid.UUID) []byte {
+	var text [36]byte
+	hex.Encode(text[0:8], u[0:4])
+	text[8] = '-'
+	hex.Encode(text[9:13], u[4:6])
+	text[13] = '-'
+	hex.Encode(text[14:18], u[6:8])
+	text[18] = '-'
+	hex.Encode(text[19:23], u[8:10])
+	text[23] = '-'
+	hex.Encode(text[24:], u[10:])
+	return append(b, text[:]...)
 }
 
 // contextCreatedText is contextCreated as written.
@@ -352,23 +391,48 @@ var contextCreatedText = FormatTime(contextCreated)
 // relationshipSize bounds the body of a relationship between two ids of at most 64 bytes.
 const relationshipSize = 400
 
+// relationship builds the relationship of type typ from source to target. Its body is cut
+// from cs.arena; the JSON around its id and source_ref comes from cs.fragments.
 func (cs *contextState) relationship(event, source, typ, target string) Object {
 	id := cs.ids.relationshipID(source, typ, target)
-	need := len(id) + len(source) + len(target) + len(typ) + relationshipSize
+	f := cs.relationshipFragments(typ, target)
+	need := len(id) + len(source) + len(f.middle) + len(f.tail) + relationshipSize
 	if cap(cs.arena)-len(cs.arena) < need {
-		cs.arena = make([]byte, 0, max(64<<10, need))
+		// At most 64 KiB, about what a small event needs.
+		cs.arena = make([]byte, 0, max(need, min(64<<10, need*cs.attributes)))
 	}
 	start := len(cs.arena)
-	b := append(cs.arena, `{"type":"relationship","spec_version":"2.1"`...)
-	b = appendField(b, "id", id)
-	b = appendField(b, "created", contextCreatedText)
-	b = appendField(b, "relationship_type", typ)
-	b = appendField(b, "source_ref", source)
-	b = appendField(b, "target_ref", target)
-	b = appendField(b, "modified", contextCreatedText)
-	b = append(b, '}')
+	b := append(cs.arena, `{"type":"relationship","spec_version":"2.1","id":`...)
+	b = appendString(b, id)
+	b = append(b, f.middle...)
+	b = appendString(b, source)
+	b = append(b, f.tail...)
 	cs.arena = b
 	return Object{ID: id, Type: "relationship", EventUUID: event, Hash: relationshipHash, Body: b[start:len(b):len(b)], SourceRef: source, TargetRef: target}
+}
+
+// relationshipFragments returns the JSON of a relationship body of type typ to target around
+// its id and source_ref, encoding it on first use: the body is, in this order, type,
+// spec_version, id, created, relationship_type, source_ref, target_ref and modified.
+func (cs *contextState) relationshipFragments(typ, target string) *relationshipFragments {
+	key := relationshipKey{typ, target}
+	if f, ok := cs.fragments[key]; ok {
+		return f
+	}
+	var middle []byte
+	middle = appendField(middle, "created", contextCreatedText)
+	middle = appendField(middle, "relationship_type", typ)
+	middle = append(middle, `,"source_ref":`...)
+	var tail []byte
+	tail = appendField(tail, "target_ref", target)
+	tail = appendField(tail, "modified", contextCreatedText)
+	tail = append(tail, '}')
+	f := &relationshipFragments{middle: middle, tail: tail}
+	if cs.fragments == nil {
+		cs.fragments = make(map[relationshipKey]*relationshipFragments)
+	}
+	cs.fragments[key] = f
+	return f
 }
 
 // contextObject builds the attack-pattern or threat-actor object of a cluster.

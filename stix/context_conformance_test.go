@@ -82,7 +82,7 @@ func TestContextConformanceMISPStix(t *testing.T) {
 				continue // made from a MISP object, not a galaxy cluster
 			}
 			total++
-			cs := &contextState{mode: ContextAll, byKey: map[string]*contextTarget{}}
+			cs := &contextState{mode: ContextAll, byKey: map[clusterKey]*contextTarget{}}
 			tg := cs.target(cl.g, cl.c, "event")
 			if !tg.exportable {
 				unmatched++

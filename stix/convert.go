@@ -25,7 +25,11 @@ var identityCreated = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 func Convert(ev *misp.Event, opts Options, now time.Time) Result {
 	c := newConverter(ev, &opts, now.UTC())
 	n := ev.AttributeCount()
-	res := Result{Decisions: make([]Decision, 0, n), Objects: make([]Object, 0, n+1)}
+	objects := n + 1
+	if c.context != nil {
+		objects += c.context.objectCapacity(ev)
+	}
+	res := Result{Decisions: make([]Decision, 0, n), Objects: make([]Object, 0, objects)}
 	if c.identity != nil {
 		res.Objects = append(res.Objects, *c.identity)
 	}
@@ -70,6 +74,14 @@ type converter struct {
 	// timeCache remembers the last formatted times: an event's attributes share a few.
 	timeCache [4]cachedTime
 	timeNext  int
+
+	// arena holds the indicator bodies, cut from chunks sized for the event (one allocation
+	// per few hundred indicators instead of one each); exported holds the Decision.Exported
+	// lists the same way. ids computes the UUIDv5 ids.
+	arena      []byte
+	exported   []string
+	attributes int // the event's attribute count, to size the chunks
+	ids        idHasher
 }
 
 type cachedTime struct {
@@ -104,7 +116,7 @@ type resolvedFacts struct {
 }
 
 func newConverter(ev *misp.Event, opts *Options, now time.Time) *converter {
-	c := &converter{ev: ev, opts: opts, now: now, profile: opts.Profile, seen: make(map[string]struct{})}
+	c := &converter{ev: ev, opts: opts, now: now, profile: opts.Profile, seen: make(map[string]struct{}, ev.AttributeCount())}
 	if c.profile == "" {
 		c.profile = ProfileSentinel
 	}
@@ -122,6 +134,11 @@ func newConverter(ev *misp.Event, opts *Options, now time.Time) *converter {
 	}
 	c.defaultFacts = c.resolve(tagFacts{}, nil)
 	c.context = newContextState(ev, opts)
+	c.attributes = ev.AttributeCount()
+	c.exported = make([]string, 0, c.attributes)
+	if c.context != nil {
+		c.context.attributes = c.attributes
+	}
 	return c
 }
 
@@ -268,12 +285,37 @@ func (c *converter) indicatorID(attr *misp.Attribute, obj *misp.Object, componen
 		key = "event/" + c.ev.UUID + "/object/" + objUUID + "/" + attr.ObjectRelation + "/" + attr.Type + "/" + attr.Value
 	}
 	if componentName == "" {
+		if isCanonicalUUIDv4(key) {
+			return "indicator--" + key // what the parse below writes back, without parsing
+		}
 		if u, err := uuid.Parse(key); err == nil && u.Version() == 4 && u.Variant() == uuid.RFC4122 {
 			return "indicator--" + u.String()
 		}
-		return "indicator--" + uuid.NewSHA1(Namespace, []byte(key)).String()
+		return c.ids.v5("indicator--", key)
 	}
-	return "indicator--" + uuid.NewSHA1(Namespace, []byte(key+"/"+componentName)).String()
+	return c.ids.v5("indicator--", key, "/", componentName)
+}
+
+// isCanonicalUUIDv4 reports whether s is a version-4, RFC 4122 variant UUID in the canonical
+// lowercase form uuid.UUID.String writes.
+func isCanonicalUUIDv4(s string) bool {
+	if len(s) != 36 || s[14] != '4' || !strings.ContainsRune("89ab", rune(s[19])) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // attribute decides about one attribute and appends its decision and indicators.
@@ -394,6 +436,7 @@ func (c *converter) screenFacts(facts *resolvedFacts) (SkipReason, string) {
 // returns how many components had decayed or expired and the details of those not exported.
 func (c *converter) exportComponents(res *Result, d *Decision, obj *misp.Object, attr *misp.Attribute, comps []component, partial []componentError, facts *resolvedFacts, decay decayVerdict) (expired, decayed int, details []string) {
 	ts, validFrom, lastSeen := c.attributeTimes(obj, attr)
+	exported := 0
 	for _, p := range partial {
 		details = append(details, fmt.Sprintf("component %s skipped (%s): %v", p.name, SkipInvalidValue, p.err))
 	}
@@ -421,7 +464,12 @@ func (c *converter) exportComponents(res *Result, d *Decision, obj *misp.Object,
 		}
 		c.seen[id] = struct{}{}
 		res.Objects = append(res.Objects, c.indicator(id, attr, obj, comp, facts, ts, validFrom, validUntil))
-		d.Exported = append(d.Exported, id)
+		c.exported = append(c.exported, id)
+		exported++
+	}
+	if exported > 0 {
+		end := len(c.exported)
+		d.Exported = c.exported[end-exported : end : end]
 	}
 	return expired, decayed, details
 }
@@ -511,7 +559,14 @@ func (c *converter) indicator(id string, attr *misp.Attribute, obj *misp.Object,
 	}
 	size := 420 + len(id) + len(c.identityID) + len(nameJSON) + len(descJSON) + len(comp.pattern) +
 		len(f.threatJSON) + len(f.labelsJSON) + len(f.killJSON) + len(c.extRefs)
-	b := make([]byte, 0, size+size/8)
+	size += size / 8
+	if cap(c.arena)-len(c.arena) < size {
+		// A chunk for the next indicators of the event, at most 256 KiB: a small event
+		// allocates about what it needs.
+		c.arena = make([]byte, 0, max(size, min(256<<10, size*c.attributes)))
+	}
+	room := c.arena[len(c.arena):cap(c.arena)]
+	b := room[:0]
 	b = append(b, `{"type":"indicator","spec_version":"2.1"`...)
 	b = appendField(b, "id", id)
 	b = appendField(b, "created", c.formatTime(ts))
@@ -568,7 +623,10 @@ func (c *converter) indicator(id string, attr *misp.Attribute, obj *misp.Object,
 		b = appendField(b, "valid_until", c.formatTime(validUntil))
 	}
 	b = append(b, '}')
-	return Object{ID: id, Type: "indicator", EventUUID: c.ev.UUID, Hash: hash, ValidUntil: validUntil, Body: b}
+	if len(b) <= len(room) && &b[0] == &room[0] {
+		c.arena = c.arena[:len(c.arena)+len(b)] // else size was short and b has its own array
+	}
+	return Object{ID: id, Type: "indicator", EventUUID: c.ev.UUID, Hash: hash, ValidUntil: validUntil, Body: b[:len(b):len(b)]}
 }
 
 // commonFields is the JSON of the indicator fields shared by the indicators of an event, and

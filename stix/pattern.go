@@ -66,8 +66,15 @@ func comparison(path, value string) string {
 	return path + " = '" + escapeValue(value) + "'"
 }
 
+// single is the pattern comparing path with value.
 func single(path, value string) string {
-	return "[" + comparison(path, value) + "]"
+	return singleOn("", path, value)
+}
+
+// singleOn is single on the path prefix+path, built with one allocation (it runs for
+// nearly every attribute).
+func singleOn(prefix, path, value string) string {
+	return "[" + prefix + path + " = '" + escapeValue(value) + "']"
 }
 
 func ipObservable(ip string) string {
@@ -159,24 +166,24 @@ func oneWithContext(c component) ([]component, []componentError, error) {
 }
 
 // normalised returns in.value normalised by the type's normaliser and compared on path.
-func normalised(in patternInput, path, observable string) ([]component, []componentError, error) {
+func normalised(in patternInput, prefix, path, observable string) ([]component, []componentError, error) {
 	v, err := in.spec.norm(in.value)
 	if err != nil {
 		return nil, nil, err
 	}
-	return one(single(path, v), observable)
+	return one(singleOn(prefix, path, v), observable)
 }
 
 func buildSimple(in patternInput) ([]component, []componentError, error) {
-	return normalised(in, in.spec.path, in.spec.observable)
+	return normalised(in, "", in.spec.path, in.spec.observable)
 }
 
 func buildHash(in patternInput) ([]component, []componentError, error) {
-	return normalised(in, "file:hashes."+in.spec.path, "file")
+	return normalised(in, "file:hashes.", in.spec.path, "file")
 }
 
 func buildX509(in patternInput) ([]component, []componentError, error) {
-	return normalised(in, "x509-certificate:hashes."+in.spec.path, "x509-certificate")
+	return normalised(in, "x509-certificate:hashes.", in.spec.path, "x509-certificate")
 }
 
 func buildIP(in patternInput) ([]component, []componentError, error) {
@@ -185,7 +192,7 @@ func buildIP(in patternInput) ([]component, []componentError, error) {
 		return nil, nil, err
 	}
 	if in.sentinel {
-		return one(single(ipObservable(ip)+":value", ip), ipObservable(ip))
+		return one(singleOn(ipObservable(ip), ":value", ip), ipObservable(ip))
 	}
 	return one("["+networkTrafficRef(in.spec.path, ip)+"]", ipObservable(ip))
 }
@@ -203,7 +210,7 @@ func buildIPPort(in patternInput) ([]component, []componentError, error) {
 		return nil, nil, err
 	}
 	if in.composite != CompositeCompound {
-		return oneWithContext(component{pattern: single(ipObservable(ip)+":value", ip), observable: ipObservable(ip), context: "port " + port})
+		return oneWithContext(component{pattern: singleOn(ipObservable(ip), ":value", ip), observable: ipObservable(ip), context: "port " + port})
 	}
 	return one("["+networkTrafficRef(in.spec.path, ip)+" AND "+comparison("network-traffic:"+in.spec.path+"_port", port)+"]", ipObservable(ip))
 }
@@ -242,7 +249,7 @@ func buildDomainIP(in patternInput) (comps []component, skipped []componentError
 		skipped = append(skipped, componentError{"domain", derr})
 	}
 	if ierr == nil {
-		comps = append(comps, component{name: "ip", pattern: single(ipObservable(ip)+":value", ip), patternType: "stix", observable: ipObservable(ip), context: "resolved from " + domain})
+		comps = append(comps, component{name: "ip", pattern: singleOn(ipObservable(ip), ":value", ip), patternType: "stix", observable: ipObservable(ip), context: "resolved from " + domain})
 	} else {
 		skipped = append(skipped, componentError{"ip", ierr})
 	}
@@ -299,7 +306,7 @@ func buildFilenameHash(in patternInput) ([]component, []componentError, error) {
 		return nil, nil, err
 	}
 	if in.composite == CompositeAll {
-		return oneWithContext(component{pattern: single("file:hashes."+in.spec.path, hash), observable: "file", context: "file name " + name, fileName: name})
+		return oneWithContext(component{pattern: singleOn("file:hashes.", in.spec.path, hash), observable: "file", context: "file name " + name, fileName: name})
 	}
 	if sample && in.data != "" {
 		return one(samplePattern(in.data, name, hash), "file")
