@@ -2,6 +2,7 @@ package stix
 
 import (
 	"crypto/sha256"
+	"hash/maphash"
 
 	"github.com/google/uuid"
 )
@@ -15,8 +16,8 @@ func Bundle(objects []Object) []byte {
 		size += len(objects[i].Body) + 1
 	}
 	h := sha256.New()
-	var key []byte // id and hash of one object, written to h at once (no conversion per field)
-	seen := make(map[string]struct{}, len(objects))
+	var key []byte // ids and hashes of a few objects, written to h at once
+	seen := newIDSet(len(objects))
 	b := make([]byte, 0, size)
 	b = append(b, `{"type":"bundle","id":"bundle--`...)
 	idAt := len(b)
@@ -24,20 +25,58 @@ func Bundle(objects []Object) []byte {
 	first := true
 	for i := range objects {
 		o := &objects[i]
-		if _, dup := seen[o.ID]; dup {
+		if !seen.add(objects, i) {
 			continue
 		}
-		seen[o.ID] = struct{}{}
-		key = append(append(key[:0], o.ID...), o.Hash...)
-		h.Write(key)
+		key = append(append(key, o.ID...), o.Hash...)
+		if len(key) >= 4096 {
+			h.Write(key)
+			key = key[:0]
+		}
 		if !first {
 			b = append(b, ',')
 		}
 		first = false
 		b = append(b, o.Body...)
 	}
+	h.Write(key)
 	b = append(b, ']', '}')
 	id := uuid.NewSHA1(Namespace, append([]byte("bundle/"), h.Sum(nil)...)).String()
 	copy(b[idAt:], id)
 	return b
+}
+
+// idSet records the ids of the objects a bundle holds. It keys a map by a 64-bit hash of the
+// id (smaller and faster to probe than one keyed by the id, which mattered with tens of
+// thousands of objects per event) and keeps the ids whose hash collides with another's apart.
+type idSet struct {
+	seed   maphash.Seed
+	first  map[uint64]int // hash → index of the first object with it
+	others map[string]struct{}
+}
+
+func newIDSet(n int) *idSet {
+	return &idSet{seed: maphash.MakeSeed(), first: make(map[uint64]int, n)}
+}
+
+// add records objects[i]'s id and reports whether it was new.
+func (s *idSet) add(objects []Object, i int) bool {
+	id := objects[i].ID
+	h := maphash.String(s.seed, id)
+	j, ok := s.first[h]
+	if !ok {
+		s.first[h] = i
+		return true
+	}
+	if objects[j].ID == id {
+		return false
+	}
+	if _, dup := s.others[id]; dup {
+		return false
+	}
+	if s.others == nil {
+		s.others = make(map[string]struct{})
+	}
+	s.others[id] = struct{}{}
+	return true
 }

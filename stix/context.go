@@ -158,6 +158,8 @@ type contextTarget struct {
 	built      bool
 	cluster    *misp.GalaxyCluster
 	galaxy     *misp.Galaxy
+	// indicates holds the fragments of the indicates relationships to the object.
+	indicates *relationshipFragments
 }
 
 // contextState is the context part of one conversion.
@@ -309,7 +311,10 @@ func (cs *contextState) link(res *Result, ev *misp.Event, attr *misp.Attribute, 
 				t.built = true
 				res.Objects = append(res.Objects, contextObject(t))
 			}
-			res.Objects = append(res.Objects, cs.relationship(ev.UUID, id, "indicates", t.decision.ID))
+			if t.indicates == nil {
+				t.indicates = cs.relationshipFragments("indicates", t.decision.ID)
+			}
+			res.Objects = append(res.Objects, cs.relationshipWith(t.indicates, ev.UUID, id, "indicates", t.decision.ID))
 			t.decision.Relationships++
 		}
 	}
@@ -394,8 +399,12 @@ const relationshipSize = 400
 // relationship builds the relationship of type typ from source to target. Its body is cut
 // from cs.arena; the JSON around its id and source_ref comes from cs.fragments.
 func (cs *contextState) relationship(event, source, typ, target string) Object {
+	return cs.relationshipWith(cs.relationshipFragments(typ, target), event, source, typ, target)
+}
+
+// relationshipWith is relationship with the fragments of typ and target at hand.
+func (cs *contextState) relationshipWith(f *relationshipFragments, event, source, typ, target string) Object {
 	id := cs.ids.relationshipID(source, typ, target)
-	f := cs.relationshipFragments(typ, target)
 	need := len(id) + len(source) + len(f.middle) + len(f.tail) + relationshipSize
 	if cap(cs.arena)-len(cs.arena) < need {
 		// At most 64 KiB, about what a small event needs.

@@ -2,6 +2,8 @@ package stix
 
 import (
 	"encoding/json"
+	"hash/maphash"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -53,5 +55,20 @@ func TestBundle(t *testing.T) {
 	var empty struct{ Objects []json.RawMessage }
 	if err := json.Unmarshal(Bundle(nil), &empty); err != nil || len(empty.Objects) != 0 {
 		t.Errorf("empty bundle: %v %s", err, Bundle(nil))
+	}
+}
+
+// TestIDSetCollision checks the bundle's duplicate detection when two ids share a 64-bit hash
+// (simulated: B's hash is recorded as A's): both are kept once, repeats of either are dropped.
+func TestIDSetCollision(t *testing.T) {
+	objects := []Object{{ID: "A"}, {ID: "B"}, {ID: "B"}, {ID: "A"}, {ID: "C"}}
+	s := newIDSet(len(objects))
+	s.first[maphash.String(s.seed, "B")] = 0
+	var got []bool
+	for i := range objects {
+		got = append(got, s.add(objects, i))
+	}
+	if want := []bool{true, true, false, false, true}; !slices.Equal(got, want) {
+		t.Errorf("added %v, want %v", got, want)
 	}
 }

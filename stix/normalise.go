@@ -29,23 +29,31 @@ func prepare(v string) (string, error) {
 	if !utf8.ValidString(v) {
 		return "", errors.New("value is not valid UTF-8")
 	}
-	for _, r := range v {
-		if r > 0xFFFF {
-			var b strings.Builder
-			for _, r := range v {
-				if r > 0xFFFF {
-					r = '?'
-				}
-				b.WriteRune(r)
+	if hasFourByteRune(v) {
+		var b strings.Builder
+		for _, r := range v {
+			if r > 0xFFFF {
+				r = '?'
 			}
-			v = b.String()
-			break
+			b.WriteRune(r)
 		}
+		v = b.String()
 	}
 	if v == "" {
 		return "", errEmpty
 	}
 	return v, nil
+}
+
+// hasFourByteRune reports whether the valid UTF-8 s holds a rune above U+FFFF: only those
+// are encoded in four bytes, which start with a byte of 0xF0 or more.
+func hasFourByteRune(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0xF0 {
+			return true
+		}
+	}
+	return false
 }
 
 func normRaw(v string) (string, error) { return v, nil }
