@@ -61,7 +61,7 @@ func (m *MISP) attributeSearch(w http.ResponseWriter, r *http.Request) {
 				out = append(out, ',')
 			}
 			var aerr error
-			out, aerr = a.appendJSON(out, ev.id, objectID, nil)
+			out, aerr = a.appendJSON(out, ev.id, objectID, nil, shape{})
 			if aerr != nil {
 				err = aerr
 				return

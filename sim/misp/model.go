@@ -453,15 +453,15 @@ func tagsJSON(tags []*tag) []json.RawMessage {
 	return out
 }
 
-// appendJSON appends a in JSONConverter layout. allTags, when non-nil, is written as the
-// workflow core format's _allTags.
-func (a *attribute) appendJSON(buf []byte, eventID, objectID int64, allTags []json.RawMessage) ([]byte, error) {
+// appendJSON appends a in JSONConverter layout, shaped by sh. allTags, when non-nil, is
+// written as the workflow core format's _allTags.
+func (a *attribute) appendJSON(buf []byte, eventID, objectID int64, allTags []json.RawMessage, sh shape) ([]byte, error) {
 	w := wireAttribute{
 		ID: itoa(a.id), Type: a.typ, Category: a.category, ToIDs: a.toIDs, UUID: a.uuid,
 		EventID: itoa(eventID), Distribution: a.distribution, Timestamp: itoa(a.timestamp),
 		Comment: a.comment, SharingGroupID: a.sharingGroupID, Deleted: a.deleted,
 		DisableCorrelation: a.disableCorr, ObjectID: itoa(objectID), ObjectRelation: a.objectRelation,
-		FirstSeen: a.firstSeen, LastSeen: a.lastSeen, Value: a.value, Tag: tagsJSON(a.tags),
+		FirstSeen: a.firstSeen, LastSeen: a.lastSeen, Value: a.value, Tag: tagsJSON(sh.tags(a.tags)),
 		AllTags: allTags,
 	}
 	body, err := marshalPHP(&w)
@@ -473,7 +473,7 @@ func (a *attribute) appendJSON(buf []byte, eventID, objectID int64, allTags []js
 		buf = append(buf, body[:len(body)-1]...)
 		return append(buf, `,"Galaxy":[],"ShadowAttribute":[]}`...), nil
 	}
-	extra := a.extra
+	extra := sh.extra(a.extra)
 	if extra["Galaxy"] == nil || extra["ShadowAttribute"] == nil {
 		extra = withDefaults(extra, "Galaxy", "ShadowAttribute")
 	}
@@ -555,11 +555,76 @@ type wireEvent struct {
 
 // encodeOptions select what appendEventJSON writes.
 type encodeOptions struct {
-	metadata bool                    // no attributes or objects (restSearch metadata)
-	keep     func(a *attribute) bool // attribute filter; nil keeps all
-	core     bool                    // workflow core format: _AttributeFlattened and _allTags
-	decay    *decayScorer            // attach decay_score lists (includeDecayScore)
+	metadata bool // no attributes or objects (restSearch metadata)
+	shape
+	keep  func(a *attribute) bool // attribute filter; nil keeps all
+	core  bool                    // workflow core format: _AttributeFlattened and _allTags
+	decay *decayScorer            // attach decay_score lists (includeDecayScore)
 }
+
+// shape holds the events/restSearch parameters that leave parts of the answer out without
+// changing which events or attributes it holds (Event::fetchEvent options).
+type shape struct {
+	excludeGalaxy    bool // Galaxy lists are empty (__attachGalaxies still sets them)
+	sgReferenceOnly  bool // no SharingGroup objects, only sharing_group_id
+	excludeLocalTags bool // local tags are left out (EventTag/AttributeTag local = 0)
+}
+
+// tags returns the tags the answer carries.
+func (sh shape) tags(tags []*tag) []*tag {
+	if !sh.excludeLocalTags {
+		return tags
+	}
+	out := make([]*tag, 0, len(tags))
+	for _, t := range tags {
+		if !t.isLocal() {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// extra returns the unmodelled keys of an event, object or attribute as the answer writes
+// them: without drop, with Galaxy emptied under excludeGalaxy and SharingGroup left out under
+// sgReferenceOnly. extra itself is never modified.
+func (sh shape) extra(extra map[string]json.RawMessage, drop ...string) map[string]json.RawMessage {
+	if len(drop) == 0 && !sh.excludeGalaxy && !sh.sgReferenceOnly {
+		return extra
+	}
+	change := func(k string) bool {
+		return slices.Contains(drop, k) || (k == "Galaxy" && sh.excludeGalaxy) || (k == "SharingGroup" && sh.sgReferenceOnly)
+	}
+	if !slices.ContainsFunc(slices.Collect(mapsKeys(extra)), change) {
+		return extra
+	}
+	out := make(map[string]json.RawMessage, len(extra))
+	for k, v := range extra {
+		switch {
+		case k == "Galaxy" && sh.excludeGalaxy && !slices.Contains(drop, k):
+			out[k] = emptyArray
+		case change(k):
+		default:
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// isLocal reports whether the tag is attached locally (its "local" is true or 1).
+func (t *tag) isLocal() bool {
+	var f struct {
+		Local json.RawMessage `json:"local"`
+	}
+	if json.Unmarshal(t.raw, &f) != nil || f.Local == nil {
+		return false
+	}
+	local, _ := flexBool(f.Local)
+	return local
+}
+
+// metadataLeavesOut are the event keys a metadata answer has not: Event::fetchEvent drops the
+// Attribute, ShadowAttribute, Object and EventReport contains.
+var metadataLeavesOut = []string{"ShadowAttribute", "EventReport"}
 
 // appendJSON appends the event object (without the {"Event": } wrapper).
 func (e *event) appendJSON(buf []byte, opt encodeOptions) ([]byte, error) {
@@ -572,11 +637,23 @@ func (e *event) appendJSON(buf []byte, opt encodeOptions) ([]byte, error) {
 	if opt.metadata {
 		// MISP reads attribute_count from the events table (Event::fetchEvent leaves the
 		// Attribute and Object contains out, not the column): the event's live attributes.
-		e.eachAttribute(func(a *attribute) {
+		// Generated attributes not materialized were never edited, so none is deleted.
+		stored := e.attrs
+		if e.gen != nil {
+			stored, count = nil, e.gen.count
+		}
+		for _, a := range stored {
 			if !a.deleted {
 				count++
 			}
-		})
+		}
+		for _, o := range e.objects {
+			for _, a := range o.attrs {
+				if !a.deleted {
+					count++
+				}
+			}
+		}
 	} else {
 		top = e.topAttributes()
 		for _, a := range top {
@@ -629,7 +706,7 @@ func (e *event) appendJSON(buf []byte, opt encodeOptions) ([]byte, error) {
 	}
 	if !opt.metadata {
 		buf = append(buf, `,"Attribute":[`...)
-		if buf, err = appendAttributes(buf, top, keep, e.id, 0, allTags, scores, false); err != nil {
+		if buf, err = appendAttributes(buf, top, keep, e.id, 0, allTags, scores, false, opt.shape); err != nil {
 			return buf, err
 		}
 		buf = append(buf, `],"Object":[`...)
@@ -648,11 +725,11 @@ func (e *event) appendJSON(buf []byte, opt encodeOptions) ([]byte, error) {
 			}
 			buf = append(buf, ob[:len(ob)-1]...)
 			buf = append(buf, `,"Attribute":[`...)
-			if buf, err = appendAttributes(buf, o.attrs, keep, e.id, o.id, allTags, scores, false); err != nil {
+			if buf, err = appendAttributes(buf, o.attrs, keep, e.id, o.id, allTags, scores, false, opt.shape); err != nil {
 				return buf, err
 			}
 			buf = append(buf, ']')
-			if buf, err = appendExtra(buf, o.extra); err != nil {
+			if buf, err = appendExtra(buf, opt.shape.extra(o.extra)); err != nil {
 				return buf, err
 			}
 			buf = append(buf, '}')
@@ -660,11 +737,11 @@ func (e *event) appendJSON(buf []byte, opt encodeOptions) ([]byte, error) {
 		buf = append(buf, ']')
 		if opt.core {
 			buf = append(buf, `,"_AttributeFlattened":[`...)
-			if buf, err = appendAttributes(buf, top, keep, e.id, 0, allTags, scores, false); err != nil {
+			if buf, err = appendAttributes(buf, top, keep, e.id, 0, allTags, scores, false, opt.shape); err != nil {
 				return buf, err
 			}
 			for _, o := range e.objects {
-				if buf, err = appendAttributes(buf, o.attrs, keep, e.id, o.id, allTags, scores, buf[len(buf)-1] != '['); err != nil {
+				if buf, err = appendAttributes(buf, o.attrs, keep, e.id, o.id, allTags, scores, buf[len(buf)-1] != '[', opt.shape); err != nil {
 					return buf, err
 				}
 			}
@@ -672,14 +749,18 @@ func (e *event) appendJSON(buf []byte, opt encodeOptions) ([]byte, error) {
 		}
 	}
 	buf = append(buf, `,"Tag":[`...)
-	for i, t := range e.tags {
+	for i, t := range opt.shape.tags(e.tags) {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, t.raw...)
 	}
 	buf = append(buf, ']')
-	if buf, err = appendExtra(buf, e.extra); err != nil {
+	var drop []string
+	if opt.metadata {
+		drop = metadataLeavesOut
+	}
+	if buf, err = appendExtra(buf, opt.shape.extra(e.extra, drop...)); err != nil {
 		return buf, err
 	}
 	return append(buf, '}'), nil
@@ -687,7 +768,7 @@ func (e *event) appendJSON(buf []byte, opt encodeOptions) ([]byte, error) {
 
 // appendAttributes appends the kept attributes of attrs, comma-separated (with a leading
 // comma when comma is set and something is written).
-func appendAttributes(buf []byte, attrs []*attribute, keep func(*attribute) bool, eventID, objectID int64, allTags func(*attribute) []json.RawMessage, scores func(*attribute) json.RawMessage, comma bool) ([]byte, error) {
+func appendAttributes(buf []byte, attrs []*attribute, keep func(*attribute) bool, eventID, objectID int64, allTags func(*attribute) []json.RawMessage, scores func(*attribute) json.RawMessage, comma bool, sh shape) ([]byte, error) {
 	var err error
 	for _, a := range attrs {
 		if !keep(a) {
@@ -697,7 +778,7 @@ func appendAttributes(buf []byte, attrs []*attribute, keep func(*attribute) bool
 			buf = append(buf, ',')
 		}
 		comma = true
-		if buf, err = a.appendJSON(buf, eventID, objectID, allTags(a)); err != nil {
+		if buf, err = a.appendJSON(buf, eventID, objectID, allTags(a), sh); err != nil {
 			return buf, err
 		}
 		if ds := scores(a); ds != nil {

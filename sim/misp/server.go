@@ -303,7 +303,7 @@ func (m *MISP) restSearch(w http.ResponseWriter, r *http.Request) {
 		}
 		buf = append(buf, `{"Event":`...)
 		var err error
-		if buf, err = ev.appendJSON(buf, encodeOptions{metadata: f.metadata, keep: keep, decay: decay}); err != nil {
+		if buf, err = ev.appendJSON(buf, encodeOptions{metadata: f.metadata, shape: f.shape, keep: keep, decay: decay}); err != nil {
 			return // headers are out; the cut-off body tells the client
 		}
 		buf = append(buf, '}')
@@ -357,6 +357,7 @@ type search struct {
 	warninglist              bool
 	deleted                  int // 0 active only, 1 deleted only, 2 both
 	metadata                 bool
+	shape                    shape
 	page, limit              int
 	orderField               string
 	orderDesc                bool
@@ -408,6 +409,12 @@ func parseSearch(p map[string]json.RawMessage, now time.Time) (*search, error) {
 			s.warninglist, err = flexBool(v)
 		case "metadata":
 			s.metadata, err = flexBool(v)
+		case "excludeGalaxy":
+			s.shape.excludeGalaxy, err = flexBool(v)
+		case "sgReferenceOnly":
+			s.shape.sgReferenceOnly, err = flexBool(v)
+		case "excludeLocalTags":
+			s.shape.excludeLocalTags, err = flexBool(v)
 		case "deleted":
 			err = s.parseDeleted(v)
 		case "page":

@@ -463,6 +463,8 @@ func newTag(name string) *tag {
 		IsCustomGalaxy bool    `json:"is_custom_galaxy"`
 		LocalOnly      bool    `json:"local_only"`
 		Local          bool    `json:"local"`
+		// RelationshipType is set by Event::__attachTags on every tag it writes (MISP 2.5).
+		RelationshipType *string `json:"relationship_type"`
 	}{ID: fmt.Sprint(id%100000 + 1), Name: name, Colour: colour, Exportable: true, UserID: "0"})
 	return &tag{name: name, raw: raw}
 }
