@@ -68,7 +68,8 @@ type MISP struct {
 	RealtimeFetch string `yaml:"realtime_fetch" json:"realtime_fetch"`
 	// RefetchBatch is the most notified events one re-fetch asks restSearch for: notices that
 	// wait while earlier re-fetches are in flight are gathered into one request with a list
-	// of uuids. RefetchConcurrency bounds the re-fetches in flight at once.
+	// of uuids. RefetchConcurrency bounds the re-fetches in flight at once, and the pages of
+	// a catch-up's metadata listing asked at once.
 	RefetchBatch       int `yaml:"refetch_batch" json:"refetch_batch"`
 	RefetchConcurrency int `yaml:"refetch_concurrency" json:"refetch_concurrency"`
 }

@@ -160,9 +160,10 @@ const (
 	// ReconcileCatchUpRetry is the wait before a failed start-up or catch-up run is retried.
 	ReconcileCatchUpRetry = 30 * time.Second
 	// ReconcileListPageSize is the page of a catch-up's metadata listing (events without
-	// attributes, about 1 KB each); ReconcileFetchBatch the most event uuids one restSearch of
-	// changed events asks for.
-	ReconcileListPageSize = 1000
+	// attributes, about 1.4 KB each; up to misp.refetch_concurrency pages are asked at once,
+	// so smaller pages overlap better); ReconcileFetchBatch the most event uuids one
+	// restSearch of changed events asks for.
+	ReconcileListPageSize = 500
 	ReconcileFetchBatch   = 50
 
 	// ReadBackMaxPages bounds one listing of a workspace; ReadBackMaxAttempts the tries of

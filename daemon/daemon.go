@@ -301,6 +301,7 @@ func (d *Daemon) assemble() error {
 		GoneGrace:           cfg.Reconcile.GoneGrace,
 		CatchUpRetry:        config.ReconcileCatchUpRetry,
 		ListPageSize:        config.ReconcileListPageSize,
+		ListConcurrency:     cfg.MISP.RefetchConcurrency,
 		FetchBatch:          config.ReconcileFetchBatch,
 		Progress:            d.opts.Progress,
 	}, mc, p, d.store, d.log, reconcile.NewMetrics(reg))

@@ -93,32 +93,54 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 // search keeps the smaller size); a single event over the limit is reported as undecodable.
 func (c *Client) StreamEvents(ctx context.Context, filters map[string]any, pageSize int, v Visitor) (SearchStats, error) {
 	stats := SearchStats{Total: -1, PageSize: pageSize}
+	if err := checkStream(filters, pageSize, v); err != nil {
+		return stats, err
+	}
+	body, err := streamBody(filters)
+	if err != nil {
+		return stats, err
+	}
+	err = c.streamFrom(ctx, body, pageSize, 0, map[string]struct{}{}, v, &stats)
+	return stats, err
+}
+
+// checkStream validates the arguments of StreamEvents and ListEvents.
+func checkStream(filters map[string]any, pageSize int, v Visitor) error {
 	if v.Event == nil {
-		return stats, errors.New("search events: visitor without Event")
+		return errors.New("search events: visitor without Event")
 	}
 	for _, k := range []string{"page", "limit"} {
 		if _, ok := filters[k]; ok {
-			return stats, fmt.Errorf("search events: filter %q is not allowed, the client pages itself", k)
+			return fmt.Errorf("search events: filter %q is not allowed, the client pages itself", k)
 		}
 	}
 	if pageSize <= 0 {
-		return stats, fmt.Errorf("search events: page size %d: must be positive", pageSize)
+		return fmt.Errorf("search events: page size %d: must be positive", pageSize)
 	}
+	return nil
+}
+
+// streamBody is the restSearch body of a paged search: the filters, json and a stable order.
+func streamBody(filters map[string]any) (map[string]any, error) {
 	body, err := searchBody(filters)
 	if err != nil {
-		return stats, fmt.Errorf("search events: %w", err)
+		return nil, fmt.Errorf("search events: %w", err)
 	}
 	if _, ok := body["order"]; !ok {
 		body["order"] = searchOrder
 	}
-	// MISP's word on paging is not trusted: a full page made only of events already delivered
-	// means the server ignores "page" (it looped for ever), and X-Result-Count only ever grows
-	// and never ends a search on its own (a count too low silently truncated the run): only a
-	// short or empty page does. The uuids are copies: the decoded strings share each event's
-	// memory, which must not live as long as the search.
-	delivered := map[string]struct{}{}
-	limit := pageSize
-	offset := 0 // events before the page being read
+	return body, nil
+}
+
+// streamFrom pages the search body from the event at offset on, limit events per page, and
+// delivers what it reads to v; delivered holds the ids of the events delivered so far.
+//
+// MISP's word on paging is not trusted: a full page made only of events already delivered
+// means the server ignores "page" (it looped for ever), and X-Result-Count only ever grows
+// and never ends a search on its own (a count too low silently truncated the run): only a
+// short or empty page does. The uuids in delivered are copies: the decoded strings share each
+// event's memory, which must not live as long as the search.
+func (c *Client) streamFrom(ctx context.Context, body map[string]any, limit, offset int, delivered map[string]struct{}, v Visitor, stats *SearchStats) error {
 	for {
 		page := offset/limit + 1
 		body["page"], body["limit"] = page, limit
@@ -180,13 +202,13 @@ func (c *Client) StreamEvents(ctx context.Context, filters map[string]any, pageS
 		stats.Retries += retries
 		if (err == nil || errors.Is(err, errTooLarge)) && v.PageEnd != nil {
 			if perr := v.PageEnd(); perr != nil {
-				return stats, fmt.Errorf("handle events page %d: %w", page, perr)
+				return fmt.Errorf("handle events page %d: %w", page, perr)
 			}
 		}
 		var he *handlerError
 		switch {
 		case errors.As(err, &he):
-			return stats, fmt.Errorf("handle events page %d: %w", page, he.err)
+			return fmt.Errorf("handle events page %d: %w", page, he.err)
 		case errors.Is(err, errTooLarge) && limit > 1:
 			stats.PageSize = max(limit/2, 1)
 			stats.Shrunk++
@@ -201,7 +223,7 @@ func (c *Client) StreamEvents(ctx context.Context, filters map[string]any, pageS
 			// One event alone is over the limit: learn which from its metadata and skip it.
 			u, merr := c.tooLargeEvent(ctx, body, err)
 			if merr != nil {
-				return stats, fmt.Errorf("search events page %d (limit 1): %w; and identifying the event: %w", page, err, merr)
+				return fmt.Errorf("search events page %d (limit 1): %w; and identifying the event: %w", page, err, merr)
 			}
 			merge()
 			stats.Undecodable++
@@ -211,20 +233,20 @@ func (c *Client) StreamEvents(ctx context.Context, filters map[string]any, pageS
 			offset = page // past the event, at limit 1
 			continue
 		case err != nil:
-			return stats, fmt.Errorf("search events page %d (limit %d): %w", page, limit, err)
+			return fmt.Errorf("search events page %d (limit %d): %w", page, limit, err)
 		}
 		// This page's first event is the one at offset (page*limit may be below a rounded
 		// offset after shrinking: then the first events of the page were delivered before).
 		skippedAhead := offset - (page-1)*limit
 		if received >= limit && repeated == received && page > 1 && skippedAhead == 0 {
-			return stats, fmt.Errorf("search events page %d (limit %d): MISP returned only events of earlier pages: it ignores paging; stopping instead of looping", page, limit)
+			return fmt.Errorf("search events page %d (limit %d): MISP returned only events of earlier pages: it ignores paging; stopping instead of looping", page, limit)
 		}
 		merge()
 		if received > 0 {
 			stats.Pages++
 		}
 		if received < limit {
-			return stats, nil
+			return nil
 		}
 		offset = page * limit
 	}

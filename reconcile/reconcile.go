@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +22,8 @@ import (
 // MISP is the part of the MISP REST client the reconciler uses.
 type MISP interface {
 	StreamEvents(ctx context.Context, filters map[string]any, pageSize int, v misp.Visitor) (misp.SearchStats, error)
+	// ListEvents is StreamEvents with up to concurrency pages in flight, for small pages.
+	ListEvents(ctx context.Context, filters map[string]any, pageSize, concurrency int, v misp.Visitor) (misp.SearchStats, error)
 	SearchEvent(ctx context.Context, uuid string, filters map[string]any) (*misp.Event, bool, error)
 	ViewEvent(ctx context.Context, uuid string) (*misp.Event, error)
 }
@@ -83,6 +86,8 @@ type Config struct {
 	// ListPageSize is the number of events per page of a listing run's metadata search
 	// (events without attributes are small).
 	ListPageSize int
+	// ListConcurrency is the most pages of a listing asked at once.
+	ListConcurrency int
 	// FetchBatch is the most event uuids a listing run fetches in one restSearch.
 	FetchBatch int
 	// Progress, when set, is called after each search page with the run's counts so far.
@@ -97,6 +102,9 @@ func (c Config) validate() error {
 	}
 	if c.ListPageSize < 1 {
 		errs = append(errs, fmt.Errorf("list page size %d: must be at least 1", c.ListPageSize))
+	}
+	if c.ListConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("list concurrency %d: must be at least 1", c.ListConcurrency))
 	}
 	if c.FetchBatch < 1 {
 		errs = append(errs, fmt.Errorf("fetch batch %d: must be at least 1", c.FetchBatch))
@@ -316,8 +324,16 @@ func (r *Reconciler) run(ctx context.Context, kind string, searches []map[string
 	return rep, nil
 }
 
-// listed is one event of a listing: its uuid (a copy) and version.
-type listed struct {
+// listingShape is what a listing adds to the membership filters: metadata (no attributes,
+// objects, proposals or reports) and the events/restSearch parameters MISP honours that leave
+// more out of each answer without changing which events it returns (Event::fetchEvent options):
+// galaxy clusters (often the largest part of a metadata answer), sharing group objects and
+// local tags. A listing reads each event's uuid and timestamps only. RelatedEvent stays: MISP's
+// restSearch does not accept includeEventCorrelations.
+var listingShape = map[string]any{"metadata": true, "excludeGalaxy": true, "sgReferenceOnly": true, "excludeLocalTags": true}
+
+// listedEvent is one event of a listing: its uuid (a copy) and version.
+type listedEvent struct {
 	uuid    string
 	version time.Time
 }
@@ -331,18 +347,19 @@ func (r *Reconciler) listAndFetch(ctx context.Context, seen map[string]struct{},
 	// listing an event is cheap. An event listed but outside the window is fetched (when its
 	// stamp differs) with the window, not found there, and settled as a full run settles it.
 	listing := misp.MembershipFilters(r.cfg.EventFilters)
-	listing["metadata"] = true
+	maps.Copy(listing, listingShape)
 	var (
-		page  []listed
-		stale []listed
+		page   []listedEvent
+		stale  []listedEvent
+		listed = map[string]struct{}{} // a page read again after a failure lists its events again
 	)
-	_, err := r.misp.StreamEvents(ctx, listing, r.cfg.ListPageSize, misp.Visitor{
-		Request: func() { page = page[:0] },
+	_, err := r.misp.ListEvents(ctx, listing, r.cfg.ListPageSize, r.cfg.ListConcurrency, misp.Visitor{
 		Event: func(ev *misp.Event) error {
-			if ev.UUID == "" {
+			if _, dup := listed[ev.UUID]; dup || ev.UUID == "" {
 				return nil
 			}
-			l := listed{uuid: strings.Clone(ev.UUID), version: eventVersion(ev)}
+			l := listedEvent{uuid: strings.Clone(ev.UUID), version: eventVersion(ev)}
+			listed[l.uuid] = struct{}{}
 			page = append(page, l)
 			seen[l.uuid] = struct{}{}
 			rep.Listed++

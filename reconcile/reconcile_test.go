@@ -41,6 +41,8 @@ type fakeMISP struct {
 	beforePage func(page []*misp.Event)
 	// poisoned events cannot be decoded with their attributes (a metadata listing reads them).
 	poisoned map[string]bool
+	// listConcurrency is the concurrency of the last ListEvents call.
+	listConcurrency int
 }
 
 func newFakeMISP() *fakeMISP {
@@ -122,6 +124,18 @@ func (f *fakeMISP) StreamEvents(ctx context.Context, filters map[string]any, pag
 		out = out[n:]
 	}
 	return st, nil
+}
+
+// ListEvents lists as StreamEvents does (the fake has no network to overlap); it records the
+// concurrency it was asked for.
+func (f *fakeMISP) ListEvents(ctx context.Context, filters map[string]any, pageSize, concurrency int, v misp.Visitor) (misp.SearchStats, error) {
+	if v.Request != nil {
+		return misp.SearchStats{}, errors.New("list events: a listing takes no Request callback")
+	}
+	f.mu.Lock()
+	f.listConcurrency = concurrency
+	f.mu.Unlock()
+	return f.StreamEvents(ctx, filters, pageSize, v)
 }
 
 // uuidWanted reports whether a restSearch "uuid" filter (one uuid or a list) selects uuid.
@@ -390,6 +404,9 @@ func complete(cfg Config) Config {
 	if cfg.FetchBatch == 0 {
 		cfg.FetchBatch = config.ReconcileFetchBatch
 	}
+	if cfg.ListConcurrency == 0 {
+		cfg.ListConcurrency = d.MISP.RefetchConcurrency
+	}
 	return cfg
 }
 
@@ -623,7 +640,7 @@ func TestEventKeepsTheFiltersAndChecksOnlyThatEvent(t *testing.T) {
 }
 
 // TestListingCatchUpFetchesOnlyChangedAndRevokesDeleted is issue 13's cheap catch-up: the
-// run lists the filters' events with metadata only, fetches in uuid lists of at most FetchBatch
+// run lists the filters' events with metadata only (ListConcurrency pages at once), fetches in uuid lists of at most FetchBatch
 // only the events that are new or whose timestamp or publish_timestamp moved, and revokes an
 // event deleted from MISP after the one-event lookup, as a full run does. Changing what shapes
 // the indicators (here the filters) makes every event stale.
@@ -649,7 +666,7 @@ func TestListingCatchUpFetchesOnlyChangedAndRevokesDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []map[string]any{
-		{"published": true, "metadata": true},
+		{"published": true, "metadata": true, "excludeGalaxy": true, "sgReferenceOnly": true, "excludeLocalTags": true},
 		{"published": true, "uuid": []string{"e1", "e2"}},
 		{"published": true, "uuid": []string{"e5"}},
 	}
@@ -666,6 +683,9 @@ func TestListingCatchUpFetchesOnlyChangedAndRevokesDeleted(t *testing.T) {
 	}
 	if rep.Kind != "incremental" || rep.Listed != 4 || rep.Fetched != 3 || len(rep.Errors) != 0 {
 		t.Errorf("report %+v", rep)
+	}
+	if g.misp.listConcurrency != g.r.cfg.ListConcurrency {
+		t.Errorf("listing asked %d pages at once, want ListConcurrency %d", g.misp.listConcurrency, g.r.cfg.ListConcurrency)
 	}
 
 	// Nothing changed: the listing alone.
