@@ -25,7 +25,7 @@ func Bundle(objects []Object) []byte {
 	first := true
 	for i := range objects {
 		o := &objects[i]
-		if !seen.add(objects, i) {
+		if !seen.add(o.ID) {
 			continue
 		}
 		key = append(append(key, o.ID...), o.Hash...)
@@ -46,29 +46,28 @@ func Bundle(objects []Object) []byte {
 	return b
 }
 
-// idSet records the ids of the objects a bundle holds. It keys a map by a 64-bit hash of the
-// id (smaller and faster to probe than one keyed by the id, which mattered with tens of
-// thousands of objects per event) and keeps the ids whose hash collides with another's apart.
+// idSet records ids. It keys a map by a 64-bit hash of the id (smaller and faster to probe
+// than one keyed by the id, which mattered with tens of thousands of objects per event) and
+// keeps the ids whose hash collides with another's apart.
 type idSet struct {
 	seed   maphash.Seed
-	first  map[uint64]int // hash → index of the first object with it
+	first  map[uint64]string // hash → the first id with it
 	others map[string]struct{}
 }
 
 func newIDSet(n int) *idSet {
-	return &idSet{seed: maphash.MakeSeed(), first: make(map[uint64]int, n)}
+	return &idSet{seed: maphash.MakeSeed(), first: make(map[uint64]string, n)}
 }
 
-// add records objects[i]'s id and reports whether it was new.
-func (s *idSet) add(objects []Object, i int) bool {
-	id := objects[i].ID
+// add records id and reports whether it was new.
+func (s *idSet) add(id string) bool {
 	h := maphash.String(s.seed, id)
-	j, ok := s.first[h]
+	prev, ok := s.first[h]
 	if !ok {
-		s.first[h] = i
+		s.first[h] = id
 		return true
 	}
-	if objects[j].ID == id {
+	if prev == id {
 		return false
 	}
 	if _, dup := s.others[id]; dup {

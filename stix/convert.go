@@ -59,10 +59,10 @@ type converter struct {
 	identity    *Object
 	identityID  string
 	summary     string
-	summaryJSON []byte // summary as a JSON string
-	infoJSON    []byte // event info as a JSON string
-	extRefs     []byte // JSON array
-	seen        map[string]struct{}
+	summaryJSON []byte        // summary as a JSON string
+	infoJSON    []byte        // event info as a JSON string
+	extRefs     []byte        // JSON array
+	seen        *idSet        // the indicator ids exported so far
 	context     *contextState // nil when the sink exports no context
 
 	// fragments for attributes without tags of their own
@@ -116,7 +116,7 @@ type resolvedFacts struct {
 }
 
 func newConverter(ev *misp.Event, opts *Options, now time.Time) *converter {
-	c := &converter{ev: ev, opts: opts, now: now, profile: opts.Profile, seen: make(map[string]struct{}, ev.AttributeCount())}
+	c := &converter{ev: ev, opts: opts, now: now, profile: opts.Profile, seen: newIDSet(ev.AttributeCount())}
 	if c.profile == "" {
 		c.profile = ProfileSentinel
 	}
@@ -458,11 +458,10 @@ func (c *converter) exportComponents(res *Result, d *Decision, obj *misp.Object,
 			details = append(details, fmt.Sprintf("%s expired at %s", componentLabel(comp, id), c.formatTime(validUntil)))
 			continue
 		}
-		if _, dup := c.seen[id]; dup {
+		if !c.seen.add(id) {
 			details = append(details, fmt.Sprintf("%s already exported by another attribute of the event", componentLabel(comp, id)))
 			continue
 		}
-		c.seen[id] = struct{}{}
 		res.Objects = append(res.Objects, c.indicator(id, attr, obj, comp, facts, ts, validFrom, validUntil))
 		c.exported = append(c.exported, id)
 		exported++

@@ -63,10 +63,10 @@ func TestBundle(t *testing.T) {
 func TestIDSetCollision(t *testing.T) {
 	objects := []Object{{ID: "A"}, {ID: "B"}, {ID: "B"}, {ID: "A"}, {ID: "C"}}
 	s := newIDSet(len(objects))
-	s.first[maphash.String(s.seed, "B")] = 0
+	s.first[maphash.String(s.seed, "B")] = "A"
 	var got []bool
-	for i := range objects {
-		got = append(got, s.add(objects, i))
+	for _, o := range objects {
+		got = append(got, s.add(o.ID))
 	}
 	if want := []bool{true, true, false, false, true}; !slices.Equal(got, want) {
 		t.Errorf("added %v, want %v", got, want)
