@@ -27,9 +27,12 @@ const EnvPrefix = "LISTENER_"
 // EnvName returns the environment variable that overrides the key at path (as written in
 // FieldError paths, e.g. sinks[0].workspace_id).
 func EnvName(path string) string {
-	r := strings.NewReplacer(".", "_", "[", "_", "]", "")
-	return EnvPrefix + strings.ToUpper(r.Replace(path))
+	return EnvPrefix + strings.ToUpper(envPath.Replace(path))
 }
+
+// envPath turns a key path into the tail of its variable name (a Replacer is safe for
+// concurrent use, and building one costs more than using it).
+var envPath = strings.NewReplacer(".", "_", "[", "_", "]", "")
 
 // environMap turns environ into a map; with onlyOverrides, only names beginning with
 // EnvPrefix.
