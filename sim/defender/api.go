@@ -14,6 +14,7 @@ import (
 	"time"
 
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
+	"github.com/mispsentinel/listener/sim/window"
 )
 
 type operation string
@@ -177,50 +178,22 @@ func (s *Server) roles(clientID string) []string {
 // counted.
 func (s *Server) admit(clientID string, op operation, now time.Time) (time.Duration, bool) {
 	minute := s.Minute()
-	type window struct {
-		n   int
-		len time.Duration
-	}
-	var ws []window
+	var limits []window.Limit
 	switch op {
 	case opImport:
-		ws = []window{{s.opts.ImportPerMinute, minute}}
+		limits = []window.Limit{{N: s.opts.ImportPerMinute, Per: minute}}
 	case opBatchDelete:
-		ws = []window{{s.opts.DeletePerMinute, minute}, {s.opts.DeletePerHour, 60 * minute}}
+		limits = []window.Limit{{N: s.opts.DeletePerMinute, Per: minute}, {N: s.opts.DeletePerHour, Per: 60 * minute}}
 	default:
-		ws = []window{{s.opts.ListPerMinute, minute}, {s.opts.ListPerHour, 60 * minute}}
+		limits = []window.Limit{{N: s.opts.ListPerMinute, Per: minute}, {N: s.opts.ListPerHour, Per: 60 * minute}}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := clientID + "/" + string(op)
-	calls := s.windows[key]
-	horizon := now.Add(-60 * minute)
-	for len(calls) > 0 && !calls[0].After(horizon) {
-		calls = calls[1:]
+	wait, ok := s.windows.Admit(clientID+"/"+string(op), now, limits...)
+	if !ok {
+		s.stats.Throttled++
+		return max(wait, time.Second), true
 	}
-	s.windows[key] = calls
-	for _, w := range ws {
-		if w.n < 0 {
-			continue
-		}
-		start := now.Add(-w.len)
-		in := 0
-		first := -1
-		for i, t := range calls {
-			if t.After(start) {
-				in++
-				if first < 0 {
-					first = i
-				}
-			}
-		}
-		if in >= w.n {
-			s.stats.Throttled++
-			wait := calls[first+in-w.n].Add(w.len).Sub(now)
-			return max(wait, time.Second), true
-		}
-	}
-	s.windows[key] = append(calls, now)
 	return 0, false
 }
 

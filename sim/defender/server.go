@@ -2,7 +2,6 @@ package defender
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/mispsentinel/listener/sim/loopback"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
+	"github.com/mispsentinel/listener/sim/window"
 )
 
 // Documented limits (spec §3, §8, §9).
@@ -140,7 +140,7 @@ type Server struct {
 	nextID  int
 	byID    map[string]*Indicator
 	byKey   map[string]*Indicator
-	windows map[string][]time.Time
+	windows window.Calls
 	stats   Stats
 }
 
@@ -173,7 +173,7 @@ func New(opts Options) (*Server, error) {
 		opts: opts, now: opts.Now, faults: opts.Faults, cap: opts.Cap, capMode: opts.CapBehaviour,
 		rng:  rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
 		byID: make(map[string]*Indicator), byKey: make(map[string]*Indicator),
-		windows: make(map[string][]time.Time), nextID: 1000,
+		windows: window.Calls{}, nextID: 1000,
 	}
 	if opts.Entra == nil {
 		e, err := simsentinel.New(simsentinel.Options{Now: opts.Now})
@@ -265,7 +265,7 @@ func (s *Server) Seed(createdBy string, inds ...Indicator) {
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.byID, s.byKey, s.windows, s.stats = make(map[string]*Indicator), make(map[string]*Indicator), make(map[string][]time.Time), Stats{}
+	s.byID, s.byKey, s.windows, s.stats = make(map[string]*Indicator), make(map[string]*Indicator), window.Calls{}, Stats{}
 }
 
 // keyOf is the upsert identity (spec §7.1): type, value (hashes and domains case-folded)
@@ -318,9 +318,7 @@ func (s *Server) expire() {
 
 // CertificatePEM returns the API's TLS certificate in PEM form, for clients configured
 // through a CA file (the listener's endpoints.ca_file).
-func (s *Server) CertificatePEM() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw})
-}
+func (s *Server) CertificatePEM() []byte { return s.srv.CertificatePEM() }
 
 // SetRoles replaces the application roles per client id (see Options.Roles).
 func (s *Server) SetRoles(roles map[string][]string) {

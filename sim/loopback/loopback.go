@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"log"
 	"math/big"
@@ -145,6 +146,15 @@ func (s *Server) Certificate() *x509.Certificate {
 		return nil
 	}
 	return s.cert.Leaf
+}
+
+// CertificatePEM returns the server's certificate in PEM form (nil for plain HTTP), for
+// clients configured through a CA file (the listener's endpoints.ca_file).
+func (s *Server) CertificatePEM() []byte {
+	if s.cert == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.cert.Leaf.Raw})
 }
 
 // CertPool returns a pool holding the server's certificate (empty for plain HTTP).

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mispsentinel/listener/sim/loopback"
+	"github.com/mispsentinel/listener/sim/window"
 )
 
 // Defaults used when Options leave a field empty. They are ordinary GUIDs and secrets made up
@@ -163,7 +164,7 @@ type Server struct {
 	reads      readState
 	tokens     map[string]issuedToken
 	tokenEpoch int // InvalidateTokens bumps it; tokens of older epochs are rejected
-	windows    map[string][]time.Time
+	windows    window.Calls
 	// admitted holds the arrival time of every request the quota admitted (Admitted).
 	admitted []time.Time
 	stats    Stats
@@ -235,7 +236,7 @@ func New(opts Options) (*Server, error) {
 		apps:       make(map[string]App),
 		workspaces: make(map[string]*workspaceState),
 		tokens:     make(map[string]issuedToken),
-		windows:    make(map[string][]time.Time),
+		windows:    window.Calls{},
 		arm:        make(map[string]string),
 	}
 	s.reads.lag, s.reads.showDeleted = opts.VisibilityLag, opts.QueryShowsDeleted

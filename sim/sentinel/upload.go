@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/mispsentinel/listener/sim/window"
 )
 
 type uploadAPI int
@@ -281,21 +283,12 @@ func (s *Server) admit(tok issuedToken, now time.Time) (wait time.Duration, thro
 	if s.opts.QuotaPerMinute < 0 {
 		return 0, false
 	}
-	minute := time.Duration(float64(time.Minute) / s.opts.TimeScale)
-	key := tok.tenantID + "/" + tok.clientID
-	window := s.windows[key]
-	cut := 0
-	for cut < len(window) && !window[cut].After(now.Add(-minute)) {
-		cut++
-	}
-	window = window[cut:]
-	if len(window) >= s.opts.QuotaPerMinute {
-		s.windows[key] = window
+	wait, ok := s.windows.Admit(tok.tenantID+"/"+tok.clientID, now, window.Limit{N: s.opts.QuotaPerMinute, Per: s.Minute()})
+	if !ok {
 		s.admitted = s.admitted[:len(s.admitted)-1]
 		s.stats.Throttled++
-		return window[0].Add(minute).Sub(now), true
+		return wait, true
 	}
-	s.windows[key] = append(window, now)
 	return 0, false
 }
 
