@@ -130,7 +130,7 @@ func TestLogsAnswerQuestions(t *testing.T) {
 	log.SetOutput(&out)
 	log.SetLevel(logrus.DebugLevel)
 	log.SetFormatter(&logrus.JSONFormatter{TimestampFormat: "2006-01-02T15:04:05.000Z07:00"})
-	l.Sentinel.ThrottleStorm(time.Second)
+	l.Sentinel.ThrottleUploads(1, time.Second) // the first upload is throttled, however late it comes
 	d, stop := runDaemon(t, cfg, daemon.Options{Registry: prometheus.NewRegistry(), Logger: log})
 	defer stop()
 	waitForInitialReconcile(t, d)

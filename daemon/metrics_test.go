@@ -61,7 +61,9 @@ func TestMetricsExposition(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	log := quietLogger(t)
 	log.SetLevel(logrus.ErrorLevel) // the injected 5xx are logged as warnings
-	l.Sentinel.ThrottleStorm(1500 * time.Millisecond)
+	// The first uploads are throttled however long the start-up takes (a storm timed from
+	// here could end before the daemon uploads anything under load or -race).
+	l.Sentinel.ThrottleUploads(2, time.Second)
 	d, stop := runDaemon(t, cfg, daemon.Options{Registry: reg, Logger: log})
 	defer stop()
 	waitForInitialReconcile(t, d)

@@ -157,6 +157,9 @@ type Server struct {
 	rng        *rand.Rand
 	faults     Faults
 	stormUntil time.Time
+	// throttleNext upload requests are answered 429 with Retry-After throttleAfter.
+	throttleNext  int
+	throttleAfter time.Duration
 	apps       map[string]App
 	workspaces map[string]*workspaceState
 	// arm maps "subscription/resourcegroup/name" (lower case) to the workspace's ID.
@@ -329,6 +332,15 @@ func (s *Server) ThrottleStorm(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stormUntil = s.now().Add(d)
+}
+
+// ThrottleUploads answers the next n upload requests 429 with Retry-After: after (whole
+// seconds, at least 1), as ThrottleStorm does but counted in requests rather than in time, so
+// that a test sees its 429s however slowly the client gets to its first upload.
+func (s *Server) ThrottleUploads(n int, after time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.throttleNext, s.throttleAfter = n, after
 }
 
 // InvalidateTokens makes every token issued so far fail with 401, as when Entra revokes

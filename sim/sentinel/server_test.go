@@ -440,11 +440,19 @@ func TestFaults(t *testing.T) {
 	if a := post(t, s, stixPath, tok, body); a.status != 429 || !strings.Contains(string(a.body), "Try again in 3600 seconds") {
 		t.Errorf("storm: HTTP %d %s", a.status, a.body)
 	}
+	s.ThrottleStorm(0)
+	s.ThrottleUploads(1, 2500*time.Millisecond)
+	if a := post(t, s, stixPath, tok, body); a.status != 429 || !strings.Contains(string(a.body), "Try again in 3 seconds") {
+		t.Errorf("throttled upload: HTTP %d %s", a.status, a.body)
+	}
+	if a := post(t, s, stixPath, tok, body); a.status != 200 {
+		t.Errorf("upload after the throttled one: HTTP %d %s", a.status, a.body)
+	}
 	if err := s.SetFaults(Faults{ServerErrorRate: 2}); err == nil {
 		t.Error("rate 2 accepted")
 	}
 	st := s.Stats()
-	if st.ServerErrors != 2 || st.Dropped != 1 || st.Throttled != 1 || len(s.Objects(DefaultWorkspaceID)) != 0 {
+	if st.ServerErrors != 2 || st.Dropped != 1 || st.Throttled != 2 || len(s.Objects(DefaultWorkspaceID)) != 1 {
 		t.Errorf("stats %+v, objects %d", st, len(s.Objects(DefaultWorkspaceID)))
 	}
 }

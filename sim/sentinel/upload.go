@@ -270,7 +270,8 @@ func (s *Server) uploadHandler(api uploadAPI) http.HandlerFunc {
 	}
 }
 
-// admit applies a storm or the identity's sliding-minute quota. Requests answered 429 do not
+// admit applies a storm, the requests ThrottleUploads throttles or the identity's
+// sliding-minute quota. Requests answered 429 do not
 // count against the quota; every other authenticated request does.
 func (s *Server) admit(tok issuedToken, now time.Time) (wait time.Duration, throttled bool) {
 	s.mu.Lock()
@@ -278,6 +279,11 @@ func (s *Server) admit(tok issuedToken, now time.Time) (wait time.Duration, thro
 	if now.Before(s.stormUntil) {
 		s.stats.Throttled++
 		return s.stormUntil.Sub(now), true
+	}
+	if s.throttleNext > 0 {
+		s.throttleNext--
+		s.stats.Throttled++
+		return s.throttleAfter, true
 	}
 	s.admitted = append(s.admitted, now)
 	if s.opts.QuotaPerMinute < 0 {
