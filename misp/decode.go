@@ -485,6 +485,7 @@ func (p *parser) galaxies() ([]Galaxy, error) {
 			case "GalaxyCluster":
 				err = p.array(func(int) error {
 					var c GalaxyCluster
+					var from, to []ClusterRelation
 					err := p.object(func(key string) (err error) {
 						switch key {
 						case "id":
@@ -501,11 +502,16 @@ func (p *parser) galaxies() ([]Galaxy, error) {
 							c.Description, err = p.text()
 						case "meta":
 							c.Meta, err = p.raw()
+						case "GalaxyClusterRelation":
+							from, err = p.clusterRelations(from)
+						case "TargetingClusterRelation":
+							to, err = p.clusterRelations(to)
 						default:
 							err = p.skip()
 						}
 						return err
 					})
+					c.addRelations(from, to)
 					g.Clusters = append(g.Clusters, c)
 					return err
 				})
@@ -518,6 +524,52 @@ func (p *parser) galaxies() ([]Galaxy, error) {
 		return err
 	})
 	return gs, err
+}
+
+// clusterRelations appends to list the relations of a cluster's GalaxyClusterRelation
+// (relations from the cluster) or TargetingClusterRelation list (relations to it).
+func (p *parser) clusterRelations(list []ClusterRelation) ([]ClusterRelation, error) {
+	err := p.array(func(int) error {
+		var r ClusterRelation
+		err := p.object(func(key string) (err error) {
+			switch key {
+			case "galaxy_cluster_uuid":
+				r.Source, err = p.text()
+			case "referenced_galaxy_cluster_uuid":
+				r.Target, err = p.text()
+			case "referenced_galaxy_cluster_type":
+				r.Type, err = p.text()
+			default:
+				err = p.skip()
+			}
+			return err
+		})
+		list = append(list, r)
+		return err
+	})
+	return list, err
+}
+
+// addRelations records the cluster's relations: from are its own (their source is the
+// cluster), to those that reference it (their target is the cluster). A relation without a
+// type or without its other end is dropped.
+func (c *GalaxyCluster) addRelations(from, to []ClusterRelation) {
+	for _, r := range from {
+		if r.Source == "" {
+			r.Source = c.UUID
+		}
+		if r.Type != "" && r.Source != "" && r.Target != "" {
+			c.Relations = append(c.Relations, r)
+		}
+	}
+	for _, r := range to {
+		if r.Target == "" {
+			r.Target = c.UUID
+		}
+		if r.Type != "" && r.Source != "" && r.Target != "" {
+			c.Relations = append(c.Relations, r)
+		}
+	}
 }
 
 // estimateCount guesses how many attributes the array at the current position holds, so that

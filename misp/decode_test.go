@@ -208,3 +208,42 @@ func TestDecodeCorpus(t *testing.T) {
 	}
 	t.Logf("decoded %d event files, %d attributes", decoded, attrs)
 }
+
+func TestDecodeClusterRelations(t *testing.T) {
+	// The shape MISP gives a cluster fetched in full (GalaxyCluster::fetchGalaxyClusters):
+	// its own relations, and the relations of other clusters that reference it.
+	const in = `{"Event":{"uuid":"e","Galaxy":[{"type":"threat-actor","GalaxyCluster":[{
+		"uuid":"7cdff317-a673-4474-84ec-4f1754947823","type":"threat-actor","value":"APT29",
+		"GalaxyClusterRelation":[
+			{"id":"1","galaxy_cluster_id":"10","referenced_galaxy_cluster_id":"11",
+			 "referenced_galaxy_cluster_uuid":"2b742742-28c3-4e1b-bab7-8350d6300fa7",
+			 "referenced_galaxy_cluster_type":"uses","galaxy_cluster_uuid":"7cdff317-a673-4474-84ec-4f1754947823",
+			 "distribution":"3","sharing_group_id":null,"default":true,"Tag":[{"name":"estimative-language:likelihood-probability=\"likely\""}]},
+			{"referenced_galaxy_cluster_uuid":"","referenced_galaxy_cluster_type":"similar"}],
+		"TargetingClusterRelation":[
+			{"referenced_galaxy_cluster_uuid":"7cdff317-a673-4474-84ec-4f1754947823",
+			 "referenced_galaxy_cluster_type":"attributed-to","galaxy_cluster_uuid":"899ce53f-13a0-479b-a0e4-67d46e241542"}]
+	}]}]}}`
+	ev, err := DecodeEvent([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ev.Galaxies[0].Clusters[0].Relations
+	want := []ClusterRelation{
+		{Source: "7cdff317-a673-4474-84ec-4f1754947823", Type: "uses", Target: "2b742742-28c3-4e1b-bab7-8350d6300fa7"},
+		{Source: "899ce53f-13a0-479b-a0e4-67d46e241542", Type: "attributed-to", Target: "7cdff317-a673-4474-84ec-4f1754947823"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("relations %+v, want %+v (the one without a target dropped)", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("relation %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+
+	_, err = DecodeEvent([]byte(`{"Event":{"uuid":"e","Galaxy":[{"GalaxyCluster":[{"uuid":"c","GalaxyClusterRelation":{"x":1}}]}]}}`))
+	if err == nil || !strings.Contains(err.Error(), "GalaxyClusterRelation") {
+		t.Errorf("a relation list that is not an array: error %v, want one naming GalaxyClusterRelation", err)
+	}
+}

@@ -138,6 +138,19 @@ type GalaxyCluster struct {
 	Description string
 	// Meta is the cluster's free-form meta object, undecoded.
 	Meta json.RawMessage
+	// Relations are the relations MISP attaches to the cluster: its own
+	// (GalaxyClusterRelation, Source is the cluster) and those of other clusters that reference
+	// it (TargetingClusterRelation, Target is the cluster), in that order.
+	Relations []ClusterRelation
+}
+
+// ClusterRelation is one relation between two galaxy clusters ("uses", "attributed-to",
+// "similar", ...), named by the clusters' uuids. MISP calls its type
+// referenced_galaxy_cluster_type.
+type ClusterRelation struct {
+	Source string
+	Type   string
+	Target string
 }
 
 // AllAttributes calls fn for every attribute of the event: first the attributes outside
