@@ -77,7 +77,33 @@ type ContextDecision struct {
 	Relationships int
 	Reason        ContextSkipReason
 	Detail        string
+	// Relations are the relations MISP gives between this cluster (their source) and another
+	// cluster of the event, in first-seen order.
+	Relations []RelationDecision
 }
+
+// RelationDecision records what happened to one relation between two galaxy clusters of an
+// event ("uses", "attributed-to", ...).
+type RelationDecision struct {
+	// Type is MISP's relation type, the relationship_type when exported.
+	Type string
+	// Target is the target cluster's galaxy type and value.
+	TargetGalaxy, Target string
+	// ID is the exported relationship's; empty when Reason is set.
+	ID     string
+	Reason ContextSkipReason
+	Detail string
+}
+
+// Relation skip reasons.
+const (
+	// RelationEndNotExported: the source or the target cluster is not exported to the sink
+	// (see its own decision), so the relationship would name an object the sink was not sent.
+	RelationEndNotExported ContextSkipReason = "end_not_exported"
+	// RelationTypeNotExported: the relation type is not one exported between the two STIX
+	// types (see ClusterRelationTypes).
+	RelationTypeNotExported ContextSkipReason = "relation_type"
+)
 
 // contextCreated is the fixed created (and modified before stamping) time of context objects
 // and relationships: they are shared across events and re-converted every time, so nothing
@@ -320,8 +346,10 @@ func (cs *contextState) link(res *Result, ev *misp.Event, attr *misp.Attribute, 
 	}
 }
 
-// finish records the decision of every cluster in res.
+// finish records the decision of every cluster in res, after the relationships between
+// exported clusters that the clusters' relations give.
 func (cs *contextState) finish(res *Result) {
+	cs.relate(res)
 	for _, t := range cs.order {
 		if t.exportable && t.decision.Relationships == 0 {
 			if t.decision.Level == "event" && cs.attrLevel {
@@ -335,6 +363,91 @@ func (cs *contextState) finish(res *Result) {
 		}
 		res.Context = append(res.Context, t.decision)
 	}
+}
+
+// clusterRelationTypes lists the relation types between galaxy clusters that become
+// relationships, each with the STIX types of its source and target (STIX 2.1's
+// relationship summary, intrusion sets being threat actors here; subtechnique-of is ATT&CK's).
+var clusterRelationTypes = map[string][][2]string{
+	"uses":            {{"threat-actor", "attack-pattern"}},
+	"attributed-to":   {{"threat-actor", "threat-actor"}},
+	"subtechnique-of": {{"attack-pattern", "attack-pattern"}},
+	"related-to": {{"threat-actor", "threat-actor"}, {"threat-actor", "attack-pattern"},
+		{"attack-pattern", "threat-actor"}, {"attack-pattern", "attack-pattern"}},
+}
+
+// ClusterRelationTypes returns the relation types between galaxy clusters that become
+// relationships, each with the "source -> target" STIX types it is exported between (for
+// the mapping documentation).
+func ClusterRelationTypes() map[string][]string {
+	out := make(map[string][]string, len(clusterRelationTypes))
+	for typ, pairs := range clusterRelationTypes {
+		for _, p := range pairs {
+			out[typ] = append(out[typ], p[0]+" -> "+p[1])
+		}
+	}
+	return out
+}
+
+func clusterRelationExported(typ, source, target string) bool {
+	for _, p := range clusterRelationTypes[typ] {
+		if p[0] == source && p[1] == target {
+			return true
+		}
+	}
+	return false
+}
+
+// relate appends the relationships MISP's cluster relations give between two clusters of
+// the event that both became objects of this conversion, after every other object (so both
+// ends come before each), and records a decision for every relation between two clusters of
+// the event. Such a relationship is Shared: every event holding both clusters yields the same
+// one (its id is a UUIDv5 of source, type and target), and the store keeps it live while one
+// of them does.
+func (cs *contextState) relate(res *Result) {
+	byUUID := make(map[string]*contextTarget, len(cs.order))
+	for _, t := range cs.order {
+		if u, err := uuid.Parse(t.cluster.UUID); err == nil {
+			if _, dup := byUUID[u.String()]; !dup {
+				byUUID[u.String()] = t
+			}
+		}
+	}
+	seen := map[[3]string]bool{}
+	for _, t := range cs.order {
+		for _, r := range t.cluster.Relations {
+			src, ok1 := byUUID[normUUID(r.Source)]
+			dst, ok2 := byUUID[normUUID(r.Target)]
+			key := [3]string{normUUID(r.Source), r.Type, normUUID(r.Target)}
+			if !ok1 || !ok2 || src == dst || seen[key] {
+				continue // not between two clusters of the event
+			}
+			seen[key] = true
+			d := RelationDecision{Type: r.Type, TargetGalaxy: dst.decision.Galaxy, Target: dst.decision.Value}
+			switch {
+			case !src.built || !dst.built:
+				d.Reason = RelationEndNotExported
+				d.Detail = "the source or the target cluster is not exported to this sink, so the relationship would name an object it was not sent"
+			case !clusterRelationExported(r.Type, src.decision.Type, dst.decision.Type):
+				d.Reason = RelationTypeNotExported
+				d.Detail = fmt.Sprintf("a %s relation from %s to %s is not exported", r.Type, src.decision.Type, dst.decision.Type)
+			default:
+				rel := cs.relationship("", src.decision.ID, r.Type, dst.decision.ID)
+				rel.Shared = true
+				res.Objects = append(res.Objects, rel)
+				d.ID = rel.ID
+			}
+			src.decision.Relations = append(src.decision.Relations, d)
+		}
+	}
+}
+
+// normUUID is u in canonical form, or u itself when it is not a UUID.
+func normUUID(u string) string {
+	if p, err := uuid.Parse(u); err == nil {
+		return p.String()
+	}
+	return u
 }
 
 // relationshipHash is the content hash of every relationship: its content is fixed by its id
