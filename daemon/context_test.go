@@ -3,11 +3,13 @@ package daemon_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mispsentinel/listener/sim/lab"
 	simsentinel "github.com/mispsentinel/listener/sim/sentinel"
+	"github.com/mispsentinel/listener/stix"
 )
 
 const sharedTechnique = "2e34237d-8574-43f6-aace-ae2915de8597"
@@ -110,6 +112,113 @@ func TestContextAcrossEvents(t *testing.T) {
 	waitFor(t, 30*time.Second, "everything revoked", func() (bool, string) {
 		aps, rels := contextRecords(l, source)
 		return live(rels) == 0 && live(aps) == 0, fmt.Sprintf("%d relationships, %d attack patterns live", live(rels), live(aps))
+	})
+	st := l.Sentinel.Stats()
+	if st.DanglingRefs != 0 || st.ObjectsRejected != 0 || st.Unrevoked != 0 {
+		t.Fatalf("simulator stats %+v: want no dangling reference, rejection or un-revocation", st)
+	}
+}
+
+const sharedActor = "7cdff317-a673-4474-84ec-4f1754947823"
+
+// relatedEventJSON is contextEventJSON with, when actor is set, an event-level threat actor
+// whose cluster carries MISP's relation "uses" to the shared technique (the shape of a
+// cluster MISP fetched in full: GalaxyClusterRelation with the referenced cluster's uuid and
+// the relation type).
+func relatedEventJSON(uuid, attrUUID, domain string, timestamp int, actor bool) []byte {
+	ev := string(contextEventJSON(uuid, attrUUID, domain))
+	ev = strings.ReplaceAll(ev, `"timestamp":"1793500000"`, fmt.Sprintf(`"timestamp":"%d"`, timestamp))
+	if !actor {
+		return []byte(ev)
+	}
+	galaxy := fmt.Sprintf(`{"uuid":"698774c7-8022-42c4-917f-8d6e4f06ada3","name":"Threat Actor","type":"threat-actor","description":"Threat actors","GalaxyCluster":[{"uuid":%q,"type":"threat-actor","value":"APT29","tag_name":"misp-galaxy:threat-actor=\"APT29\"","description":"A threat actor.","meta":{"synonyms":["Cozy Bear"]},
+"GalaxyClusterRelation":[{"id":"7","galaxy_cluster_id":"12","referenced_galaxy_cluster_id":"34","referenced_galaxy_cluster_uuid":%q,"referenced_galaxy_cluster_type":"uses","galaxy_cluster_uuid":%q,"distribution":"3","sharing_group_id":null,"default":true,"Tag":[]}]}]}`,
+		sharedActor, sharedTechnique, sharedActor)
+	return []byte(strings.Replace(ev, `"Galaxy":[`, `"Galaxy":[`+galaxy+`,`, 1))
+}
+
+// TestClusterRelationAcrossEvents: a threat actor that uses the technique in two events gives
+// one uses relationship between the two context objects; removing the actor from the first
+// event leaves it live (the second still yields it); removing it from the second revokes it
+// and the threat actor, while the technique, still indicated, stays.
+func TestClusterRelationAcrossEvents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: skipped with -short")
+	}
+	l, err := lab.Start(lab.Options{Dir: t.TempDir(), ZeroMQ: true, Linger: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	events := []string{"6a0b2c3d-1111-4aaa-8bbb-000000000011", "6a0b2c3d-1111-4aaa-8bbb-000000000012"}
+	put := func(i, timestamp int, actor bool) {
+		t.Helper()
+		ev := relatedEventJSON(events[i], fmt.Sprintf("7b1c2d3e-2222-4ccc-8ddd-00000000001%d", i+1), fmt.Sprintf("c2-%d.qzx-actor.net", i+1), timestamp, actor)
+		if err := l.MISP.Put(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(0, 1793500000, true)
+	put(1, 1793500000, true)
+	d, cfg := startDaemon(t, l)
+	waitForInitialReconcile(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := l.Publisher.WaitForSubscription(ctx, "misp_json"); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(u string) {
+		t.Helper()
+		if err := l.MISP.PublishZMQ(l.Publisher, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, u := range events {
+		publish(u)
+	}
+	source := cfg.Sinks[0].SourceSystem
+	actor, pattern := "threat-actor--"+sharedActor, "attack-pattern--"+sharedTechnique
+	uses := stix.RelationshipID(actor, "uses", pattern)
+	state := func() (recs map[string]simsentinel.Record, liveRels int, desc string) {
+		recs = l.Sentinel.Indicators(l.Opts.Sinks[0].WorkspaceID, source)
+		for _, r := range recs {
+			if r.Type == "relationship" && !r.Revoked {
+				liveRels++
+			}
+		}
+		st := func(id string) string {
+			r, ok := recs[id]
+			switch {
+			case !ok:
+				return "absent"
+			case r.Revoked:
+				return "revoked"
+			}
+			return "live"
+		}
+		return recs, liveRels, fmt.Sprintf("%d relationships live; uses %s, actor %s, technique %s", liveRels, st(uses), st(actor), st(pattern))
+	}
+	isLive := func(recs map[string]simsentinel.Record, id string) bool { r, ok := recs[id]; return ok && !r.Revoked }
+
+	// Two indicators, each indicating the technique and the actor, and the actor's uses.
+	waitFor(t, 60*time.Second, "the uses relationship between the actor and the technique", func() (bool, string) {
+		recs, n, desc := state()
+		return n == 5 && isLive(recs, uses) && isLive(recs, actor) && isLive(recs, pattern), desc
+	})
+
+	put(0, 1793500100, false)
+	publish(events[0])
+	waitFor(t, 30*time.Second, "the first event's relationship to the actor revoked, uses still live", func() (bool, string) {
+		recs, n, desc := state()
+		return n == 4 && isLive(recs, uses) && isLive(recs, actor), desc
+	})
+
+	put(1, 1793500100, false)
+	publish(events[1])
+	waitFor(t, 30*time.Second, "uses and the actor revoked, the technique live", func() (bool, string) {
+		recs, n, desc := state()
+		r, ok := recs[uses]
+		return n == 2 && ok && r.Revoked && !isLive(recs, actor) && isLive(recs, pattern), desc
 	})
 	st := l.Sentinel.Stats()
 	if st.DanglingRefs != 0 || st.ObjectsRejected != 0 || st.Unrevoked != 0 {

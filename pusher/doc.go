@@ -16,7 +16,7 @@
 //     for (capped at MaxRetryAfter, with jitter) or an exponential backoff; nothing is
 //     skipped;
 //   - the metrics of delivery (listener_upload_retries_total by reason, accepted, revoked,
-//     rejected, fatal errors, upload duration);
+//     rejected, fatal errors, upload duration, relationships held back by Begin);
 //   - committing outcomes to the outbox (store.Batch's AcceptAll, KeepAll, Reject).
 //
 // The pusher never decides what to send (the store's diff does), never speaks an API's wire

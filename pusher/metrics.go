@@ -16,6 +16,7 @@ type Metrics struct {
 	fatalErrors   *prometheus.CounterVec
 	retries       *prometheus.CounterVec
 	uploadSeconds *prometheus.HistogramVec
+	held          *prometheus.CounterVec
 	up            *prometheus.GaugeVec
 	failingSince  *prometheus.GaugeVec
 }
@@ -43,6 +44,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "listener_upload_retries_total",
 			Help: "Upload attempts the sink did not settle and that were retried, per sink and reason (throttled = HTTP 429, server_error = HTTP 5xx, network, other).",
 		}, []string{"sink", "reason"}),
+		held: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "listener_relationships_held_total",
+			Help: "Relationships held in the outbox because an object they name has not reached the sink (not yet sent, or dead-lettered), per sink; each hold counted once.",
+		}, []string{"sink"}),
 		uploadSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "listener_upload_duration_seconds",
 			Help:    "Time to deliver one batch, retries and throttling included.",
@@ -57,7 +62,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "listener_sink_failing_since_seconds",
 		Help: "Unix time at which the sink started failing; 0 while it is up.",
 	}, []string{"sink"})
-	reg.MustRegister(m.uploaded, m.revoked, m.rejected, m.fatalErrors, m.retries, m.uploadSeconds, m.up, m.failingSince)
+	reg.MustRegister(m.uploaded, m.revoked, m.rejected, m.fatalErrors, m.retries, m.held, m.uploadSeconds, m.up, m.failingSince)
 	return m
 }
 
@@ -83,6 +88,14 @@ func (m *Metrics) observeOutcome(sink string, b *store.Batch, o store.Outcome) {
 	m.uploaded.WithLabelValues(sink).Add(float64(len(o.Accepted) - revoked))
 	m.revoked.WithLabelValues(sink).Add(float64(revoked))
 	m.rejected.WithLabelValues(sink).Add(float64(len(o.Rejected)))
+}
+
+// observeHeld counts the relationships a Begin newly held back.
+func (m *Metrics) observeHeld(sink string, n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.held.WithLabelValues(sink).Add(float64(n))
 }
 
 func (m *Metrics) fatal(sink string) {

@@ -440,6 +440,7 @@ func (p *Pusher) take(drain bool, inFlight, inFlightItems int, lastTaken time.Ti
 	if err != nil {
 		return nil, 0, fmt.Errorf("take batch from outbox: %w", err)
 	}
+	p.metrics.observeHeld(p.cfg.Sink, b.Held)
 	if len(b.Items) == 0 {
 		// Everything queued is a later version of an id in flight (Begin holds nothing for
 		// an empty batch: no End needed).
@@ -643,6 +644,7 @@ func (p *Pusher) retake(ctx context.Context, old *store.Batch) (*store.Batch, er
 	if err != nil {
 		return nil, err
 	}
+	p.metrics.observeHeld(p.cfg.Sink, b.Held)
 	same := len(b.Items) == len(old.Items)
 	for i := 0; same && i < len(b.Items); i++ {
 		same = b.Items[i].Seq == old.Items[i].Seq

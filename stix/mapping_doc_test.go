@@ -28,6 +28,10 @@ var generatedTables = []struct {
 		"<!-- BEGIN GENERATED GALAXY TABLE (go test ./stix -run TestMappingDoc -update) -->\n",
 		"<!-- END GENERATED GALAXY TABLE -->", GalaxyTable,
 	},
+	{
+		"<!-- BEGIN GENERATED CLUSTER RELATION TABLE (go test ./stix -run TestMappingDoc -update) -->\n",
+		"<!-- END GENERATED CLUSTER RELATION TABLE -->", ClusterRelationTable,
+	},
 }
 
 // TestMappingDocIsCurrent fails when a generated table in docs/MAPPING.md differs from the

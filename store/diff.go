@@ -35,7 +35,8 @@ func (d DiffStats) Enqueued() int { return d.New + d.Changed + d.Refreshed + d.R
 // Apply makes the sink's queued state for one MISP event equal to desired: it queues an
 // upsert for every object that is new or whose Hash changed, a revocation (revoked: true, new
 // modified) for every object the event yielded before and no longer does (Shared objects are
-// never revoked), a refresh upsert for an unchanged object whose valid_until in Sentinel is
+// not revoked by it: a context object goes when no live relationship names it, a joint
+// relationship when no event desires it any more; see refs.go), a refresh upsert for an unchanged object whose valid_until in Sentinel is
 // inside the refresh window and which now has a later one, or which now has an earlier one
 // (see needsRefresh), and nothing for the rest.
 //
@@ -203,6 +204,11 @@ func (s *Store) apply(sink, event string, desired []stix.Object, now time.Time, 
 	if err != nil {
 		return fail(err)
 	}
+	jointQueued, err := s.writeJointRemovals(w, rt, event, plan, now, &stats)
+	if err != nil {
+		return fail(err)
+	}
+	revocationsQueued = revocationsQueued || jointQueued
 	digest := eventDigest{Sum: sum, MinValidUntil: minValidUntil(plan.planned)}
 	if w.ops == baseOps && w.chunks == 0 && slices.Equal(plan.oldIDs, plan.newIDs) {
 		// Nothing changed: the common reconcile case costs no write and no fsync, except
@@ -235,6 +241,10 @@ type applyPlan struct {
 	// and no longer yields that have a state.
 	planned []plannedObject
 	removed []plannedObject
+	// joint are the joint relationships the event desired when last applied (its owner
+	// marks); jointGone those of them it no longer desires.
+	joint     map[string]bool
+	jointGone []string
 }
 
 // plan reads, in one read-only transaction, everything apply is going to change.
@@ -249,6 +259,9 @@ func (s *Store) plan(sink, event string, desired []stix.Object) (*applyPlan, err
 		if p.oldIDs, err = readIDList(txn, sink, event); err != nil {
 			return err
 		}
+		if p.joint, err = readJoint(txn, sink, event); err != nil {
+			return err
+		}
 		for i, o := range desired {
 			st, found, err := readState(txn, sink, o.ID)
 			if err != nil {
@@ -260,6 +273,12 @@ func (s *Store) plan(sink, event string, desired []stix.Object) (*applyPlan, err
 				p.newIDs = append(p.newIDs, o.ID)
 			}
 		}
+		for id := range p.joint {
+			if !inNew[id] {
+				p.jointGone = append(p.jointGone, id)
+			}
+		}
+		slices.Sort(p.jointGone)
 		for _, id := range p.oldIDs {
 			if inNew[id] {
 				continue
@@ -287,6 +306,15 @@ func (s *Store) writeObjects(w *chunkWriter, rt *sinkRuntime, event string, plan
 	for i := range plan.planned {
 		p := &plan.planned[i]
 		o, st := p.obj, &p.state
+		if isJoint(&o) && !plan.joint[o.ID] {
+			// The event's owner mark and the relationship's count commit together.
+			if err := w.reserve(2, len(o.ID)+len(event)+64); err != nil {
+				return false, err
+			}
+			if err := markJoint(w, event, o.ID); err != nil {
+				return false, err
+			}
+		}
 		var live int64 // change of meta.Live, applied once the object's writes are in a chunk
 		switch {
 		case !p.found:
@@ -312,8 +340,12 @@ func (s *Store) writeObjects(w *chunkWriter, rt *sinkRuntime, event string, plan
 		}
 		relationship := live == 1 && o.TargetRef != ""
 		if relationship {
-			// The relationship going live and its target's count commit together.
-			if err := w.reserve(relationshipReserveOps, relationshipReserveBytes); err != nil {
+			// The relationship going live and its ends' counts commit together.
+			ops, size := relationshipReserveOps, relationshipReserveBytes
+			if isJoint(&o) {
+				ops, size = jointReserveOps, jointReserveBytes
+			}
+			if err := w.reserve(ops, size); err != nil {
 				return false, err
 			}
 		}
@@ -332,6 +364,11 @@ func (s *Store) writeObjects(w *chunkWriter, rt *sinkRuntime, event string, plan
 		if relationship {
 			if _, err := addRef(w, o.TargetRef, 1); err != nil {
 				return false, err
+			}
+			if isJoint(&o) {
+				if _, err := addRef(w, o.SourceRef, 1); err != nil {
+					return false, err
+				}
 			}
 		}
 		plan.meta.Live += live

@@ -29,12 +29,17 @@ type diffModel struct {
 	revoked  map[string]bool           // stamped id -> a revocation was handed out
 	sentinel map[string]modelVersion   // stamped id -> last accepted version
 
-	// Shared context objects: the live relationships targeting each, and each
-	// relationship's target.
+	// Shared context objects: the live relationships referencing each, and each
+	// relationship's target (and a joint relationship's source).
 	refs      map[string]int
 	relTarget map[string]string
-	decided   map[string]bool          // stamped id -> the sink accepted or rejected a version
-	last      map[string][]stix.Object // event -> last desired set
+	relSource map[string]string
+	// Joint relationships (between two context objects, shared by the events desiring
+	// them): each event's marks and each relationship's number of marks.
+	marks   map[string]map[string]bool
+	owners  map[string]int
+	decided map[string]bool          // stamped id -> the sink accepted or rejected a version
+	last    map[string][]stix.Object // event -> last desired set
 }
 
 type modelObject struct {
@@ -56,6 +61,7 @@ func newDiffModel(t *testing.T) *diffModel {
 		desired: map[string]map[string]string{}, queued: map[string][]modelVersion{},
 		next: map[string]int{}, lastMod: map[string]string{}, revoked: map[string]bool{},
 		sentinel: map[string]modelVersion{}, refs: map[string]int{}, relTarget: map[string]string{},
+		relSource: map[string]string{}, marks: map[string]map[string]bool{}, owners: map[string]int{},
 		last: map[string][]stix.Object{}, decided: map[string]bool{},
 	}
 }
@@ -72,11 +78,19 @@ func (m *diffModel) apply(event string, desired []stix.Object) DiffStats {
 	var ids []string
 	m.desired[event] = map[string]string{}
 	m.last[event] = desired
+	oldMarks := m.marks[event]
+	m.marks[event] = map[string]bool{}
 	for _, d := range desired {
 		in[d.ID] = true
 		if !d.Shared {
 			ids = append(ids, d.ID)
 			m.desired[event][d.ID] = d.Hash
+		}
+		if d.Shared && d.TargetRef != "" {
+			m.marks[event][d.ID] = true
+			if !oldMarks[d.ID] {
+				m.owners[d.ID]++
+			}
 		}
 		o, ok := m.objects[d.ID]
 		switch {
@@ -104,6 +118,10 @@ func (m *diffModel) apply(event string, desired []stix.Object) DiffStats {
 		if d.TargetRef != "" {
 			m.refs[d.TargetRef]++
 			m.relTarget[d.ID] = d.TargetRef
+			if d.Shared {
+				m.refs[d.SourceRef]++
+				m.relSource[d.ID] = d.SourceRef
+			}
 		}
 	}
 	for _, id := range m.eventIDs[event] {
@@ -111,20 +129,41 @@ func (m *diffModel) apply(event string, desired []stix.Object) DiffStats {
 		if in[id] || o == nil || o.revoked || o.shared || o.event != event {
 			continue
 		}
-		o.revoked = true
-		want.Revoked++
-		m.queue(id, o)
-		if target, ok := m.relTarget[id]; ok {
-			m.refs[target]--
-			if ap := m.objects[target]; m.refs[target] == 0 && ap != nil && !ap.revoked && ap.shared {
-				ap.revoked = true
-				want.Revoked++
-				m.queue(target, ap)
-			}
+		m.revokeRelationship(id, o, &want)
+	}
+	for id := range oldMarks {
+		if in[id] {
+			continue
+		}
+		m.owners[id]--
+		if o := m.objects[id]; m.owners[id] == 0 && !o.revoked {
+			m.revokeRelationship(id, o, &want)
 		}
 	}
 	m.eventIDs[event] = ids
 	return want
+}
+
+// revokeRelationship revokes a relationship (or an indicator) and releases the shared
+// objects it references, revoking those it was the last reference of.
+func (m *diffModel) revokeRelationship(id string, o *modelObject, want *DiffStats) {
+	o.revoked = true
+	want.Revoked++
+	m.queue(id, o)
+	release := func(ref string) {
+		m.refs[ref]--
+		if ap := m.objects[ref]; m.refs[ref] == 0 && ap != nil && !ap.revoked && ap.shared {
+			ap.revoked = true
+			want.Revoked++
+			m.queue(ref, ap)
+		}
+	}
+	if target, ok := m.relTarget[id]; ok {
+		release(target)
+	}
+	if source, ok := m.relSource[id]; ok && o.shared {
+		release(source)
+	}
 }
 
 // handOut checks one item handed out by Begin and returns its decoded form.
@@ -174,11 +213,31 @@ func (m *diffModel) checkBatchRefs(b *Batch) {
 	}
 }
 
-// contextObject is a shared attack pattern of the property test.
+// contextObject is a shared attack pattern of the property test (a threat actor for n >= 3).
 func contextObject(n int, hash string) stix.Object {
-	id := fmt.Sprintf("attack-pattern--%08d-0000-4000-8000-0000000000ap", n)[:len("attack-pattern--")+36]
-	b, _ := json.Marshal(map[string]any{"type": "attack-pattern", "spec_version": "2.1", "id": id, "name": hash, "x_hash": hash})
-	return stix.Object{ID: id, Type: "attack-pattern", Hash: hash, Shared: true, Body: b}
+	typ := "attack-pattern"
+	if n >= 3 {
+		typ = "threat-actor"
+	}
+	id := fmt.Sprintf("%s--%08d-0000-4000-8000-000000000000", typ, n)
+	b, _ := json.Marshal(map[string]any{"type": typ, "spec_version": "2.1", "id": id, "name": hash, "x_hash": hash})
+	return stix.Object{ID: id, Type: typ, Hash: hash, Shared: true, Body: b}
+}
+
+// isContext reports whether id is a context object's of the property test.
+func isContext(id string) bool {
+	return strings.HasPrefix(id, "attack-pattern--") || strings.HasPrefix(id, "threat-actor--")
+}
+
+// jointRelationship is the relationship of type typ between two context objects, shared by
+// the events that desire it.
+func jointRelationship(source, typ, target string) stix.Object {
+	o := relationshipTo(source, target)
+	o.ID = stix.RelationshipID(source, typ, target)
+	o.Body, _ = json.Marshal(map[string]any{"type": "relationship", "spec_version": "2.1", "id": o.ID,
+		"relationship_type": typ, "source_ref": source, "target_ref": target, "x_hash": "r"})
+	o.Shared = true
+	return o
 }
 
 // relationshipTo is the indicates relationship from source to target.
@@ -206,6 +265,19 @@ func withContext(rng *rand.Rand, desired []stix.Object) []stix.Object {
 				desired = append(desired, ap)
 			}
 			rels = append(rels, relationshipTo(o.ID, ap.ID))
+		}
+	}
+	// Joint relationships between context objects the set holds, as MISP's cluster
+	// relations give them (one technique a sub-technique of another).
+	for src := range 3 {
+		srcID := contextObject(src, "").ID
+		if !added[srcID] {
+			continue
+		}
+		for _, dst := range rng.Perm(3)[:rng.Intn(3)] {
+			if dstID := contextObject(dst, "").ID; dst != src && added[dstID] {
+				rels = append(rels, jointRelationship(srcID, "subtechnique-of", dstID))
+			}
 		}
 	}
 	return append(desired, rels...)
@@ -262,6 +334,11 @@ func checkDiffSequence(t *testing.T, rng *rand.Rand, steps int) {
 			}
 			if got != want {
 				t.Fatalf("step %d: apply %s: stats %+v, want %+v", step, events[e], got, want)
+			}
+			for base := range m.refs {
+				if n, _ := s.References(sink, base); n != int64(m.refs[base]) {
+					t.Fatalf("step %d: %s has %d references in the store, want %d", step, base, n, m.refs[base])
+				}
 			}
 		case r < 7: // an event is deleted
 			e := rng.Intn(len(events))
@@ -349,7 +426,26 @@ func checkDiffSequence(t *testing.T, rng *rand.Rand, steps int) {
 		}
 	}
 	for base, o := range m.objects {
-		if o.shared && strings.HasPrefix(base, "attack-pattern--") {
+		if o.shared && stix.IsRelationship(base) {
+			// Live exactly while an event desires it, then revoked.
+			if n, err := s.References(sink, base); err != nil || n != int64(m.owners[base]) {
+				t.Errorf("%s: store counts %d owners (%v), want %d", base, n, err, m.owners[base])
+			}
+			for gen := uint32(0); gen <= o.gen; gen++ {
+				got, ok := m.sentinel[stix.GenerationID(base, gen)]
+				if gen == o.gen && m.owners[base] > 0 {
+					if !ok || got.revoked || o.revoked {
+						t.Errorf("%s (gen %d): sentinel holds %+v, want live with %d owners", base, gen, got, m.owners[base])
+					}
+					continue
+				}
+				if ok && !got.revoked {
+					t.Errorf("%s (gen %d): sentinel holds %+v, want revoked (no owner)", base, gen, got)
+				}
+			}
+			continue
+		}
+		if o.shared && isContext(base) {
 			// Live exactly while a live relationship targets it, then revoked.
 			if n, err := s.References(sink, base); err != nil || n != int64(m.refs[base]) {
 				t.Errorf("%s: store counts %d references (%v), want %d", base, n, err, m.refs[base])
@@ -394,7 +490,7 @@ func checkDiffSequence(t *testing.T, rng *rand.Rand, steps int) {
 		live += len(ids)
 	}
 	for base, o := range m.objects {
-		if o.shared && !o.revoked && strings.HasPrefix(base, "attack-pattern--") {
+		if o.shared && !o.revoked && (isContext(base) || stix.IsRelationship(base)) {
 			live++
 		}
 	}
@@ -428,10 +524,11 @@ func checkDiffSequence(t *testing.T, rng *rand.Rand, steps int) {
 			if id := m.objects[o.ID]; id != nil && o.Type == "identity" {
 				desired[i] = identity(o.ID, id.hash)
 			}
-			if ap := m.objects[o.ID]; ap != nil && o.Type == "attack-pattern" {
+			if ap := m.objects[o.ID]; ap != nil && isContext(o.ID) {
 				// A cluster's content is MISP's, the same in every event: the last one sent.
-				desired[i] = contextObject(0, ap.hash)
-				desired[i].ID, desired[i].Body = o.ID, []byte(strings.Replace(string(contextObject(0, ap.hash).Body), contextObject(0, "").ID, o.ID, 1))
+				var n int
+				fmt.Sscanf(o.ID[strings.Index(o.ID, "--")+2:], "%d", &n)
+				desired[i] = contextObject(n, ap.hash)
 			}
 		}
 		got, err := s.Apply(sink, e, desired, now)

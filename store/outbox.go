@@ -18,6 +18,10 @@ const MaxBatch = 1000
 type Batch struct {
 	Sink  string
 	Items []Item
+	// Held is the number of relationships Begin left queued because an object they name has
+	// not reached the sink (not yet sent, or dead-lettered) and that it had not held since
+	// they were last handed out: each hold is counted once, however many batches pass it.
+	Held int
 
 	items []outboxItem
 }
@@ -117,6 +121,10 @@ func (s *Store) Begin(sink string, max int) (*Batch, error) {
 				}
 				if !ok {
 					blocked[oi.ID] = true
+					if !rt.held[oi.ID] {
+						rt.held[oi.ID] = true
+						b.Held++
+					}
 					continue
 				}
 			}
@@ -133,6 +141,7 @@ func (s *Store) Begin(sink string, max int) (*Batch, error) {
 	for _, it := range b.Items {
 		rt.inflight[it.Seq] = true
 		rt.inflightIDs[it.ID] = true
+		delete(rt.held, it.ID)
 	}
 	return b, nil
 }

@@ -16,6 +16,10 @@ import (
 //	e<sink><event>     event id list: the non-shared base ids the event yielded last
 //	h<sink><event>     eventDigest: the digest of the event's last applied desired set and the
 //	                   earliest valid_until of its objects (the unchanged-event fast path)
+//	r<sink><base id>   reference count: live relationships naming a shared context object, or
+//	                   the events desiring a joint relationship (refs.go)
+//	o<sink><event>\x00<relationship base id>
+//	                   owner mark: the event desires the joint relationship (refs.go)
 //	d<sink><seq:8 BE>  deadLetter: an item Sentinel rejected, with its message
 //	w<name>            watermark (sink-independent); also grace marks and event stamps (stamps.go)
 //	p<event>           a notice received but not applied before shutdown (pending.go)

@@ -22,11 +22,51 @@ import (
 // end in the same diff). When a revocation takes the count to zero, the target's revocation
 // is queued in the same chunk, after the relationship's.
 //
+// Relationships between two context objects (a threat actor uses an attack pattern) are
+// Shared too: every event holding both clusters yields the same one. Such a joint
+// relationship stays live while at least one event of the sink desires it: each desiring
+// event has an owner mark (o<sink><event>\x00<relationship base id>), and the relationship's
+// own count (r<sink><relationship base id>) is the number of marks, changed in the same chunk
+// as its mark. When the last mark goes, the relationship's revocation is queued in that chunk.
+// A live joint relationship counts as a reference of its source as well as of its target,
+// so neither end is revoked while it is live.
+//
 // Delivery order: a relationship version is handed out by Begin only when the versions of its
 // source and target it names were accepted by the sink or come earlier in the same batch
 // (refsDelivered), so no batch ever references an object the sink was not sent.
 
-const kindRefCount = 'r'
+const (
+	kindRefCount = 'r'
+	kindJoint    = 'o'
+)
+
+// jointPrefix is the prefix of event's owner marks in sink.
+func jointPrefix(sink, event string) []byte {
+	return append(append(sinkPrefix(kindJoint, sink), event...), 0)
+}
+
+func jointKey(sink, event, id string) []byte { return append(jointPrefix(sink, event), id...) }
+
+// isJoint reports whether o is a relationship shared by the events that desire it.
+func isJoint(o *stix.Object) bool { return o.Shared && o.TargetRef != "" }
+
+// readJoint returns the joint relationships event desired when last applied to sink (the
+// base ids of its owner marks).
+func readJoint(txn *badger.Txn, sink, event string) (map[string]bool, error) {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = jointPrefix(sink, event)
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	var marks map[string]bool
+	for it.Rewind(); it.Valid(); it.Next() {
+		if marks == nil {
+			marks = map[string]bool{}
+		}
+		marks[string(it.Item().Key()[len(opts.Prefix):])] = true
+	}
+	return marks, nil
+}
 
 func refCountKey(sink, target string) []byte {
 	return append(sinkPrefix(kindRefCount, sink), target...)
@@ -90,11 +130,60 @@ func (s *Store) References(sink, id string) (int64, error) {
 
 // relationshipReserve is the room a relationship's change needs in one chunk: its own
 // upsert or revocation (outbox item, state, body), its target's count and, for a revocation,
-// the target's revocation.
+// the target's revocation; a joint relationship's, the same for its source, its owner mark
+// and its own count.
 const (
 	relationshipReserveOps   = 12
 	relationshipReserveBytes = 64 << 10
+	jointReserveOps          = 2*relationshipReserveOps + 2
+	jointReserveBytes        = 2 * relationshipReserveBytes
 )
+
+// markJoint records that event desires the joint relationship id (it did not before) and
+// counts the mark. The caller has reserved room for both writes.
+func markJoint(w *chunkWriter, event, id string) error {
+	if err := w.set(jointKey(w.sink, event, id), nil); err != nil {
+		return err
+	}
+	_, err := addRef(w, id, 1)
+	return err
+}
+
+// writeJointRemovals drops event's owner mark of every joint relationship it desired before
+// and no longer does, and revokes each one whose last mark that was (with its ends, when
+// that was their last reference). It reports whether it queued anything.
+func (s *Store) writeJointRemovals(w *chunkWriter, rt *sinkRuntime, event string, plan *applyPlan, now time.Time, stats *DiffStats) (queued bool, err error) {
+	for _, id := range plan.jointGone {
+		if err := w.reserve(jointReserveOps, jointReserveBytes); err != nil {
+			return false, err
+		}
+		if err := w.delete(jointKey(w.sink, event, id)); err != nil {
+			return false, err
+		}
+		n, err := addRef(w, id, -1)
+		if err != nil || n > 0 {
+			if err != nil {
+				return false, err
+			}
+			continue
+		}
+		st, found, err := readState(w.txn, w.sink, id)
+		if err != nil {
+			return false, err
+		}
+		if !found || st.Revoked {
+			continue
+		}
+		st.Revoked = true
+		released, err := s.revokeRelationship(w, rt, id, &st, now, stats)
+		if err != nil {
+			return false, err
+		}
+		plan.meta.Live--
+		queued = queued || released
+	}
+	return queued, nil
+}
 
 // stampRefs resolves a relationship's generation-0 refs to the generations the sink holds (or
 // is about to hold): the state each ref has in the writer's transaction.
@@ -201,7 +290,7 @@ func (s *Store) revokeRelationship(w *chunkWriter, rt *sinkRuntime, id string, s
 			return false, err
 		}
 	}
-	_, target, err := stix.RelationshipRefs(st.Body)
+	source, target, err := stix.RelationshipRefs(st.Body)
 	if err != nil {
 		return false, fmt.Errorf("revoke %s: %w", id, err)
 	}
@@ -217,6 +306,11 @@ func (s *Store) revokeRelationship(w *chunkWriter, rt *sinkRuntime, id string, s
 	}
 	if _, err := s.releaseTarget(w, rt, target, now, stats); err != nil {
 		return false, err
+	}
+	if st.Shared { // a joint relationship references its source too
+		if _, err := s.releaseTarget(w, rt, source, now, stats); err != nil {
+			return false, err
+		}
 	}
 	return !withdrawn, nil
 }

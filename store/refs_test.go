@@ -139,11 +139,14 @@ func TestRelationshipWaitsForItsObjects(t *testing.T) {
 	if len(first.Items) != 1 || len(second.Items) != 1 || second.Items[0].ID != ap {
 		t.Fatalf("batches %v and %v: want the indicator, then the attack pattern alone", ids(first), ids(second))
 	}
+	if first.Held != 0 || second.Held != 1 {
+		t.Fatalf("held %d and %d: want the relationship counted as held once, by the second Begin", first.Held, second.Held)
+	}
 	if err := s.End(second, second.AcceptAll(), t0); err != nil {
 		t.Fatal(err)
 	}
-	if third, err := s.Begin("ws", 10); err != nil || len(third.Items) != 0 {
-		t.Fatalf("relationship handed out (%v, %v) before its indicator was accepted", ids(third), err)
+	if third, err := s.Begin("ws", 10); err != nil || len(third.Items) != 0 || third.Held != 0 {
+		t.Fatalf("relationship handed out (%v, %v) before its indicator was accepted, or its hold counted twice (%d)", ids(third), err, third.Held)
 	}
 	if err := s.End(first, first.AcceptAll(), t0); err != nil {
 		t.Fatal(err)

@@ -86,6 +86,8 @@ type sinkRuntime struct {
 	// inflightIDs are the ids of the items in flight: Begin never hands out a second version
 	// of one of them, so versions of an id reach the sink one at a time, in order.
 	inflightIDs map[string]bool
+	// held are the relationships Begin held back (Batch.Held) and has not handed out since.
+	held map[string]bool
 }
 
 // Close stops the GC ticker and closes Badger. Batches in flight are not ended: their items
@@ -212,7 +214,7 @@ func (s *Store) unlockSink(rt *sinkRuntime) {
 func (s *Store) runtime(sink string) *sinkRuntime {
 	rt, ok := s.sinks[sink]
 	if !ok {
-		rt = &sinkRuntime{ready: make(chan struct{}, 1), inflight: make(map[uint64]bool), inflightIDs: make(map[string]bool)}
+		rt = &sinkRuntime{ready: make(chan struct{}, 1), inflight: make(map[uint64]bool), inflightIDs: make(map[string]bool), held: make(map[string]bool)}
 		s.sinks[sink] = rt
 	}
 	return rt

@@ -231,7 +231,10 @@ func writeExplanation(w *strings.Builder, ev *misp.Event, sinks []convertSink, d
 
 // writeContextExplanation writes one tab-separated line per galaxy cluster of the event and
 // sink: event, "galaxy", the galaxy type, the cluster value, sink, then "exported", the object
-// id and its number of relationships, or "skipped", the reason and its detail.
+// id and its number of relationships, or "skipped", the reason and its detail; after it, one
+// line per relation from that cluster to another of the event: event, "relation", the type,
+// "source -> target", sink, then "exported" and the relationship id, or "skipped", the reason
+// and its detail.
 func writeContextExplanation(w *strings.Builder, ev *misp.Event, sinks []convertSink, contexts [][]stix.ContextDecision) {
 	for i, s := range sinks {
 		list := contexts[i]
@@ -252,9 +255,17 @@ func writeContextExplanation(w *strings.Builder, ev *misp.Event, sinks []convert
 			fmt.Fprintf(w, "%s	galaxy	%s	%s	%s	", ev.UUID, d.Galaxy, strconv.Quote(d.Value), s.name)
 			if d.Reason == "" {
 				fmt.Fprintf(w, "exported\t%s\t%d relationships\n", d.ID, d.Relationships)
-				continue
+			} else {
+				fmt.Fprintf(w, "skipped\t%s\t%s\n", d.Reason, d.Detail)
 			}
-			fmt.Fprintf(w, "skipped\t%s\t%s\n", d.Reason, d.Detail)
+			for _, r := range d.Relations {
+				fmt.Fprintf(w, "%s	relation	%s	%s -> %s	%s	", ev.UUID, r.Type, strconv.Quote(d.Value), strconv.Quote(r.Target), s.name)
+				if r.Reason == "" {
+					fmt.Fprintf(w, "exported\t%s\n", r.ID)
+					continue
+				}
+				fmt.Fprintf(w, "skipped\t%s\t%s\n", r.Reason, r.Detail)
+			}
 		}
 	}
 }
