@@ -160,8 +160,8 @@ type Server struct {
 	// throttleNext upload requests are answered 429 with Retry-After throttleAfter.
 	throttleNext  int
 	throttleAfter time.Duration
-	apps       map[string]App
-	workspaces map[string]*workspaceState
+	apps          map[string]App
+	workspaces    map[string]*workspaceState
 	// arm maps "subscription/resourcegroup/name" (lower case) to the workspace's ID.
 	arm        map[string]string
 	reads      readState
