@@ -78,13 +78,7 @@ func (d *Daemon) Adopt(ctx context.Context, o AdoptOptions) ([]AdoptResult, erro
 
 func (d *Daemon) adoptSink(ctx context.Context, s *sinkRunner, o AdoptOptions) AdoptResult {
 	res := AdoptResult{Sink: s.name}
-	switch {
-	case s.err != nil:
-		res.Err = s.err
-	case s.readErr != nil:
-		res.Err = s.readErr
-	}
-	if res.Err != nil {
+	if res.Err = s.readBackErr(); res.Err != nil {
 		return res
 	}
 	sinkCfg, ok := d.sinkConfig(s.name)

@@ -123,13 +123,7 @@ func (d *Daemon) Verify(ctx context.Context, o VerifyOptions) ([]VerifyResult, e
 
 func (d *Daemon) verifySink(ctx context.Context, s *sinkRunner, o VerifyOptions) VerifyResult {
 	res := VerifyResult{Sink: s.name}
-	switch {
-	case s.err != nil:
-		res.Err = s.err
-	case s.readErr != nil:
-		res.Err = s.readErr
-	}
-	if res.Err != nil {
+	if res.Err = s.readBackErr(); res.Err != nil {
 		return res
 	}
 	now := d.opts.Now()
@@ -177,4 +171,12 @@ func (d *Daemon) runVerify(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// readBackErr is why s cannot be read back: the sink failed to start, or its read-back did.
+func (s *sinkRunner) readBackErr() error {
+	if s.err != nil {
+		return s.err
+	}
+	return s.readErr
 }
